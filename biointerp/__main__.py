@@ -1,0 +1,3 @@
+from biointerp.cli import main
+
+main()
