@@ -1,0 +1,135 @@
+"""Reference access on the real BRCA1 region FASTA and on generated FASTAs."""
+
+from __future__ import annotations
+
+import os
+import random
+import stat
+
+import pysam
+import pytest
+
+from biointerp.genome import Genome, GenomeError, reverse_complement, variant_sequences
+
+
+def _raw_region(path, start_offset: int, n: int) -> str:
+    """Read the sequence body of a one-record FASTA without pyfaidx (independent check)."""
+    with open(path) as fh:
+        fh.readline()
+        body = "".join(line.strip() for line in fh)
+    return body[start_offset : start_offset + n]
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("BIOINTERP_CACHE", str(d))
+    return d
+
+
+def test_region_fasta_genome_coordinates(brca1_fasta, cache):
+    g = Genome(brca1_fasta)
+    assert g.contigs == ["chr17"]
+    assert g.bounds("chr17") == (41_100_001, 41_300_000)
+    assert g.resolve_contig("17") == "chr17" and g.resolve_contig("chr17") == "chr17"
+    assert g.resolve_contig("13") is None
+    # first bases, upper-cased (the file is soft-masked: lower case on disk)
+    raw = _raw_region(brca1_fasta, 0, 30)
+    assert raw != raw.upper()
+    assert g.fetch("17", 41_100_001, 41_100_030) == raw.upper()
+    # a position deep inside: genome position p is body index p - 41_100_001
+    p = 41_196_312
+    assert g.fetch("chr17", p, p + 9) == _raw_region(brca1_fasta, p - 41_100_001, 10).upper()
+    with pytest.raises(GenomeError, match="outside"):
+        g.fetch("chr17", 41_099_990, 41_100_005)
+    with pytest.raises(GenomeError, match="not in"):
+        g.fetch("chr13", 1, 10)
+
+
+def test_readonly_folder_index_goes_to_cache(brca1_fasta, cache):
+    folder = brca1_fasta.parent
+    writable = bool(folder.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    if writable:
+        pytest.skip("shared data folder is writable here")
+    before = set(os.listdir(folder))
+    g = Genome(brca1_fasta)
+    assert set(os.listdir(folder)) == before  # nothing written beside the read-only FASTA
+    assert str(g.index_path).startswith(str(cache)) and os.path.exists(g.index_path)
+
+
+def test_missing_fai_built_and_custom_index_dir(tmp_path, cache):
+    fa = tmp_path / "x.fa"
+    fa.write_text(">a\nACGTACGTAC\nGG\n")
+    g = Genome(fa)
+    assert (tmp_path / "x.fa.fai").exists() and g.fetch("a", 9, 12) == "ACGG"
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "y.fa").write_text(">b\nTTTTACGT\n")
+    os.chmod(ro, 0o555)
+    try:
+        g2 = Genome(ro / "y.fa", index_dir=tmp_path / "idx")
+        assert g2.fetch("b", 5, 8) == "ACGT"
+        assert (tmp_path / "idx" / "y.fa.fai").exists() and not (ro / "y.fa.fai").exists()
+        g3 = Genome(ro / "y.fa")  # no index_dir: read-only folder -> cache
+        assert str(g3.index_path).startswith(str(cache)) and not (ro / "y.fa.fai").exists()
+    finally:
+        os.chmod(ro, 0o755)
+
+
+def test_window_edges_shift_not_pad(brca1_fasta, cache):
+    g = Genome(brca1_fasta)
+    first, last = g.bounds("chr17")
+    mid = g.window("17", 41_200_000, 100, 100)
+    assert (mid.start, mid.offset, len(mid.seq)) == (41_199_900, 100, 200)
+    assert mid.seq == g.fetch("chr17", 41_199_900, 41_200_099)
+    left = g.window("chr17", first + 3, 100, 100)
+    assert left.start == first and left.offset == 3 and len(left.seq) == 200
+    right = g.window("chr17", last - 2, 100, 100)
+    assert right.end == last and len(right.seq) == 200 and right.seq[right.offset] == g.fetch("chr17", last - 2, last - 2)
+    big = g.window("chr17", 41_200_000, 300_000, 300_000)  # longer than the record: whole record
+    assert len(big.seq) == 200_000 and big.start == first and big.offset == 41_200_000 - first
+
+
+def test_reverse_complement_and_n_count(tmp_path):
+    fa = tmp_path / "n.fa"
+    fa.write_text(">c\nacgtNNNNacgt\n")
+    g = Genome(fa)
+    w = g.window("c", 6, 6, 6)
+    assert w.seq == "ACGTNNNNACGT" and w.n_count == 4
+    assert reverse_complement("ACGTN") == "NACGT"
+    rng = random.Random(0)
+    s = "".join(rng.choice("ACGTN") for _ in range(500))
+    assert reverse_complement(reverse_complement(s)) == s
+
+
+def test_variant_sequences_snv_and_indels(brca1_fasta, cache):
+    g = Genome(brca1_fasta)
+    pos = 41_200_000
+    base = g.fetch("chr17", pos, pos)
+    alt = "A" if base != "A" else "C"
+    vw = variant_sequences(g, "17", pos, base, alt, 50, 50)
+    assert vw.ref_seq[vw.offset] == base and vw.alt_seq[vw.offset] == alt
+    assert vw.ref_seq[: vw.offset] == vw.alt_seq[: vw.offset]
+    assert vw.ref_seq[vw.offset + 1 :] == vw.alt_seq[vw.offset + 1 :]
+    two = g.fetch("chr17", pos, pos + 1)
+    dele = variant_sequences(g, "chr17", pos, two, two[0], 50, 50)
+    assert len(dele.alt_seq) == len(dele.ref_seq) == 100
+    assert dele.alt_seq == dele.ref_seq[: dele.offset + 1] + g.fetch("chr17", pos + 2, pos + 50)
+    ins = variant_sequences(g, "chr17", pos, base, base + "GG", 50, 50)
+    assert ins.alt_seq[ins.offset : ins.alt_end] == base + "GG" and len(ins.alt_seq) == 100
+    with pytest.raises(GenomeError, match="disagrees"):
+        variant_sequences(g, "chr17", pos, alt, base, 50, 50)
+
+
+def test_bgzip_fasta_and_plain_gzip_refused(tmp_path):
+    fa = tmp_path / "b.fa"
+    fa.write_text(">chr1:101-120\nACGTACGTAC\nTTTTTGGGGG\n")
+    pysam.tabix_compress(str(fa), str(tmp_path / "b.fa.gz"))
+    g = Genome(tmp_path / "b.fa.gz")
+    assert g.bounds("1") == (101, 120) and g.fetch("chr1", 110, 112) == "CTT"
+    import gzip
+
+    with open(fa, "rb") as src, gzip.open(tmp_path / "plain.fa.gz", "wb") as dst:
+        dst.write(src.read())
+    with pytest.raises(GenomeError, match="bgzip"):
+        Genome(tmp_path / "plain.fa.gz")
