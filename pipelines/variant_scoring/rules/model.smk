@@ -1,0 +1,83 @@
+# Model jobs, one per shard: zero-shot scores and activation harvest.
+# Reused as is by probe_training (include). These are the GPU jobs.
+
+
+rule score_shard:
+    input:
+        fasta=config["fasta"],
+        variants=f"{OUT}/variants/checked.parquet",
+    output:
+        f"{OUT}/shards/scores.{{shard}}.h5ad",
+    params:
+        model=config["model"],
+        device=config["device"],
+        window=config["score"]["window"],
+        reduce=config["score"]["reduce"],
+        strand=config["score"]["strand"],
+        n_shards=config["n_shards"],
+        extra=config["score"]["extra"],
+    log:
+        f"{OUT}/logs/score.{{shard}}.log",
+    wildcard_constraints:
+        shard=r"\d+",
+    threads: res("model", "threads")
+    retries: config["retries"]
+    resources:
+        gpu=res("model", "gpu"),
+        mem_mb=res("model", "mem_mb"),
+        runtime=res("model", "runtime"),
+    conda:
+        "../envs/biointerp.yaml"
+    shell:
+        "biointerp score --model {params.model} --device {params.device} "
+        "--fasta {input.fasta} --variants {input.variants} --out {output} "
+        "--window {params.window} --reduce {params.reduce} --strand {params.strand} "
+        "--shard {wildcards.shard} --n-shards {params.n_shards} {params.extra} > {log} 2>&1"
+
+
+rule harvest_shard:
+    input:
+        fasta=config["fasta"],
+        variants=f"{OUT}/variants/checked.parquet",
+    output:
+        directory(f"{OUT}/shards/store.{{shard}}"),
+    params:
+        model=config["model"],
+        device=config["device"],
+        layers=layer_args(),
+        view=config["harvest"]["view"],
+        n_shards=config["n_shards"],
+        extra=config["harvest"]["extra"],
+    log:
+        f"{OUT}/logs/harvest.{{shard}}.log",
+    wildcard_constraints:
+        shard=r"\d+",
+    threads: res("model", "threads")
+    retries: config["retries"]
+    resources:
+        gpu=res("model", "gpu"),
+        mem_mb=res("model", "mem_mb"),
+        runtime=res("model", "runtime"),
+    conda:
+        "../envs/biointerp.yaml"
+    shell:
+        "biointerp harvest --model {params.model} --device {params.device} "
+        "--fasta {input.fasta} --variants {input.variants} {params.layers} "
+        "--view {params.view} --store {output} "
+        "--shard {wildcards.shard} --n-shards {params.n_shards} {params.extra} > {log} 2>&1"
+
+
+rule merge_scores:
+    input:
+        shard_scores(),
+    output:
+        f"{OUT}/scores.zeroshot.h5ad",
+    log:
+        f"{OUT}/logs/merge_scores.log",
+    resources:
+        mem_mb=res("light", "mem_mb"),
+        runtime=res("light", "runtime"),
+    conda:
+        "../envs/biointerp.yaml"
+    shell:
+        "biointerp tables merge {input} --out {output} > {log} 2>&1"

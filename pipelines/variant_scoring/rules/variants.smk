@@ -1,0 +1,55 @@
+# Inputs: optional synthetic genome + variants, then the checked variant table.
+
+
+if config["synthetic"]["enabled"]:
+
+    rule synth_inputs:
+        output:
+            fasta=config["fasta"],
+            variants=config["variants"],
+        params:
+            seed=config["synthetic"]["seed"],
+            extra=config["synthetic"]["extra"],
+        log:
+            f"{OUT}/logs/synth_inputs.log",
+        conda:
+            "../envs/biointerp.yaml"
+        shell:
+            "biointerp synth genome --seed {params.seed} --fasta {output.fasta} "
+            "--vcf {output.variants} {params.extra} > {log} 2>&1"
+
+
+rule check_variants:
+    input:
+        fasta=config["fasta"],
+        variants=config["variants"],
+    output:
+        f"{OUT}/variants/checked.parquet",
+    params:
+        info=info_args(),
+    log:
+        f"{OUT}/logs/check_variants.log",
+    threads: 1
+    resources:
+        mem_mb=res("light", "mem_mb"),
+        runtime=res("light", "runtime"),
+    conda:
+        "../envs/biointerp.yaml"
+    shell:
+        "biointerp variants check --fasta {input.fasta} --vcf {input.variants} "
+        "{params.info} --out {output} > {log} 2>&1"
+
+
+rule label_variants:
+    input:
+        f"{OUT}/variants/checked.parquet",
+    output:
+        f"{OUT}/variants/labelled.parquet",
+    params:
+        labels=lambda wc: json.dumps(config["labels"]),
+    log:
+        f"{OUT}/logs/label_variants.log",
+    conda:
+        "../envs/biointerp.yaml"
+    shell:
+        "biointerp pipeline labels {input} --out {output} --spec {params.labels:q} > {log} 2>&1"
