@@ -1,0 +1,99 @@
+# Split labelled variants, train probes on the harvested activations, evaluate.
+
+
+rule split_variants:
+    input:
+        f"{OUT}/variants/labelled.parquet",
+    output:
+        f"{OUT}/variants/split.parquet",
+    params:
+        by=config["split"]["by"],
+        column=config["split"]["column"] or "",
+        test_fraction=config["split"]["test_fraction"],
+        seed=config["split"]["seed"],
+    log:
+        f"{OUT}/logs/split_variants.log",
+    resources:
+        mem_mb=res("light", "mem_mb"),
+        runtime=res("light", "runtime"),
+    conda:
+        "../../variant_scoring/envs/biointerp.yaml"
+    shell:
+        "biointerp pipeline split {input} --by {params.by} --column {params.column:q} "
+        "--test-fraction {params.test_fraction} --seed {params.seed} --out {output} > {log} 2>&1"
+
+
+rule train_probe:
+    input:
+        labels=f"{OUT}/variants/split.parquet",
+        stores=shard_stores(),
+    output:
+        f"{OUT}/probes/{{kind}}.safetensors",
+    params:
+        stores=lambda wc, input: " ".join(f"--store {s}" for s in input.stores),
+        extra=lambda wc: config["train"]["extra"].get(wc.kind, ""),
+    log:
+        f"{OUT}/logs/train_probe.{{kind}}.log",
+    wildcard_constraints:
+        kind="linear|covariance",
+    threads: res("train", "threads")
+    resources:
+        gpu=res("train", "gpu"),
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
+    conda:
+        "../../variant_scoring/envs/biointerp.yaml"
+    shell:
+        "biointerp probe train --kind {wildcards.kind} {params.stores} "
+        "--labels {input.labels} --label-column label --split-column split "
+        "--out {output} {params.extra} > {log} 2>&1"
+
+
+rule evaluate_probe:
+    input:
+        probe=f"{OUT}/probes/{{kind}}.safetensors",
+        labels=f"{OUT}/variants/split.parquet",
+        stores=shard_stores(),
+    output:
+        f"{OUT}/eval/{{kind}}.json",
+    params:
+        stores=lambda wc, input: " ".join(f"--store {s}" for s in input.stores),
+        n_boot=config["evaluate"]["n_boot"],
+    log:
+        f"{OUT}/logs/evaluate_probe.{{kind}}.log",
+    wildcard_constraints:
+        kind="linear|covariance",
+    threads: res("model", "threads")
+    resources:
+        mem_mb=res("model", "mem_mb"),
+        runtime=res("model", "runtime"),
+    conda:
+        "../../variant_scoring/envs/biointerp.yaml"
+    shell:
+        "biointerp probe evaluate --probe {input.probe} {params.stores} "
+        "--labels {input.labels} --label-column label --split-column split --split test "
+        "--n-boot {params.n_boot} --out {output} > {log} 2>&1"
+
+
+rule training_report:
+    input:
+        evals=expand(f"{OUT}/eval/{{kind}}.json", kind=KINDS),
+        labels=f"{OUT}/variants/split.parquet",
+        zeroshot=f"{OUT}/scores.zeroshot.h5ad" if config["score"]["enabled"] else [],
+    output:
+        report=f"{OUT}/report/report.md",
+        summary=f"{OUT}/report/summary.tsv",
+    params:
+        outdir=lambda wc, output: str(Path(output.report).parent),
+        zeroshot=lambda wc, input: f"--scores {input.zeroshot}" if input.zeroshot else "",
+        n_boot=config["evaluate"]["n_boot"],
+    log:
+        f"{OUT}/logs/report.log",
+    resources:
+        mem_mb=res("light", "mem_mb"),
+        runtime=res("light", "runtime"),
+    conda:
+        "../../variant_scoring/envs/biointerp.yaml"
+    shell:
+        "biointerp pipeline training-report {input.evals} --labels {input.labels} "
+        "{params.zeroshot} --n-boot {params.n_boot} --out-dir {params.outdir} > {log} 2>&1"
