@@ -1,0 +1,262 @@
+"""Read-only access to a variant database: exact, region, gene and rsID look-ups."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from biointerp.db.evee import BASE_COLUMNS, q
+from biointerp.variants import contig_aliases, parse_variant_id
+
+_REGION_RE = re.compile(r"^\s*([A-Za-z0-9_.]{1,64})(?::([\d,]{1,15})(?:-([\d,]{1,15}))?)?\s*$")
+_RSID_RE = re.compile(r"^rs\d{1,12}$", re.IGNORECASE)
+_GENE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@/-]{0,63}$")
+
+
+class QueryError(ValueError):
+    """Bad query input (malformed id, region, gene name, limits)."""
+
+
+@dataclass
+class Result:
+    """Columns and rows of a query (cheap; ``.frame()`` converts to pandas)."""
+
+    columns: list[str]
+    rows: list[tuple]
+    truncated: bool = False
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame.from_records(self.rows, columns=self.columns)
+
+    def records(self) -> list[dict]:
+        return [dict(zip(self.columns, r)) for r in self.rows]
+
+
+def parse_region(text: str) -> tuple[str, int | None, int | None]:
+    """``chr17:43,000,000-43,100,000`` -> ``("chr17", 43000000, 43100000)`` (1-based, inclusive).
+
+    ``chr17:5`` is one position, ``chr17`` the whole contig (start/end ``None``).
+    """
+    m = _REGION_RE.match(text or "")
+    if not m:
+        raise QueryError(f"not a region: {text[:80]!r}; expected chrom:start-end, e.g. chr17:43044295-43125483")
+    chrom, a, b = m.group(1), m.group(2), m.group(3)
+    if a is None:
+        return chrom, None, None
+    start = int(a.replace(",", ""))
+    end = int(b.replace(",", "")) if b else start
+    if start < 1 or end < start:
+        raise QueryError(f"bad region {text[:80]!r}: need 1 <= start <= end (1-based, inclusive)")
+    return chrom, start, end
+
+
+class VariantDB:
+    """A variant database opened read-only. Thread-safe: each thread gets its own cursor.
+
+    Every look-up returns a :class:`Result`; :meth:`query` mirrors the CLI and
+    returns a DataFrame.
+    """
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such database; build one with `biointerp db build`")
+        self.path = path
+        self._con = duckdb.connect(str(path), read_only=True)
+        self._local = threading.local()
+        try:
+            self.metadata = {k: json.loads(v) for k, v in self._con.execute("SELECT key, value FROM metadata").fetchall()}
+        except duckdb.Error as err:
+            raise ValueError(f"{path} is not a biointerp variant database ({err})") from None
+        self.heads: list[str] = list(self.metadata.get("heads", []))
+        self.base_columns = list(BASE_COLUMNS)
+        self.contigs = {c: r for c, r in self._con.execute("SELECT chrom, rank FROM contigs").fetchall()}
+        self._alias = {}
+        for c in self.contigs:
+            for a in contig_aliases(c):
+                self._alias.setdefault(a.lower(), c)
+
+    # -- plumbing -----------------------------------------------------------------------
+    def _cur(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            cur = self._local.cur = self._con.cursor()
+        return cur
+
+    def _run(self, sql: str, params: list) -> Result:
+        cur = self._cur()
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+        return Result([d[0] for d in cur.description], rows)
+
+    def _cols(self, heads: bool | list[str] = True) -> str:
+        cols = list(self.base_columns)
+        if heads is True:
+            cols += self.heads
+        elif heads:
+            unknown = [h for h in heads if h not in self.heads]
+            if unknown:
+                raise QueryError(f"unknown head columns {unknown[:5]}; available e.g. {self.heads[:5]}")
+            cols += list(heads)
+        return ", ".join(q(c) for c in cols)
+
+    def resolve_contig(self, name: str) -> str | None:
+        """Contig name as stored, for any alias (chr17/17, chrM/MT), else ``None``."""
+        for a in contig_aliases(name):
+            hit = self._alias.get(a.lower())
+            if hit is not None:
+                return hit
+        return None
+
+    def _key(self, chrom: str, pos: int) -> int:
+        return self.contigs[chrom] * 4294967296 + pos
+
+    @staticmethod
+    def _score_filter(min_score: float | None, max_score: float | None) -> tuple[str, list]:
+        sql, params = "", []
+        if min_score is not None:
+            sql += " AND score >= ?"
+            params.append(float(min_score))
+        if max_score is not None:
+            sql += " AND score <= ?"
+            params.append(float(max_score))
+        return sql, params
+
+    # -- look-ups -------------------------------------------------------------------------
+    def lookup(self, variant_id: str, zero_based: bool = False, heads: bool | list[str] = True) -> Result:
+        """Rows for one variant id in any accepted form (``chr17:43045712:T:C``, ``17-43045712-T-C``...)."""
+        try:
+            chrom, pos, ref, alt = parse_variant_id(variant_id, zero_based=zero_based)
+        except ValueError as err:
+            raise QueryError(str(err)) from None
+        if pos > 2**31 - 1:
+            raise QueryError(f"position out of range in {variant_id[:80]!r}")
+        c = self.resolve_contig(chrom)
+        if c is None:
+            return Result(self._colnames(heads), [])
+        res = self._run(f"SELECT {self._cols(heads)} FROM variants WHERE key = ?", [self._key(c, pos)])
+        i_ref, i_alt = res.columns.index("ref"), res.columns.index("alt")
+        res.rows = [r for r in res.rows if r[i_ref] == ref and r[i_alt] == alt]
+        return res
+
+    def _colnames(self, heads) -> list[str]:
+        return [c.strip('"') for c in self._cols(heads).split(", ")]
+
+    def region(self, region: str, *, min_score: float | None = None, max_score: float | None = None,
+               limit: int | None = None, max_bp: int | None = None, heads: bool | list[str] = True) -> Result:
+        """Variants with ``start <= pos <= end`` on a contig, in position order."""
+        chrom, start, end = parse_region(region)
+        c = self.resolve_contig(chrom)
+        if start is None:
+            start, end = 1, 2**31 - 1
+        if max_bp is not None and end - start + 1 > max_bp:
+            raise QueryError(f"region spans {end - start + 1:,} bp; the limit is {max_bp:,} bp; split it")
+        if c is None:
+            return Result(self._colnames(heads), [])
+        fsql, fparams = self._score_filter(min_score, max_score)
+        return self._limited(
+            f"SELECT {self._cols(heads)} FROM variants WHERE key BETWEEN ? AND ?{fsql} ORDER BY key, ref, alt",
+            [self._key(c, start), self._key(c, min(end, 2**31 - 1)), *fparams], limit)
+
+    def _limited(self, sql: str, params: list, limit: int | None) -> Result:
+        if limit is None:
+            return self._run(sql, params)
+        res = self._run(sql + " LIMIT ?", [*params, int(limit) + 1])
+        if len(res.rows) > limit:
+            res.rows, res.truncated = res.rows[:limit], True
+        return res
+
+    def gene(self, gene: str, *, top: int | None = None, min_score: float | None = None,
+             max_score: float | None = None, limit: int | None = None, heads: bool | list[str] = True) -> Result:
+        """A gene's variants; ``top=N`` gives the N highest scores (NULL last), else position order."""
+        if not _GENE_RE.match(gene or ""):
+            raise QueryError(f"not a gene symbol: {gene[:80]!r}")
+        spans = self._run("SELECT gene, key_start, key_end FROM genes WHERE gene_upper = ?", [gene.upper()]).rows
+        exact = [s for s in spans if s[0] == gene]
+        spans = exact or spans
+        if not spans:
+            return Result(self._colnames(heads), [])
+        name = spans[0][0]
+        where = " OR ".join("key BETWEEN ? AND ?" for _ in spans)
+        params: list = [x for s in spans for x in s[1:]]
+        fsql, fparams = self._score_filter(min_score, max_score)
+        order = "score DESC NULLS LAST, key" if top else "key, ref, alt"
+        sql = f"SELECT {self._cols(heads)} FROM variants WHERE ({where}) AND gene = ?{fsql} ORDER BY {order}"
+        return self._limited(sql, [*params, name, *fparams], top or limit)
+
+    def rsid(self, rsid: str, heads: bool | list[str] = True) -> Result:
+        """Rows carrying dbSNP id ``rsid`` (``rs123``)."""
+        if not _RSID_RE.match(rsid or ""):
+            raise QueryError(f"not an rsID: {rsid[:80]!r}; expected rs<digits>")
+        keys = [r[0] for r in self._run("SELECT key FROM rsids WHERE rsid = ?", [rsid.lower()]).rows]
+        if not keys:
+            return Result(self._colnames(heads), [])
+        res = self._run(f"SELECT {self._cols(heads)} FROM variants WHERE key IN (SELECT unnest(?::BIGINT[]))", [keys])
+        i = res.columns.index("rsid")
+        res.rows = [r for r in res.rows if r[i] and rsid.lower() in [x.strip().lower() for x in r[i].split(";")]]
+        return res
+
+    def search(self, text: str, *, limit: int = 100, max_bp: int | None = None,
+               heads: bool | list[str] = False) -> tuple[str, Result]:
+        """Guess what ``text`` is (variant id, rsID, region, gene) and look it up. Returns ``(kind, result)``."""
+        text = (text or "").strip()
+        if not text or len(text) > 200:
+            raise QueryError("search text must be 1-200 characters")
+        if _RSID_RE.match(text):
+            return "rsid", self.rsid(text, heads=heads)
+        try:
+            parse_variant_id(text)
+            return "variant", self.lookup(text, heads=heads)
+        except (ValueError, QueryError):
+            pass
+        if ":" in text:
+            return "region", self.region(text, limit=limit, max_bp=max_bp, heads=heads)
+        return "gene", self.gene(text, limit=limit, heads=heads)
+
+    def query(self, variant: str | None = None, *, region: str | None = None, gene: str | None = None,
+              rsid: str | None = None, top: int | None = None, min_score: float | None = None,
+              max_score: float | None = None, zero_based: bool = False, heads: bool | list[str] = True,
+              limit: int | None = None) -> pd.DataFrame:
+        """One look-up, as a DataFrame (mirrors ``biointerp db query``). Give exactly one of
+        ``variant``, ``region``, ``gene``, ``rsid``."""
+        given = [k for k, v in dict(variant=variant, region=region, gene=gene, rsid=rsid).items() if v]
+        if len(given) != 1:
+            raise QueryError(f"give exactly one of variant, region, gene, rsid (got {given or 'none'})")
+        if variant:
+            res = self.lookup(variant, zero_based=zero_based, heads=heads)
+            df = res.frame()
+            if min_score is not None:
+                df = df[df["score"] >= min_score]
+            if max_score is not None:
+                df = df[df["score"] <= max_score]
+            return df.reset_index(drop=True)
+        if region:
+            res = self.region(region, min_score=min_score, max_score=max_score, limit=limit, heads=heads)
+        elif gene:
+            res = self.gene(gene, top=top, min_score=min_score, max_score=max_score, limit=limit, heads=heads)
+        else:
+            res = self.rsid(rsid, heads=heads)
+        return res.frame()
+
+    def count(self) -> int:
+        return self._run("SELECT count(*) FROM variants", []).rows[0][0]
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> VariantDB:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_db(path: str | Path) -> VariantDB:
+    """Open a variant database read-only."""
+    return VariantDB(path)
