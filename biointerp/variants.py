@@ -56,3 +56,648 @@ def contig_aliases(name: str) -> list[str]:
         if c not in out:
             out.append(c)
     return out
+
+
+# ---------------------------------------------------------------------------
+# Reading variant tables
+# ---------------------------------------------------------------------------
+
+import gzip  # noqa: E402
+import io  # noqa: E402
+import zlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from biointerp.genome import Genome
+
+#: Every status a variant row can carry (``ok`` first).
+STATUSES: tuple[str, ...] = (
+    "ok", "ref_mismatch", "unknown_contig", "out_of_bounds",
+    "symbolic_allele", "too_long", "invalid_allele", "duplicate",
+)
+
+#: Default maximum REF/ALT length; longer alleles get ``too_long``.
+MAX_ALLELE_LEN = 1000
+
+#: Leading output columns, in order.
+CORE_COLUMNS: tuple[str, ...] = (
+    "variant_id", "chrom", "pos", "ref", "alt", "status", "status_detail", "record", "alt_index",
+    "input_chrom", "input_pos", "input_ref", "input_alt", "gene", "rsid",
+)
+
+_ALLELE_RE = r"^[ACGTN]+$"
+_REGION_ARG_RE = re.compile(r"^\s*([^:\s]+)(?::([0-9,]+)(?:-([0-9,]+))?)?\s*$")
+
+
+class VariantInputError(ValueError):
+    """A variant file cannot be read; the message names the file (and line) and what to do."""
+
+
+def parse_region(text: str) -> tuple[str, int, int]:
+    """``chr17:41100001-41300000`` -> ``("chr17", 41100001, 41300000)`` (1-based inclusive).
+
+    ``chr17`` alone means the whole contig; ``chr17:100`` a single position.
+    """
+    m = _REGION_ARG_RE.match(text or "")
+    if not m:
+        raise ValueError(f"not a region: {text!r}; expected chrom:start-end, e.g. chr17:41100001-41300000")
+    chrom = m.group(1)
+    start = int(m.group(2).replace(",", "")) if m.group(2) else 1
+    end = int(m.group(3).replace(",", "")) if m.group(3) else (start if m.group(2) else 2**62)
+    if start < 1 or end < start:
+        raise ValueError(f"bad region {text!r}: need 1 <= start <= end")
+    return chrom, start, end
+
+
+# -- file reading --------------------------------------------------------------
+
+def _open_text(path: Path) -> str:
+    """Whole file as text, transparently gunzipping (gzip or bgzip)."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise VariantInputError(
+                f"{path}: the compressed file is truncated or corrupt ({err}); re-download or "
+                "re-create it (bgzip file.vcf)") from err
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise VariantInputError(f"{path}: line {line}: not UTF-8 text ({err.reason}); is this really a "
+                                "VCF/TSV file?") from err
+
+
+def _info_header(header_lines: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """INFO ID -> (Number, Type) from ``##INFO=<...>`` lines."""
+    out = {}
+    for h in header_lines:
+        if h.startswith("##INFO=<"):
+            d = dict(re.findall(r'(\w+)=("[^"]*"|[^,>]*)', h[8:]))
+            if "ID" in d:
+                out[d["ID"]] = (d.get("Number", "."), d.get("Type", "String"))
+    return out
+
+
+def _vcf_text_frame(text: str, path: Path, region: tuple[str, int, int] | None) -> tuple[pd.DataFrame, dict]:
+    """Parse VCF text into a raw frame (one row per record)."""
+    if not text.strip():
+        raise VariantInputError(f"{path}: empty file (no VCF header, no records)")
+    lines = text.split("\n")
+    header: list[str] = []
+    i = 0
+    while i < len(lines) and lines[i].startswith("##"):
+        header.append(lines[i].rstrip("\r"))
+        i += 1
+    if i >= len(lines) or not lines[i].startswith("#CHROM"):
+        raise VariantInputError(
+            f"{path}: line {i + 1}: expected the '#CHROM POS ID REF ALT QUAL FILTER INFO' header line; "
+            "this is not a VCF (for a table use .tsv/.csv with chrom, pos, ref, alt columns)")
+    ncols = lines[i].rstrip("\r").count("\t") + 1
+    if ncols < 8:
+        raise VariantInputError(f"{path}: line {i + 1}: the #CHROM header has {ncols} tab-separated "
+                                "columns, a VCF needs at least 8 (is it space-separated?)")
+    first = i + 1
+    chrom, pos, ids, ref, alt, info, lineno = [], [], [], [], [], [], []
+    rchrom = None
+    if region is not None:
+        rchrom = set(contig_aliases(region[0]))
+    for n, line in enumerate(lines[first:], start=first + 1):
+        if not line or line == "\r":
+            continue
+        parts = line.rstrip("\r").split("\t")
+        if len(parts) != ncols:
+            if len(parts) < 8 or len(parts) != ncols:
+                what = "truncated?" if n == len(lines) else "check the separators (tabs) on that line"
+                raise VariantInputError(
+                    f"{path}: line {n}: expected {ncols} tab-separated columns as in the #CHROM header, "
+                    f"found {len(parts)} ({what})")
+        if rchrom is not None and parts[0] not in rchrom:
+            continue
+        chrom.append(parts[0]); pos.append(parts[1]); ids.append(parts[2])  # noqa: E702
+        ref.append(parts[3]); alt.append(parts[4]); info.append(parts[7]); lineno.append(n)  # noqa: E702
+    df = pd.DataFrame({"chrom": chrom, "pos": pos, "id": ids, "ref": ref, "alt": alt, "info": info,
+                       "line": np.asarray(lineno, dtype=np.int64)})
+    df["pos"] = _int_column(df["pos"], df["line"], path, "POS")
+    return df, _info_header(header)
+
+
+def _int_column(s: pd.Series, where: pd.Series, path: Path, name: str, what: str = "line") -> pd.Series:
+    num = pd.to_numeric(s, errors="coerce")
+    bad = num.isna() | (num != np.floor(num))
+    if bad.any():
+        k = int(np.flatnonzero(bad.to_numpy())[0])
+        raise VariantInputError(f"{path}: {what} {int(where.iloc[k])}: {name} {s.iloc[k]!r} is not an "
+                                "integer position")
+    return num.astype(np.int64)
+
+
+def _read_bcf(path: Path, region: tuple[str, int, int] | None) -> tuple[pd.DataFrame, dict]:
+    """BCF (or any pysam-readable variant file) -> VCF text -> raw frame."""
+    import pysam
+
+    try:
+        vf = pysam.VariantFile(str(path))
+    except (ValueError, OSError) as err:
+        raise VariantInputError(f"{path}: pysam cannot open it as VCF/BCF ({err})") from err
+    with vf:
+        body = [str(vf.header).rstrip("\n")]
+        try:
+            for rec in vf:
+                body.append(str(rec).rstrip("\n"))
+        except (ValueError, OSError) as err:
+            raise VariantInputError(f"{path}: record {len(body)}: unreadable ({err}); the file may be "
+                                    "truncated") from err
+    return _vcf_text_frame("\n".join(body) + "\n", path, region)
+
+
+_COLS = {
+    "chrom": ("chrom", "#chrom", "chr", "chromosome", "contig", "seqname", "chrom_name"),
+    "pos": ("pos", "position", "start", "pos_1based", "bp"),
+    "ref": ("ref", "reference", "ref_allele", "reference_allele"),
+    "alt": ("alt", "alternate", "alt_allele", "alternate_allele", "alts"),
+}
+
+
+def _read_table(path: Path, region: tuple[str, int, int] | None) -> pd.DataFrame:
+    """TSV/CSV/Parquet with chrom/pos/ref/alt (or variant_id) columns -> raw frame."""
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            df = pd.read_parquet(path)
+        else:
+            sep = "," if name.endswith((".csv", ".csv.gz")) else "\t"
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+                             comment=None)
+    except pd.errors.EmptyDataError as err:
+        raise VariantInputError(f"{path}: empty file (expected a header with chrom, pos, ref, alt)") from err
+    except pd.errors.ParserError as err:
+        raise VariantInputError(f"{path}: malformed table ({err}); every row needs the header's "
+                                "number of columns") from err
+    except (OSError, ValueError) as err:
+        raise VariantInputError(f"{path}: cannot read the table ({err})") from err
+    lower = {str(c).lower(): c for c in df.columns}
+    found = {k: next((lower[a] for a in al if a in lower), None) for k, al in _COLS.items()}
+    out = pd.DataFrame(index=df.index)
+    if all(found.values()):
+        for k, c in found.items():
+            out[k] = df[c].astype("string").fillna("").astype(str) if k != "pos" else df[c]
+        used = set(found.values())
+    elif "variant_id" in lower:
+        c = lower["variant_id"]
+        parsed = []
+        for k, text in enumerate(df[c].astype(str)):
+            try:
+                parsed.append(parse_variant_id(text))
+            except ValueError as err:
+                raise VariantInputError(f"{path}: row {k + 1}: {err}") from err
+        out[["chrom", "pos", "ref", "alt"]] = pd.DataFrame(parsed, index=df.index)
+        used = {c}
+    else:
+        raise VariantInputError(
+            f"{path}: no variant columns found (have: {', '.join(map(str, df.columns[:12]))}); "
+            "expected chrom, pos, ref, alt columns (or a variant_id column like chr17:43045712:T:C)")
+    out["line"] = np.arange(2, len(df) + 2, dtype=np.int64) if not name.endswith((".parquet", ".pq")) \
+        else np.arange(1, len(df) + 1, dtype=np.int64)
+    out["chrom"] = out["chrom"].astype(str)
+    out["pos"] = _int_column(out["pos"], out["line"], path, "pos",
+                             what="row" if name.endswith((".parquet", ".pq")) else "line")
+    out["id"] = df[lower["id"]].astype(str) if "id" in lower and lower["id"] not in used else "."
+    for c in df.columns:
+        if c in used or str(c).lower() == "id":
+            continue
+        key = str(c)
+        if key in ("gene", "rsid", "label", "consequence", "split") or key not in CORE_COLUMNS + ("line",):
+            out[key] = df[c]
+        else:
+            out["input_" + key] = df[c]
+    if region is not None:
+        out = out[out["chrom"].isin(contig_aliases(region[0]))]
+    return out.reset_index(drop=True)
+
+
+def _tabix_region(path: Path, region: tuple[str, int, int]) -> str | None:
+    """Header + records of ``region`` via the tabix index, or None when there is no index."""
+    import pysam
+
+    if not (Path(str(path) + ".tbi").exists() or Path(str(path) + ".csi").exists()):
+        return None
+    try:
+        tbx = pysam.TabixFile(str(path), encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    with tbx:
+        contig = next((a for a in contig_aliases(region[0]) if a in tbx.contigs), None)
+        head = "\n".join(tbx.header)
+        rows = [] if contig is None else list(tbx.fetch(contig, region[1] - 1, region[2]))
+    return head + "\n" + "\n".join(rows) + ("\n" if rows else "")
+
+
+# -- INFO columns ----------------------------------------------------------------
+
+def _info_column(info: pd.Series, key: str, number: str, vtype: str, alt_index: pd.Series,
+                 arr=None) -> pd.Series:
+    """Value of INFO ``key`` per (exploded) row; Number=A/R values split per ALT.
+
+    Uses pyarrow's RE2 kernels (vectorised C++), not a Python loop.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if arr is None:
+        arr = pa.array(info.to_numpy(dtype=object), type=pa.string())
+    k = re.escape(key)
+    if vtype == "Flag":
+        return pd.Series(pc.match_substring_regex(arr, rf"(?:^|;){k}(?:;|=|$)").to_numpy(zero_copy_only=False),
+                         index=info.index)
+    got = pc.extract_regex(arr, rf"(?:^|;){k}=(?P<v>[^;]*)")
+    vals = pd.Series(got.field("v").to_pandas().to_numpy(dtype=object), index=info.index)
+    vals[~got.is_valid().to_numpy(zero_copy_only=False)] = None  # no match: the struct is null
+    if number in ("A", "R") and vals.notna().any():
+        shift = 1 if number == "R" else 0
+        parts = vals.str.split(",")
+        vals = pd.Series([p[i + shift] if isinstance(p, list) and i + shift < len(p) else None
+                          for p, i in zip(parts, alt_index)], index=info.index, dtype=object)
+    if vtype in ("Integer", "Float") and number in ("1", "A", "R"):
+        return pd.to_numeric(vals, errors="coerce")
+    return vals.where(vals.notna(), None)
+
+
+# -- normalisation ---------------------------------------------------------------
+
+def _trim(pos: int, ref: str, alt: str) -> tuple[int, str, str]:
+    """Parsimony without a reference: drop shared suffix, then shared prefix, keeping 1 base."""
+    while len(ref) > 1 and len(alt) > 1 and ref[-1] == alt[-1]:
+        ref, alt = ref[:-1], alt[:-1]
+    while len(ref) > 1 and len(alt) > 1 and ref[0] == alt[0]:
+        ref, alt, pos = ref[1:], alt[1:], pos + 1
+    return pos, ref, alt
+
+
+def _left_normalise(pos: int, ref: str, alt: str, base_at: Callable[[int], str | None]) -> tuple[int, str, str]:
+    """Left-align and trim a VCF-anchored variant (Tan et al. 2015) against the reference."""
+    while True:
+        changed = False
+        if ref[-1] == alt[-1] and (len(ref) > 1 and len(alt) > 1 or base_at(pos - 1)):
+            ref, alt = ref[:-1], alt[:-1]
+            changed = True
+        if not ref or not alt:
+            b = base_at(pos - 1)
+            assert b is not None
+            ref, alt, pos = b + ref, b + alt, pos - 1
+            changed = True
+        if not changed:
+            break
+    while len(ref) > 1 and len(alt) > 1 and ref[0] == alt[0]:
+        ref, alt, pos = ref[1:], alt[1:], pos + 1
+    return pos, ref, alt
+
+
+# -- main entry point -----------------------------------------------------------
+
+def read_variants(
+    path: str | Path,
+    genome: "Genome | str | Path | None" = None,
+    info_fields: Iterable[str] = (),
+    max_allele_len: int = MAX_ALLELE_LEN,
+    region: str | tuple[str, int, int] | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Read VCF/BCF/TSV/CSV/Parquet into one normalised variant table.
+
+    Parameters
+    ----------
+    path
+        ``.vcf``, ``.vcf.gz`` (gzip or bgzip), ``.bcf``, ``.tsv``/``.txt``/``.csv``
+        (optionally ``.gz``) or ``.parquet`` with chrom/pos/ref/alt (or
+        ``variant_id``) columns.
+    genome
+        A :class:`biointerp.genome.Genome` (or a FASTA path). With it contigs are
+        renamed to the reference's names, REF is checked, indels are
+        left-normalised and bounds are checked. Without it alleles are only
+        trimmed and contigs keep their input names.
+    info_fields
+        INFO keys kept as columns (VCF); Number=A values are split per ALT.
+        ``GOLD_STARS`` missing from a record is derived from ``REVIEW_STATUS``.
+    max_allele_len
+        REF or ALT longer than this gets status ``too_long``.
+    region
+        ``chrom:start-end`` (1-based inclusive; aliases accepted): keep only
+        records whose POS lies inside (tabix index used when present).
+
+    Returns
+    -------
+    DataFrame, one row per (record, ALT), in input order, columns
+    :data:`CORE_COLUMNS` + requested INFO keys; ``status`` is one of
+    :data:`STATUSES` and ``status_detail`` says why. ``record`` is the 1-based
+    record number in the input (in ``region`` when one is given).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VariantInputError(f"variant file not found: {path}")
+    if path.is_dir():
+        raise VariantInputError(f"{path} is a folder; pass a VCF/TSV/Parquet file")
+    if path.stat().st_size == 0:
+        raise VariantInputError(f"{path}: empty file (no header, no records)")
+    if isinstance(region, str):
+        region = parse_region(region)
+    if genome is not None and not hasattr(genome, "resolve_contig"):
+        from biointerp.genome import Genome
+
+        genome = Genome(genome)
+    info_fields = list(dict.fromkeys(info_fields))
+
+    name = path.name.lower()
+    info_defs: dict = {}
+    is_vcf = False
+    if name.endswith(".bcf"):
+        raw, info_defs = _read_bcf(path, region)
+        is_vcf = True
+    elif name.endswith((".vcf", ".vcf.gz", ".vcf.bgz", ".vcf.bgzf")):
+        text = _tabix_region(path, region) if region is not None else None
+        raw, info_defs = _vcf_text_frame(text if text is not None else _open_text(path), path, region)
+        is_vcf = True
+    elif name.endswith((".tsv", ".tsv.gz", ".txt", ".txt.gz", ".csv", ".csv.gz", ".parquet", ".pq")):
+        raw = _read_table(path, region)
+    else:
+        raise VariantInputError(f"{path}: unknown variant file type; use .vcf, .vcf.gz, .bcf, .tsv, "
+                                ".csv or .parquet")
+    if region is not None:
+        raw = raw[(raw["pos"] >= region[1]) & (raw["pos"] <= region[2])]
+    raw = raw.reset_index(drop=True)
+    raw["record"] = np.arange(1, len(raw) + 1, dtype=np.int64)
+
+    # split multi-allelic records: one row per ALT
+    alts = raw["alt"].astype(str).str.split(",")
+    df = raw.drop(columns=["alt"]).loc[raw.index.repeat(alts.str.len())].reset_index(drop=True)
+    df["alt"] = np.concatenate(alts.to_numpy()) if len(alts) else np.array([], dtype=object)
+    df["alt_index"] = df.groupby("record").cumcount().astype(np.int64)
+
+    extra: dict[str, pd.Series] = {}
+    if is_vcf:
+        import pyarrow as pa
+
+        info = df["info"].astype(str)
+        pinfo = pa.array(info.to_numpy(dtype=object), type=pa.string())
+        for key in info_fields:
+            number, vtype = info_defs.get(key, (".", "String"))
+            extra[key] = _info_column(info, key, number, vtype, df["alt_index"], arr=pinfo)
+        if "GOLD_STARS" in extra:
+            missing = extra["GOLD_STARS"].isna()
+            if missing.any():
+                rs = _info_column(info[missing], "REVIEW_STATUS", "1", "String", df["alt_index"][missing])
+                stars = review_stars(rs)
+                gs = pd.to_numeric(extra["GOLD_STARS"], errors="coerce")
+                gs[missing] = stars
+                extra["GOLD_STARS"] = gs.astype("Int64")
+        sym = _info_column(info, "SYMBOL", "1", "String", df["alt_index"], arr=pinfo)
+        geneinfo = _info_column(info, "GENEINFO", "1", "String", df["alt_index"], arr=pinfo)
+        geneinfo = geneinfo.str.split(":").str[0] if geneinfo.notna().any() else geneinfo
+        gene = sym.where(sym.notna() & ~sym.isin(["-", ""]), geneinfo)
+        rs_info = _info_column(info, "RS", "1", "String", df["alt_index"], arr=pinfo)
+        rs_info = ("rs" + rs_info.astype("string").str.split(",").str[0]).astype(object)
+    else:
+        missing_cols = [k for k in info_fields if k not in df.columns]
+        if missing_cols:
+            raise VariantInputError(f"{path}: requested column(s) {missing_cols} not in the table")
+        gene = df["gene"] if "gene" in df.columns else pd.Series(None, index=df.index, dtype=object)
+        rs_info = pd.Series(None, index=df.index, dtype=object)
+    rsid = df["id"].astype(str).str.extract(r"(?:^|;)(rs\d+)", expand=False)
+    if "rsid" in df.columns and not is_vcf:
+        rsid = df["rsid"].where(df["rsid"].notna(), rsid)
+    rsid = rsid.where(rsid.notna(), rs_info)
+
+    out = _normalise(df, genome, max_allele_len, progress)
+    out["gene"] = gene.where(gene.notna(), None).astype(object).to_numpy()
+    out["rsid"] = rsid.where(rsid.notna(), None).astype(object).to_numpy()
+    for key, col in extra.items():
+        out[key] = col.to_numpy()
+    skip = {"chrom", "pos", "id", "ref", "alt", "info", "line", "record", "alt_index", "gene", "rsid"}
+    for c in df.columns:
+        if c not in skip and c not in out.columns:
+            out[c] = df[c].to_numpy()
+    return out
+
+
+def _normalise(df: pd.DataFrame, genome, max_allele_len: int, progress: bool) -> pd.DataFrame:
+    """Status, contig renaming, REF check, left-normalisation, duplicates (vectorised where possible)."""
+    n = len(df)
+    in_chrom = df["chrom"].astype(str).to_numpy(dtype=object)
+    in_pos = df["pos"].to_numpy(dtype=np.int64)
+    in_ref = df["ref"].astype(str).to_numpy(dtype=object)
+    in_alt = df["alt"].astype(str).to_numpy(dtype=object)
+    ref = pd.Series(in_ref).str.upper()
+    alt = pd.Series(in_alt).str.upper()
+    status = np.full(n, "ok", dtype=object)
+    detail = np.full(n, "", dtype=object)
+
+    def mark(mask: np.ndarray, st: str, msg) -> None:
+        m = mask & (status == "ok")
+        if m.any():
+            status[m] = st
+            detail[m] = msg(m) if callable(msg) else msg
+
+    symbolic = (alt.str.startswith("<") | alt.str.contains(r"[\[\]]", regex=True) | (alt == "*")
+                | ((alt.str.len() > 1) & (alt.str.startswith(".") | alt.str.endswith(".")))).to_numpy()
+    mark(symbolic, "symbolic_allele", lambda m: "symbolic ALT " + pd.Series(in_alt[m]) + " has no sequence")
+    mark((alt == ".").to_numpy() | (alt == "").to_numpy(), "invalid_allele", "ALT is missing ('.')")
+    bad_ref = ~ref.str.match(_ALLELE_RE).to_numpy()
+    mark(bad_ref, "invalid_allele", lambda m: "REF " + pd.Series(in_ref[m]).str.slice(0, 40).map(repr)
+         + " is not A/C/G/T/N")
+    bad_alt = ~alt.str.match(_ALLELE_RE).to_numpy()
+    mark(bad_alt, "invalid_allele", lambda m: "ALT " + pd.Series(in_alt[m]).str.slice(0, 40).map(repr)
+         + " is not A/C/G/T/N")
+    mark((ref == alt).to_numpy(), "invalid_allele", "ALT equals REF")
+    lref = ref.str.len().to_numpy()
+    lalt = alt.str.len().to_numpy()
+    mark(np.maximum(lref, lalt) > max_allele_len, "too_long",
+         lambda m: "allele length " + pd.Series(np.maximum(lref, lalt)[m]).astype(str)
+         + f" > max_allele_len {max_allele_len}")
+    mark(in_pos < 1, "out_of_bounds", lambda m: "POS " + pd.Series(in_pos[m]).astype(str) + " < 1")
+
+    chrom = in_chrom.copy()
+    pos = in_pos.copy()
+    ref_o = ref.to_numpy(dtype=object).copy()
+    alt_o = alt.to_numpy(dtype=object).copy()
+    ok = status == "ok"
+    if genome is None:
+        idx = np.flatnonzero(ok & ((lref > 1) | (lalt > 1)))
+        for i in idx:
+            pos[i], ref_o[i], alt_o[i] = _trim(int(pos[i]), ref_o[i], alt_o[i])
+    else:
+        names = {c: genome.resolve_contig(c) for c in pd.unique(in_chrom)}
+        resolved = np.array([names[c] for c in in_chrom], dtype=object)
+        unknown = np.array([r is None for r in resolved], dtype=bool)
+        mark(unknown, "unknown_contig", lambda m: "contig " + pd.Series(in_chrom[m]) + f" is not in {genome.path.name}")
+        chrom = np.where(unknown, in_chrom, resolved)
+        _check_against_genome(genome, chrom, pos, ref_o, alt_o, lref, status, detail, progress)
+
+    # duplicates among ok rows, after normalisation (first occurrence stays ok)
+    ok = status == "ok"
+    if ok.any():
+        key = pd.DataFrame({"c": chrom[ok], "p": pos[ok], "r": ref_o[ok], "a": alt_o[ok]})
+        dup = key.duplicated(keep="first").to_numpy()
+        if dup.any():
+            first_rec = key.assign(rec=df["record"].to_numpy()[ok]).groupby(["c", "p", "r", "a"])["rec"].transform("first")
+            okidx = np.flatnonzero(ok)[dup]
+            status[okidx] = "duplicate"
+            detail[okidx] = ("same variant as record " + first_rec[dup].astype(str)).to_numpy()
+
+    changed = (status == "ok") & ((pos != in_pos) | (ref_o != ref.to_numpy(dtype=object))
+                                  | (alt_o != alt.to_numpy(dtype=object)))
+    if changed.any():
+        detail[changed] = ("normalised from " + pd.Series(in_pos[changed]).astype(str) + ":"
+                           + pd.Series(in_ref[changed]) + ":" + pd.Series(in_alt[changed])).to_numpy()
+    vid = (pd.Series(chrom, dtype=str) + ":" + pd.Series(pos).astype(str) + ":"
+           + pd.Series(ref_o, dtype=str) + ":" + pd.Series(alt_o, dtype=str))
+    return pd.DataFrame({
+        "variant_id": vid.to_numpy(dtype=object),
+        "chrom": chrom.astype(object), "pos": pos, "ref": ref_o, "alt": alt_o,
+        "status": status, "status_detail": detail,
+        "record": df["record"].to_numpy(dtype=np.int64), "alt_index": df["alt_index"].to_numpy(dtype=np.int64),
+        "input_chrom": in_chrom, "input_pos": in_pos, "input_ref": in_ref, "input_alt": in_alt,
+    })
+
+
+def _check_against_genome(genome, chrom, pos, ref, alt, lref, status, detail, progress) -> None:
+    """Bounds, REF check and left-normalisation, per reference record (in place)."""
+    from tqdm.auto import tqdm
+
+    ok = status == "ok"
+    end = pos + lref - 1
+    seg_of = np.full(len(pos), -1, dtype=np.int64)
+    segs = []
+    for c in pd.unique(chrom[ok]):
+        rows = np.flatnonzero(ok & (chrom == c))
+        for seg in genome.segments(c):
+            inside = (pos[rows] >= seg.first) & (end[rows] <= seg.last)
+            seg_of[rows[inside]] = len(segs)
+            segs.append(seg)
+    oob = ok & (seg_of < 0)
+    if oob.any():
+        msgs = []
+        for i in np.flatnonzero(oob):
+            first, last = genome.bounds(chrom[i])
+            msgs.append(f"{chrom[i]}:{pos[i]}-{end[i]} is outside the reference ({chrom[i]}:{first}-{last})")
+        status[oob] = "out_of_bounds"
+        detail[oob] = msgs
+    chunk = 4_000_000
+    pad = 500
+    work = [(s, np.flatnonzero(seg_of == s)) for s in range(len(segs))]
+    bar = tqdm(total=int(sum(len(r) for _, r in work)), desc="checking REF", unit="var",
+               disable=not progress, leave=False)
+    for s, rows in work:
+        seg = segs[s]
+        rows = rows[np.argsort(pos[rows], kind="stable")]
+        starts = pos[rows]
+        i = 0
+        while i < len(rows):
+            j = int(np.searchsorted(starts, starts[i] + chunk, side="left"))
+            block = rows[i:j]
+            lo = max(seg.first, int(starts[i]) - pad)
+            hi = min(seg.last, int(end[block].max()))
+            seq = genome._fetch_seg(seg, lo, hi)
+
+            def base_at(p: int, _seq=seq, _lo=lo, _seg=seg) -> str | None:
+                if p < _seg.first:
+                    return None
+                if p >= _lo:
+                    return _seq[p - _lo]
+                return genome._fetch_seg(_seg, p, p)
+
+            for k in block:
+                p, r = int(pos[k]), ref[k]
+                got = seq[p - lo: p - lo + len(r)]
+                if got != r:
+                    status[k] = "ref_mismatch"
+                    detail[k] = f"REF {r[:40]} but the reference has {got[:40]} at {chrom[k]}:{p}"
+                elif len(r) > 1 or len(alt[k]) > 1:
+                    pos[k], ref[k], alt[k] = _left_normalise(p, r, alt[k], base_at)
+            bar.update(len(block))
+            i = j
+    bar.close()
+
+
+# -- ClinVar labels ----------------------------------------------------------------
+
+_STARS = {
+    "practice_guideline": 4,
+    "reviewed_by_expert_panel": 3,
+    "criteria_provided_multiple_submitters_no_conflicts": 2,
+    "criteria_provided_conflicting_interpretations": 1,
+    "criteria_provided_single_submitter": 1,
+}
+_PATHO = {"pathogenic", "likely_pathogenic", "pathogenic_low_penetrance", "likely_pathogenic_low_penetrance"}
+_BENIGN = {"benign", "likely_benign"}
+_CONFLICT = {"uncertain_significance", "conflicting_interpretations_of_pathogenicity",
+             "conflicting_data_from_submitters"}
+
+
+def _norm_term(t: str) -> str:
+    return re.sub(r"[^a-z]+", "_", t.strip().lower()).strip("_")
+
+
+def review_stars(review_status: pd.Series) -> pd.Series:
+    """ClinVar review status -> gold stars (0-4), as on the ClinVar web pages."""
+    s = pd.Series(review_status, dtype=object)
+    codes, uniq = pd.factorize(s, use_na_sentinel=True)
+    table = np.array([_STARS.get(_norm_term(str(v)), 0) for v in uniq] + [np.nan], dtype=float)
+    return pd.Series(table[codes], index=s.index)
+
+
+def clinvar_label(significance: str | None, stars: float | None = None, min_stars: int = 0) -> str:
+    """ClinVar significance -> ``'pathogenic'``, ``'benign'`` or ``'other'``.
+
+    Combined values (``Pathogenic|not_provided``, ``Benign/Likely_benign``) are
+    split on ``|``, ``/`` and ``,``. Pathogenic or likely pathogenic terms with
+    no benign and no uncertain/conflicting term give ``pathogenic`` (and
+    symmetrically ``benign``); terms such as ``not_provided``, ``risk_factor``,
+    ``other`` are neutral. Rows with fewer than ``min_stars`` review stars
+    (missing stars count as 0) are ``other``.
+    """
+    if significance is None or (isinstance(significance, float) and np.isnan(significance)):
+        return "other"
+    if min_stars > 0:
+        try:
+            s = float(stars) if stars is not None else 0.0
+        except (TypeError, ValueError):
+            s = 0.0
+        if np.isnan(s) or s < min_stars:
+            return "other"
+    terms = {_norm_term(t) for t in re.split(r"[|/,;]", str(significance)) if t.strip()}
+    p, b, c = bool(terms & _PATHO), bool(terms & _BENIGN), bool(terms & _CONFLICT)
+    if p and not b and not c:
+        return "pathogenic"
+    if b and not p and not c:
+        return "benign"
+    return "other"
+
+
+def clinvar_labels(significance: pd.Series, stars: pd.Series | None = None, min_stars: int = 0) -> pd.Series:
+    """Vectorised :func:`clinvar_label` (one label per row, same index)."""
+    sig = pd.Series(significance)
+    uniq = {}
+    st = pd.Series(stars, index=sig.index) if stars is not None else pd.Series(np.nan, index=sig.index)
+    st = pd.to_numeric(st, errors="coerce")
+    out = []
+    for v, s in zip(sig.tolist(), st.tolist()):
+        k = (v, s)
+        if k not in uniq:
+            uniq[k] = clinvar_label(v, s, min_stars)
+        out.append(uniq[k])
+    return pd.Series(out, index=sig.index, dtype=object, name="label")
+
+
+def status_counts(table: pd.DataFrame) -> dict[str, int]:
+    """Count of rows per status, every known status listed (0 when absent)."""
+    vc = table["status"].value_counts()
+    out = {s: int(vc.get(s, 0)) for s in STATUSES}
+    for s, v in vc.items():
+        out.setdefault(str(s), int(v))
+    return out
