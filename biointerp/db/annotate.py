@@ -1,0 +1,245 @@
+"""Annotate a VCF with scores from a variant database, in bulk.
+
+The VCF body is parsed as text columns by pyarrow's multi-threaded CSV reader,
+joined to the database inside DuckDB (one vectorised hash join on
+``key = contig_rank << 32 | pos`` plus ref/alt, multi-allelic records expanded
+per ALT), and the output lines are assembled in SQL and written through htslib's
+BGZF writer (pysam). No per-record Python work, so it runs at hundreds of
+thousands of records per second; the output is a valid bgzipped VCF.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from biointerp.db.evee import q
+from biointerp.db.query import VariantDB
+
+_INFO_ID = re.compile(r"^[A-Za-z_][0-9A-Za-z_.]*$")
+
+
+def _read_bytes(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        try:
+            with pa.input_stream(str(path), compression="gzip") as s:
+                return s.read()
+        except OSError:
+            return gzip.decompress(path.read_bytes())
+    return path.read_bytes()
+
+
+def _split_header(data: bytes, path: Path) -> tuple[list[bytes], list[str], bytes]:
+    if data.startswith(b"#CHROM"):
+        start = 0
+    else:
+        i = data.find(b"\n#CHROM")
+        if i < 0:
+            raise ValueError(f"{path}: no '#CHROM' header line; is this a VCF?")
+        start = i + 1
+    end = data.find(b"\n", start)
+    end = len(data) if end < 0 else end + 1
+    meta = [ln for ln in data[:start].split(b"\n") if ln]
+    if not meta or not meta[0].startswith(b"##fileformat=VCF"):
+        raise ValueError(f"{path}: first line must be ##fileformat=VCF...")
+    cols = data[start:end].decode().rstrip("\r\n").split("\t")
+    if len(cols) < 8:
+        raise ValueError(f"{path}: #CHROM line has {len(cols)} columns, a VCF needs at least 8")
+    return meta, cols, data[end:]
+
+
+def _lines_bytes(table: pa.Table, column: str) -> bytes:
+    """Concatenate a string column (each value already ends in a newline) without Python loops."""
+    parts = []
+    for arr in table.column(column).chunks:
+        if pa.types.is_string_view(arr.type) or pa.types.is_large_string(arr.type):
+            arr = pc.cast(arr, pa.large_string()) if not pa.types.is_large_string(arr.type) else arr
+            off_t = np.int64
+        else:
+            off_t = np.int32
+        if arr.null_count:
+            raise ValueError("internal error: NULL output line")
+        bufs = arr.buffers()
+        offs = np.frombuffer(bufs[1], dtype=off_t)[arr.offset: arr.offset + len(arr) + 1]
+        if len(arr):
+            parts.append(bufs[2].slice(int(offs[0]), int(offs[-1] - offs[0])).to_pybytes() if bufs[2] is not None else b"")
+    return b"".join(parts)
+
+
+def annotate_vcf(
+    db: str | Path | VariantDB,
+    vcf_in: str | Path,
+    vcf_out: str | Path,
+    *,
+    heads: Sequence[str] = (),
+    prefix: str = "BI_",
+    index: bool = False,
+    progress: bool = False,
+) -> dict:
+    """Add ``{prefix}SCORE``, ``{prefix}LABEL`` and ``{prefix}<head>`` INFO fields (Number=A).
+
+    Parameters
+    ----------
+    db
+        Database path or an open :class:`VariantDB`.
+    vcf_in, vcf_out
+        Input VCF (plain, gzip or bgzip) and output path (bgzip-compressed).
+    heads
+        Head columns to add besides score and label.
+    prefix
+        INFO key prefix.
+    index
+        Also write a tabix index (needs a coordinate-sorted input).
+
+    Returns
+    -------
+    Summary: ``records``, ``alleles``, ``annotated_records``, ``matched_alleles``,
+    ``unmatched_records`` (passed through unchanged), ``unknown_contig_records``,
+    ``seconds``, ``records_per_s``.
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    vcf_in, vcf_out = Path(vcf_in), Path(vcf_out)
+    vdb = db if isinstance(db, VariantDB) else VariantDB(db)
+    bad = [h for h in heads if h not in vdb.heads]
+    if bad:
+        raise ValueError(f"unknown head columns {bad[:5]}; the database has e.g. {vdb.heads[:5]}")
+    if not _INFO_ID.match(prefix + "X"):
+        raise ValueError(f"prefix {prefix!r} does not make valid INFO keys")
+    bar = tqdm(total=4, desc="db annotate", unit="step", disable=not progress)
+    data = _read_bytes(vcf_in)
+    meta, cols, body = _split_header(data, vcf_in)
+    del data
+    names = [f"c{i}" for i in range(len(cols))]
+    bar.update()
+    if body.strip():
+        table = pcsv.read_csv(
+            pa.py_buffer(body),
+            read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 24),
+            parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False,
+                                            double_quote=False, newlines_in_values=False),
+            convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    else:
+        table = pa.table({n: pa.array([], pa.string()) for n in names})
+    del body
+    table = table.append_column("rn", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    bar.update()
+
+    fields = [("SCORE", "score", "Float", "biointerp score (primary score of the variant database)"),
+              ("LABEL", "label", "String", "biointerp label from the variant database")]
+    fields += [(re.sub(r"[^0-9A-Za-z_.]", "_", h).upper(), h, "Float", f"biointerp head {h}") for h in heads]
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH {_lit(str(vdb.path))} AS vdb (READ_ONLY)")
+        con.register("vcf", table)
+        vchroms = [r[0] for r in con.execute("SELECT DISTINCT c0 FROM vcf").fetchall()]
+        cmap = [(c, vdb.contigs[vdb.resolve_contig(c)]) for c in vchroms if vdb.resolve_contig(c) is not None]
+        con.execute("CREATE TEMP TABLE cmap (vchrom VARCHAR, rank BIGINT)")
+        if cmap:
+            con.executemany("INSERT INTO cmap VALUES (?, ?)", cmap)
+
+        def fmt(col: str, typ: str) -> str:
+            if typ == "Float":
+                return f"coalesce(printf('%.6g', d.{q(col)}), '.')"
+            return f"coalesce(regexp_replace(d.{q(col)}, '[;=, \\t]', '_', 'g'), '.')"
+
+        dedupe = ("QUALIFY row_number() OVER (PARTITION BY a.rn, a.k ORDER BY (d.status = 'ok') DESC, d.variant_id) = 1"
+                  if vdb.metadata.get("n_duplicate_ids") else "")
+        vals = ", ".join(f"{fmt(col, typ)} AS f{j}" for j, (_, col, typ, _) in enumerate(fields))
+        rest = " || ".join(f"'\t' || {n}" for n in names[8:])
+        single_add = " || ';' || ".join(f"'{prefix}{key}=' || f{j}" for j, (key, *_rest) in enumerate(fields))
+        multi_add = " || ';' || ".join(
+            f"'{prefix}{key}=' || string_agg(coalesce(f{j}, '.'), ',' ORDER BY k)" for j, (key, *_r) in enumerate(fields))
+        con.execute(f"""
+            CREATE TEMP TABLE alle AS
+            SELECT rn, rank * 4294967296 + TRY_CAST(c1 AS BIGINT) AS key, upper(c3) AS ref, upper(c4) AS alt,
+                   1 AS k, FALSE AS multi
+            FROM vcf JOIN cmap ON c0 = vchrom WHERE NOT contains(c4, ',')
+            UNION ALL
+            SELECT rn, rank * 4294967296 + TRY_CAST(c1 AS BIGINT) AS key, upper(c3) AS ref,
+                   upper(unnest(string_split(c4, ','))) AS alt, generate_subscripts(string_split(c4, ','), 1) AS k,
+                   TRUE AS multi
+            FROM vcf JOIN cmap ON c0 = vchrom WHERE contains(c4, ',')""")
+        con.execute(f"""
+            CREATE TEMP TABLE hits AS
+            SELECT a.rn, a.k, a.multi, {vals}
+            FROM alle a JOIN vdb.variants d ON d.key = a.key AND d.ref = a.ref AND d.alt = a.alt {dedupe}""")
+        con.execute(f"""
+            CREATE TEMP TABLE adds AS
+            SELECT rn, {single_add} AS add FROM hits WHERE NOT multi
+            UNION ALL
+            SELECT m.rn, {multi_add} AS add FROM (
+                SELECT a.rn, a.k, {", ".join(f"h.f{j}" for j in range(len(fields)))}
+                FROM alle a LEFT JOIN hits h ON h.rn = a.rn AND h.k = a.k
+                WHERE a.multi AND a.rn IN (SELECT rn FROM hits WHERE multi)) m
+            GROUP BY m.rn""")
+        bar.update()
+        lines = con.sql(f"""
+            SELECT CASE WHEN a.add IS NULL
+                        THEN c0 || '\t' || c1 || '\t' || c2 || '\t' || c3 || '\t' || c4 || '\t' || c5 || '\t' || c6
+                             || '\t' || c7
+                        ELSE c0 || '\t' || c1 || '\t' || c2 || '\t' || c3 || '\t' || c4 || '\t' || c5 || '\t' || c6
+                             || '\t' || (CASE WHEN c7 IN ('', '.') THEN a.add ELSE c7 || ';' || a.add END) END
+                   {"|| " + rest if rest else ""} || chr(10) AS line
+            FROM vcf LEFT JOIN adds a USING (rn) ORDER BY rn""").to_arrow_table()
+        stats = con.execute("""
+            SELECT (SELECT count(*) FROM vcf), (SELECT count(*) FROM alle),
+                   (SELECT count(*) FROM adds), (SELECT count(*) FROM hits),
+                   (SELECT count(*) FROM vcf WHERE c0 NOT IN (SELECT vchrom FROM cmap)),
+                   (SELECT count(*) FROM vcf WHERE NOT contains(c4, ',')) +
+                   (SELECT coalesce(sum(len(string_split(c4, ','))), 0) FROM vcf WHERE contains(c4, ','))""").fetchone()
+    finally:
+        con.close()
+        if not isinstance(db, VariantDB):
+            vdb.close()
+    out_body = _lines_bytes(lines, "line")
+    del lines
+    new_ids = {f"{prefix}{key}" for key, *_ in fields}
+    header = [ln for ln in meta if not any(ln.startswith(f"##INFO=<ID={i},".encode()) for i in new_ids)]
+    for key, _col, typ, desc in fields:
+        header.append(f'##INFO=<ID={prefix}{key},Number=A,Type={typ},Description="{desc}">'.encode())
+    md = vdb.metadata
+    header.append(f"##biointerp_db={vdb.path.name} (built {md.get('build_date')}, schema {md.get('schema_version')}, "
+                  f"model {md.get('model')}, probe {md.get('probe')})".encode())
+    header.append("\t".join(cols).encode())
+    import pysam
+
+    vcf_out.parent.mkdir(parents=True, exist_ok=True)
+    with pysam.BGZFile(str(vcf_out), "wb") as fh:
+        fh.write(b"\n".join(header) + b"\n")
+        fh.write(out_body)
+    if index:
+        pysam.tabix_index(str(vcf_out), preset="vcf", force=True)
+    bar.update()
+    bar.close()
+    records, alleles_joined, annotated, matched, unknown_contig, alleles = stats
+    secs = time.perf_counter() - t0
+    return {
+        "records": records,
+        "alleles": int(alleles),
+        "annotated_records": annotated,
+        "matched_alleles": matched,
+        "unmatched_records": records - annotated,
+        "unknown_contig_records": unknown_contig,
+        "seconds": round(secs, 3),
+        "records_per_s": round(records / secs, 1) if secs > 0 else None,
+        "output": str(vcf_out),
+    }
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
