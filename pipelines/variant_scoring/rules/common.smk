@@ -44,3 +44,15 @@ def shard_scores():
 def shard_stores():
     """Per-shard activation stores (directories)."""
     return expand(f"{OUT}/shards/store.{{shard}}", shard=SHARDS)
+
+
+if config["synthetic"]["enabled"]:
+    _synth_dir = Path(config["fasta"]).parent
+    if Path(config["fasta"]).name != "genome.fa" or Path(config["variants"]) not in (
+        _synth_dir / "variants.vcf.gz",
+        _synth_dir / "variants.tsv",
+    ):
+        raise ValueError(
+            "synthetic.enabled: fasta and variants must be DIR/genome.fa and "
+            "DIR/variants.vcf.gz (or DIR/variants.tsv), the files `biointerp synth genome --out DIR` writes."
+        )

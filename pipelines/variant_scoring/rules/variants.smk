@@ -8,6 +8,8 @@ if config["synthetic"]["enabled"]:
             fasta=config["fasta"],
             variants=config["variants"],
         params:
+            outdir=lambda wc, output: str(Path(output.fasta).parent),
+            preset=config["synthetic"]["preset"],
             seed=config["synthetic"]["seed"],
             extra=config["synthetic"]["extra"],
         log:
@@ -15,8 +17,8 @@ if config["synthetic"]["enabled"]:
         conda:
             "../envs/biointerp.yaml"
         shell:
-            "biointerp synth genome --seed {params.seed} --fasta {output.fasta} "
-            "--vcf {output.variants} {params.extra} > {log} 2>&1"
+            "biointerp synth genome --out {params.outdir} --preset {params.preset} "
+            "--seed {params.seed} {params.extra} > {log} 2>&1"
 
 
 rule check_variants:
@@ -46,10 +48,12 @@ rule label_variants:
     output:
         f"{OUT}/variants/labelled.parquet",
     params:
-        labels=lambda wc: json.dumps(config["labels"]),
+        labels=json.dumps(config["labels"]),
+        columns=json.dumps(config["columns"]),
     log:
         f"{OUT}/logs/label_variants.log",
     conda:
         "../envs/biointerp.yaml"
     shell:
-        "biointerp pipeline labels {input} --out {output} --spec {params.labels:q} > {log} 2>&1"
+        "biointerp pipeline labels {input} --out {output} --spec {params.labels:q} "
+        "--columns {params.columns:q} > {log} 2>&1"

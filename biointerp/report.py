@@ -1,0 +1,226 @@
+"""Pipeline reports: a Markdown page with PNG plots and a TSV summary.
+
+- :func:`scoring_report` for a scores table: status counts, score
+  distributions, AUROC with bootstrap CIs overall and per consequence class when
+  labels exist.
+- :func:`training_report` for probe training: probes vs zero-shot on the test
+  split.
+
+Orientation: a higher score means "more likely positive (damaging)". Zero-shot
+``delta_ll`` (alt minus ref log-likelihood) is negated for ROC analysis, since
+damaging variants lower the likelihood.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def oriented(name: str, values: np.ndarray) -> np.ndarray:
+    """Score oriented so that higher = more likely damaging (``delta_ll*`` negated)."""
+    v = np.asarray(values, dtype=float)
+    return -v if name.startswith("delta_ll") else v
+
+
+def _labels(obs: pd.DataFrame) -> np.ndarray | None:
+    if "label" not in obs.columns:
+        return None
+    from biointerp.probes.evaluate import binary_labels
+
+    y = binary_labels(pd.to_numeric(obs["label"], errors="coerce")
+                      if pd.api.types.is_numeric_dtype(obs["label"]) else obs["label"])
+    return y if np.isfinite(y).any() and len(set(y[np.isfinite(y)])) == 2 else None
+
+
+def _fmt(x, digits=3) -> str:
+    return "NA" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v) if isinstance(v, float) else str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def scoring_report(adata, out_dir: str | Path, n_boot: int = 1000, title: str = "Variant scoring report") -> dict:
+    """Write ``report.md``, ``summary.tsv``, ``status_counts.tsv`` and PNG plots to ``out_dir``.
+
+    Returns the summary as a dict (``n_variants``, ``status_counts``, per-score
+    ``metrics``). Works with or without labels and with any score columns.
+    """
+    from biointerp.probes.evaluate import evaluate, roc_curve, stratified
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    obs = adata.obs
+    X = np.asarray(adata.X, dtype=float)
+    names = [str(n) for n in adata.var_names]
+    status = obs["status"].astype(str).value_counts().rename_axis("status").reset_index(name="n")
+    status.to_csv(out / "status_counts.tsv", sep="\t", index=False)
+    figs: list[tuple[str, str]] = []
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.barh(status["status"], status["n"], color="#4c72b0")
+    ax.set_xlabel("variants")
+    ax.set_title("Variant status")
+    fig.tight_layout()
+    fig.savefig(out / "status_counts.png", dpi=100)
+    plt.close(fig)
+    figs.append(("Variant status counts", "status_counts.png"))
+
+    y = _labels(obs)
+    rows = []
+    if names:
+        fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
+        for j, name in enumerate(names):
+            v = X[:, j]
+            ok = np.isfinite(v)
+            ax = axes[0, j]
+            if y is not None:
+                for cls, color, lab in ((0.0, "#4c72b0", "negative"), (1.0, "#c44e52", "positive")):
+                    m = ok & (y == cls)
+                    if m.any():
+                        ax.hist(v[m], bins=30, alpha=0.6, color=color, label=f"{lab} (n={m.sum()})")
+                unl = ok & ~np.isfinite(y)
+                if unl.any():
+                    ax.hist(v[unl], bins=30, alpha=0.4, color="grey", label=f"unlabelled (n={unl.sum()})")
+                ax.legend(fontsize=7)
+            elif ok.any():
+                ax.hist(v[ok], bins=30, color="#4c72b0")
+            ax.set_title(name)
+            ax.set_xlabel("score")
+        fig.tight_layout()
+        fig.savefig(out / "score_distributions.png", dpi=100)
+        plt.close(fig)
+        figs.append(("Score distributions", "score_distributions.png"))
+
+    for j, name in enumerate(names):
+        v = X[:, j]
+        row = {"score": name, "n_scored": int(np.isfinite(v).sum()),
+               "mean": float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
+               "median": float(np.nanmedian(v)) if np.isfinite(v).any() else float("nan")}
+        if y is not None:
+            r = evaluate(y, oriented(name, v), n_boot=n_boot)
+            row.update(n_labelled=r["n"], auroc=r["auroc"], auroc_lo=r["auroc_ci"][0], auroc_hi=r["auroc_ci"][1],
+                       auprc=r["auprc"])
+        rows.append(row)
+    metrics = pd.DataFrame(rows)
+
+    per_class = None
+    if y is not None and names:
+        cons = obs["consequence"].astype(str).replace("", "NA") if "consequence" in obs.columns else None
+        classes = [c for c in sorted(set(cons)) if c != "NA"] if cons is not None else []
+        fig, ax = plt.subplots(figsize=(5, 5))
+        main = names[0]
+        s = oriented(main, X[:, 0])
+        m = np.isfinite(s) & np.isfinite(y)
+        if m.sum() and len(set(y[m])) == 2:
+            fpr, tpr = roc_curve(y[m], s[m])
+            ax.plot(fpr, tpr, color="black", lw=2, label=f"all ({_fmt(metrics.iloc[0].get('auroc'))})")
+        if cons is not None:
+            per_class = stratified(y, s, cons.to_numpy(), n_boot=n_boot, min_n=6)
+            for cls in classes:
+                mc = m & (cons.to_numpy() == cls)
+                if mc.sum() >= 6 and len(set(y[mc])) == 2:
+                    fpr, tpr = roc_curve(y[mc], s[mc])
+                    ax.plot(fpr, tpr, lw=1, alpha=0.8, label=cls)
+        ax.plot([0, 1], [0, 1], ls="--", color="grey")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(f"ROC of {main} by consequence")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "roc_by_consequence.png", dpi=100)
+        plt.close(fig)
+        figs.append((f"ROC of {main} (overall and per consequence class with both labels)", "roc_by_consequence.png"))
+        if per_class is not None:
+            per_class.to_csv(out / "per_consequence.tsv", sep="\t", index=False)
+
+    summary = pd.DataFrame(
+        [{"metric": "n_variants", "value": adata.n_obs}]
+        + [{"metric": f"status.{r.status}", "value": int(r.n)} for r in status.itertuples()]
+        + [{"metric": f"{r['score']}.{k}", "value": r[k]} for r in rows for k in r if k != "score"]
+    )
+    summary.to_csv(out / "summary.tsv", sep="\t", index=False)
+
+    md = [f"# {title}", "", f"{adata.n_obs} input variants; "
+          + ", ".join(f"{r.n} {r.status}" for r in status.itertuples()) + ".", "",
+          "## Scores", "", _md_table(metrics) if len(metrics) else "No score columns.", ""]
+    if y is None:
+        md += ["No labels in the table: ROC analysis skipped.", ""]
+    else:
+        md += ["AUROC uses higher = damaging (`delta_ll` negated); 95% percentile bootstrap CIs.", ""]
+    if per_class is not None:
+        md += ["## Per consequence class", "", _md_table(per_class[[c for c in per_class.columns
+                                                                  if c in ("stratum", "n", "n_pos", "n_neg",
+                                                                           "auroc", "auroc_lo", "auroc_hi")]]), ""]
+    for cap, png in figs:
+        md += [f"## {cap}", "", f"![{cap}]({png})", ""]
+    (out / "report.md").write_text("\n".join(md))
+    return {"n_variants": int(adata.n_obs), "status_counts": dict(zip(status["status"], status["n"].astype(int))),
+            "metrics": rows}
+
+
+def training_report(evals: Sequence[str | Path], labels: pd.DataFrame, out_dir: str | Path,
+                    zeroshot=None, n_boot: int = 1000) -> pd.DataFrame:
+    """Compare trained probes (evaluation JSONs of ``biointerp probe evaluate``)
+    with zero-shot scores on the same test split; writes ``report.md``,
+    ``summary.tsv`` and ``comparison.png``. Returns the comparison table."""
+    from biointerp.probes.evaluate import evaluate
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path in evals:
+        r = json.loads(Path(path).read_text())
+        m = r.get("metrics", r)
+        rows.append({"method": f"probe:{Path(path).stem}", "n": m.get("n"), "auroc": m.get("auroc"),
+                     "auroc_lo": (m.get("auroc_ci") or [np.nan, np.nan])[0],
+                     "auroc_hi": (m.get("auroc_ci") or [np.nan, np.nan])[1],
+                     "auprc": m.get("auprc")})
+    if zeroshot is not None:
+        test_ids = set(labels.loc[labels["split"].astype(str) == "test", "variant_id"].astype(str))
+        lab = labels.drop_duplicates("variant_id").set_index("variant_id")["label"]
+        mask = np.array([i in test_ids for i in zeroshot.obs_names])
+        y = lab.reindex(zeroshot.obs_names[mask]).to_numpy(dtype=float)
+        X = np.asarray(zeroshot.X, dtype=float)[mask]
+        for j, name in enumerate(zeroshot.var_names):
+            r = evaluate(y, oriented(str(name), X[:, j]), n_boot=n_boot)
+            rows.append({"method": f"zero-shot:{name}", "n": r["n"], "auroc": r["auroc"],
+                         "auroc_lo": r["auroc_ci"][0], "auroc_hi": r["auroc_ci"][1], "auprc": r["auprc"]})
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "summary.tsv", sep="\t", index=False)
+
+    fig, ax = plt.subplots(figsize=(6, 0.6 * max(len(table), 1) + 1.2))
+    if len(table):
+        a = table["auroc"].astype(float).to_numpy()
+        lo = np.nan_to_num(a - table["auroc_lo"].astype(float).to_numpy())
+        hi = np.nan_to_num(table["auroc_hi"].astype(float).to_numpy() - a)
+        ax.barh(table["method"], a, xerr=[lo, hi], color="#4c72b0", capsize=3)
+    ax.axvline(0.5, ls="--", color="grey")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("AUROC on the test split (95% CI)")
+    fig.tight_layout()
+    fig.savefig(out / "comparison.png", dpi=100)
+    plt.close(fig)
+
+    n_test = int((labels["split"].astype(str) == "test").sum()) if "split" in labels.columns else 0
+    md = ["# Probe training report", "",
+          f"{len(labels)} variants; {n_test} in the test split "
+          f"({int(np.isfinite(pd.to_numeric(labels['label'], errors='coerce')).sum())} labelled overall).", "",
+          "## Test-split performance", "", _md_table(table) if len(table) else "No evaluations.", "",
+          "Zero-shot `delta_ll` is negated (higher = damaging). 95% percentile bootstrap CIs.", "",
+          "![AUROC comparison](comparison.png)", ""]
+    (out / "report.md").write_text("\n".join(md))
+    return table
