@@ -1,0 +1,221 @@
+"""Covariance probes on EVEE activation views (DESIGN.md, "Covariance probe").
+
+Input: the EVEE harvest view ``acts [B, 2, 3, K, d]`` (direction fwd/rev x view
+var_same/ref_same/ref_cross x K positions x d). The probes use the views
+``var_same`` (index 0) and ``ref_same`` (index 1): ``diff = var_same - ref_same``
+per direction; ``ref_cross`` is not used.
+
+For each direction: ``left = proj_left_<dir>(diff)``, ``right = proj_right_<dir>(diff)``
+(``d -> h`` with bias), ``C = sum_dir left^T right / K + eps*I`` (``h x h``),
+``S = sqrt(C)`` by coupled Newton-Schulz (3 steps on ``C / ||C||_F``, rescaled
+by ``sqrt(||C||_F)``), ``feat_j = sum_lr S_lr A_jl B_jr`` with ``A``, ``B`` the
+weights of ``head_left``, ``head_right`` (bias-free ``h -> p``), then ``out``
+(``p -> n``). Parameter names match the published EVEE ``probe.safetensors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+#: EVEE view indices used by the probes.
+VAR_SAME, REF_SAME, REF_CROSS = 0, 1, 2
+
+
+def newton_schulz_sqrt(C: torch.Tensor, n_iter: int = 3) -> torch.Tensor:
+    """Matrix square root of ``C [..., h, h]`` by coupled Newton-Schulz.
+
+    Runs on ``C / ||C||_F`` and rescales the result by ``sqrt(||C||_F)``.
+    ``n_iter=0`` returns ``C`` unchanged.
+    """
+    if n_iter <= 0:
+        return C
+    h = C.shape[-1]
+    norm = torch.linalg.matrix_norm(C, ord="fro", keepdim=True).clamp_min(1e-12)
+    Y = C / norm
+    eye = torch.eye(h, dtype=C.dtype, device=C.device).expand_as(C)
+    Z = eye
+    for _ in range(n_iter):
+        T = 0.5 * (3.0 * eye - Z @ Y)
+        Y = Y @ T
+        Z = T @ Z
+    return Y * norm.sqrt()
+
+
+def evee_diffs(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``acts [B,2,3,K,d]`` (or ``[B,2,2,K,d]``) -> ``(diff_fwd, diff_bwd)`` each ``[B,K,d]`` float32."""
+    if acts.dim() != 5 or acts.shape[1] != 2 or acts.shape[2] < 2:
+        raise ValueError(f"expected EVEE activations [B, 2, 3, K, d], got {tuple(acts.shape)}")
+    a = acts.float()
+    return a[:, 0, VAR_SAME] - a[:, 0, REF_SAME], a[:, 1, VAR_SAME] - a[:, 1, REF_SAME]
+
+
+def _outer_mean(left: torch.Tensor, right: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``left^T right / K`` per batch item; padded positions (mask False) are left out."""
+    if mask is None:
+        return left.transpose(1, 2) @ right / left.shape[1]
+    m = mask.to(left.dtype).unsqueeze(-1)
+    k = m.sum(1, keepdim=True).clamp_min(1.0)
+    return (left * m).transpose(1, 2) @ (right * m) / k
+
+
+class BilinearHead(nn.Module):
+    """Readout ``feat_j = sum_lr S_lr A_jl B_jr`` then ``out`` (p -> n_out)."""
+
+    def __init__(self, h: int, p: int, n_out: int):
+        super().__init__()
+        self.head_left = nn.Linear(h, p, bias=False)
+        self.head_right = nn.Linear(h, p, bias=False)
+        self.out = nn.Linear(p, n_out)
+
+    def forward(self, S: torch.Tensor) -> torch.Tensor:
+        feat = torch.einsum("blr,jl,jr->bj", S, self.head_left.weight, self.head_right.weight)
+        return self.out(feat)
+
+
+class CovarianceBackbone(nn.Module):
+    """Projections + covariance pooling + matrix square root -> ``S [B, h, h]``.
+
+    ``concat=False``: one projection pair per direction (``proj_{left,right}_{fwd,bwd}``).
+    ``concat=True``: both directions concatenated to ``[K, 2d]`` before one pair
+    (``proj_left``, ``proj_right``).
+    """
+
+    def __init__(self, d: int, h: int = 64, eps: float = 1e-3, n_sqrt_iter: int = 3, concat: bool = False,
+                 input_scale: float = 1.0):
+        super().__init__()
+        self.d, self.h, self.eps, self.n_sqrt_iter, self.concat = d, h, eps, n_sqrt_iter, concat
+        #: diffs are multiplied by this before projection (1.0 = EVEE; set from the training
+        #: data's RMS by ``train_probe``; stored in the card, not in the tensors)
+        self.input_scale = float(input_scale)
+        # identity kept as a buffer: EVEE state dicts carry it as ``_eye``
+        self.register_buffer("_eye", torch.eye(h))
+        if concat:
+            self.proj_left = nn.Linear(2 * d, h)
+            self.proj_right = nn.Linear(2 * d, h)
+        else:
+            self.proj_left_fwd = nn.Linear(d, h)
+            self.proj_right_fwd = nn.Linear(d, h)
+            self.proj_left_bwd = nn.Linear(d, h)
+            self.proj_right_bwd = nn.Linear(d, h)
+
+    def covariance(self, acts: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``C = sum_dir left^T right / K + eps*I``; ``mask [B,2,K]`` bool marks real positions."""
+        fwd, bwd = evee_diffs(acts)
+        if self.input_scale != 1.0:
+            fwd, bwd = fwd * self.input_scale, bwd * self.input_scale
+        if self.concat:
+            x = torch.cat([fwd, bwd], dim=-1)
+            m = None if mask is None else (mask[:, 0] & mask[:, 1])
+            C = _outer_mean(self.proj_left(x), self.proj_right(x), m)
+        else:
+            mf = None if mask is None else mask[:, 0]
+            mb = None if mask is None else mask[:, 1]
+            C = _outer_mean(self.proj_left_fwd(fwd), self.proj_right_fwd(fwd), mf)
+            C = C + _outer_mean(self.proj_left_bwd(bwd), self.proj_right_bwd(bwd), mb)
+        return C + self.eps * self._eye.to(C.dtype)
+
+    def forward(self, acts: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return newton_schulz_sqrt(self.covariance(acts, mask), self.n_sqrt_iter)
+
+
+class CovarianceProbe(CovarianceBackbone):
+    """Single-head covariance probe with the EVEE parameter names.
+
+    ``forward(acts [B,2,3,K,d], mask=None) -> logits [B, n_out]``.
+    """
+
+    kind = "covariance"
+
+    def __init__(self, d: int, h: int = 64, p: int = 128, n_out: int = 2, eps: float = 1e-3,
+                 n_sqrt_iter: int = 3, concat: bool = False, input_scale: float = 1.0):
+        super().__init__(d, h, eps, n_sqrt_iter, concat, input_scale)
+        self.p, self.n_out = p, n_out
+        self.head_left = nn.Linear(h, p, bias=False)
+        self.head_right = nn.Linear(h, p, bias=False)
+        self.out = nn.Linear(p, n_out)
+
+    def forward(self, acts: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        S = super().forward(acts, mask)
+        feat = torch.einsum("blr,jl,jr->bj", S, self.head_left.weight, self.head_right.weight)
+        return self.out(feat)
+
+    def hparams(self) -> dict:
+        return {"d": self.d, "h": self.h, "p": self.p, "n_out": self.n_out, "eps": self.eps,
+                "n_sqrt_iter": self.n_sqrt_iter, "concat": self.concat, "input_scale": self.input_scale}
+
+
+class MultiHeadCovarianceProbe(CovarianceBackbone):
+    """One shared covariance backbone, one :class:`BilinearHead` per label column.
+
+    ``heads`` maps a head name to its spec: ``{"kind": "binary"}`` (2 outputs),
+    ``{"kind": "categorical", "classes": [...]}``, or ``{"kind": "continuous",
+    "bins": [edges...]}`` (one output per bin, trained on soft labels; the
+    prediction is the expected bin centre). ``forward`` returns ``{name: logits}``.
+    State-dict keys follow EVEE's multi-head file: ``head_modules.<name>.head_left.weight``.
+    """
+
+    kind = "covariance_multihead"
+
+    def __init__(self, d: int, heads: Mapping[str, Mapping], h: int = 64, p: int = 128, eps: float = 1e-3,
+                 n_sqrt_iter: int = 3, concat: bool = False, input_scale: float = 1.0):
+        super().__init__(d, h, eps, n_sqrt_iter, concat, input_scale)
+        self.p = p
+        self.heads = {k: dict(v) for k, v in heads.items()}
+        self.head_modules = nn.ModuleDict({name: BilinearHead(h, p, head_outputs(spec))
+                                           for name, spec in self.heads.items()})
+
+    def add_head(self, name: str, spec: Mapping) -> None:
+        """Add a fresh readout head (for fine-tuning on a new label column)."""
+        if name in self.head_modules:
+            raise ValueError(f"head {name!r} already exists")
+        self.heads[name] = dict(spec)
+        ref = next(self.parameters())
+        self.head_modules[name] = BilinearHead(self.h, self.p, head_outputs(spec)).to(ref.device, ref.dtype)
+
+    def forward(self, acts: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        S = super().forward(acts, mask)
+        return {name: head(S) for name, head in self.head_modules.items()}
+
+    def hparams(self) -> dict:
+        return {"d": self.d, "h": self.h, "p": self.p, "eps": self.eps, "n_sqrt_iter": self.n_sqrt_iter,
+                "concat": self.concat, "input_scale": self.input_scale, "heads": self.heads}
+
+
+def head_outputs(spec: Mapping) -> int:
+    """Number of outputs of a head spec (binary 2, categorical n classes, continuous n bins)."""
+    kind = spec.get("kind", "binary")
+    if kind == "binary":
+        return 2
+    if kind == "categorical":
+        return len(spec["classes"])
+    if kind == "continuous":
+        return len(spec["bins"]) - 1
+    raise ValueError(f"unknown head kind {kind!r}; use binary, categorical or continuous")
+
+
+def soft_bin_labels(y: torch.Tensor, edges: torch.Tensor, width: float = 1.0) -> torch.Tensor:
+    """Continuous targets ``y [B]`` -> soft labels over bins ``[B, n_bins]``.
+
+    A Gaussian kernel (std = ``width`` bin widths) around ``y`` on the bin centres,
+    normalised to sum to 1.
+    """
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    bw = (edges[1:] - edges[:-1]).mean() * width
+    logits = -0.5 * ((y[:, None] - centres[None, :]) / bw) ** 2
+    return torch.softmax(logits, dim=-1)
+
+
+def head_prediction(spec: Mapping, logits: torch.Tensor) -> torch.Tensor:
+    """Score per variant from head logits: P(class 1) for binary, expected value for
+    continuous, argmax class index for categorical."""
+    kind = spec.get("kind", "binary")
+    if kind == "binary":
+        return logits.softmax(-1)[:, 1] if logits.shape[-1] == 2 else torch.sigmoid(logits[:, 0])
+    if kind == "continuous":
+        edges = torch.as_tensor(spec["bins"], dtype=logits.dtype, device=logits.device)
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        return logits.softmax(-1) @ centres
+    return logits.argmax(-1).to(logits.dtype)

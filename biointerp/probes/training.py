@@ -1,0 +1,507 @@
+"""Probe training with lightning, streaming batches from the activation store.
+
+The data side is an ``IterableDataset`` over :meth:`ActivationStore.iter_batches`
+(one batch plus a small shuffle buffer in memory, whatever the store size); the
+model side is a ``LightningModule`` wrapping any probe (linear, covariance,
+multi-head) with per-head losses that skip missing labels:
+
+- binary: cross-entropy over 2 outputs (BCE for a 1-output linear probe);
+- categorical: cross-entropy over the classes listed in the head spec;
+- continuous: cross-entropy against Gaussian soft labels over the spec's bins.
+
+Early stopping watches the validation loss; the best weights are restored at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, IterableDataset
+
+from biointerp.probes.covariance import (CovarianceBackbone, CovarianceProbe, MultiHeadCovarianceProbe,
+                                         evee_diffs, head_prediction, soft_bin_labels)
+from biointerp.probes.evaluate import auroc, binary_labels
+from biointerp.probes.linear import LinearProbe, featurize, fit_linear, linear_loss
+
+DEFAULT_HEAD = "pathogenicity"
+
+
+class InMemorySource:
+    """Tensors already in memory, with the ``iter_batches`` API of the activation store."""
+
+    def __init__(self, variant_ids: Sequence[str], tensors: Mapping[str, torch.Tensor]):
+        self.ids = [str(v) for v in variant_ids]
+        self.tensors = dict(tensors)
+        self._pos = {v: i for i, v in enumerate(self.ids)}
+
+    def tensor_names(self) -> list[str]:
+        return sorted(self.tensors)
+
+    def iter_batches(self, names=None, batch_size: int = 64, variant_ids=None):
+        names = list(names or self.tensors)
+        rows = np.arange(len(self.ids)) if variant_ids is None else \
+            np.sort([self._pos[str(v)] for v in variant_ids])
+        for s in range(0, len(rows), batch_size):
+            r = torch.from_numpy(rows[s:s + batch_size])
+            yield [self.ids[i] for i in r.tolist()], {k: self.tensors[k][r] for k in names}
+
+
+def open_source(source):
+    """A store path -> opened :class:`ActivationStore`; other sources are returned as is."""
+    if isinstance(source, (str, Path)):
+        from biointerp.store import ActivationStore
+
+        return ActivationStore.open(source)
+    return source
+
+
+# ------------------------------------------------------------------- targets
+def head_targets(labels: pd.DataFrame, heads: Mapping[str, Mapping]) -> dict[str, np.ndarray]:
+    """Numeric targets per head (NaN = missing): binary 0/1, categorical class index, continuous value.
+
+    Each head reads the label column ``spec.get("column", name)``.
+    """
+    out = {}
+    for name, spec in heads.items():
+        col = spec.get("column", name)
+        if col not in labels.columns:
+            raise KeyError(f"label column {col!r} for head {name!r} not found; columns: {list(labels.columns)}")
+        v = labels[col]
+        kind = spec.get("kind", "binary")
+        if kind == "binary":
+            out[name] = binary_labels(v)
+        elif kind == "categorical":
+            pos = {str(c): i for i, c in enumerate(spec["classes"])}
+            out[name] = v.astype("string").map(pos).astype(float).to_numpy()
+        elif kind == "continuous":
+            out[name] = pd.to_numeric(v, errors="coerce").astype(float).to_numpy()
+        else:
+            raise ValueError(f"unknown head kind {kind!r}")
+    return out
+
+
+def infer_head_spec(values: pd.Series, kind: str = "auto", n_bins: int = 16, column: str | None = None) -> dict:
+    """Head spec for a label column: binary when it maps to 0/1, continuous when numeric, else categorical."""
+    spec: dict = {}
+    if column:
+        spec["column"] = column
+    b = binary_labels(values)
+    if kind == "binary" or (kind == "auto" and np.isfinite(b).sum() >= 0.5 * values.notna().sum() > 0):
+        return {**spec, "kind": "binary"}
+    num = pd.to_numeric(values, errors="coerce")
+    if kind == "continuous" or (kind == "auto" and num.notna().mean() > 0.9 and num.nunique() > 10):
+        lo, hi = float(np.nanquantile(num, 0.005)), float(np.nanquantile(num, 0.995))
+        return {**spec, "kind": "continuous", "bins": np.linspace(lo, hi, n_bins + 1).tolist()}
+    classes = sorted(values.dropna().astype(str).unique().tolist())
+    return {**spec, "kind": "categorical", "classes": classes}
+
+
+# ---------------------------------------------------------------------- data
+class ProbeBatches(IterableDataset):
+    """Streams ``(x, mask, {head: target})`` batches for ``ids`` from a store (path) or source.
+
+    A shuffle buffer of ``shuffle_buffer`` batches mixes rows (re-seeded each epoch);
+    ``mask`` comes from the ``positions`` tensor (``>= 0``) when ``use_mask``.
+    """
+
+    def __init__(self, source, tensor: str, ids: Sequence[str], targets: Mapping[str, np.ndarray],
+                 batch_size: int = 64, shuffle_buffer: int = 0, seed: int = 0, use_mask: bool = False):
+        self.source, self.tensor, self.batch_size = source, tensor, batch_size
+        self.ids = list(ids)
+        self._row = {v: i for i, v in enumerate(self.ids)}
+        self.targets = {k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in targets.items()}
+        self.shuffle_buffer, self.seed, self.use_mask = shuffle_buffer, seed, use_mask
+        self.epoch = 0
+
+    def _raw(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, dict]]:
+        src = open_source(self.source)
+        names = [self.tensor] + (["positions"] if self.use_mask else [])
+        for ids, b in src.iter_batches(names, self.batch_size, self.ids):
+            r = torch.tensor([self._row[v] for v in ids])
+            mask = (b["positions"] >= 0) if self.use_mask else None
+            yield b[self.tensor], mask, {k: v[r] for k, v in self.targets.items()}
+
+    def __iter__(self):
+        if not self.shuffle_buffer:
+            for x, m, t in self._raw():
+                yield (x, m, t) if m is not None else (x, t)
+            return
+        g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        self.epoch += 1
+        buf: list = []
+
+        def flush(items):
+            x = torch.cat([i[0] for i in items])
+            m = torch.cat([i[1] for i in items]) if items[0][1] is not None else None
+            t = {k: torch.cat([i[2][k] for i in items]) for k in items[0][2]}
+            perm = torch.randperm(len(x), generator=g)
+            for s in range(0, len(x), self.batch_size):
+                p = perm[s:s + self.batch_size]
+                tb = {k: v[p] for k, v in t.items()}
+                yield (x[p], m[p], tb) if m is not None else (x[p], tb)
+
+        for item in self._raw():
+            buf.append(item)
+            if len(buf) >= self.shuffle_buffer:
+                yield from flush(buf)
+                buf = []
+        if buf:
+            yield from flush(buf)
+
+
+# --------------------------------------------------------------------- model
+def _as_dict(out, heads: Mapping[str, Mapping]) -> dict[str, torch.Tensor]:
+    if isinstance(out, dict):
+        return out
+    return {next(iter(heads)): out}
+
+
+def head_loss(spec: Mapping, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """Loss of one head on the rows whose target is not NaN (None when there are none)."""
+    ok = torch.isfinite(y)
+    if not ok.any():
+        return None
+    logits, y = logits[ok], y[ok]
+    kind = spec.get("kind", "binary")
+    if kind == "binary" and logits.shape[-1] == 1:
+        return F.binary_cross_entropy_with_logits(logits[:, 0], y)
+    if kind in ("binary", "categorical"):
+        return F.cross_entropy(logits, y.long())
+    edges = torch.as_tensor(spec["bins"], dtype=logits.dtype, device=logits.device)
+    soft = soft_bin_labels(y.to(logits.dtype), edges)
+    return -(soft * logits.log_softmax(-1)).sum(-1).mean()
+
+
+class ProbeModule(L.LightningModule):
+    """Lightning wrapper: AdamW, summed per-head losses, ``val_loss`` / ``val_auroc`` logging."""
+
+    def __init__(self, probe: nn.Module, heads: Mapping[str, Mapping], lr: float = 1e-3,
+                 weight_decay: float = 0.0, trainable: str = "all"):
+        super().__init__()
+        self.probe, self.heads = probe, dict(heads)
+        self.lr, self.weight_decay, self.trainable = lr, weight_decay, trainable
+        self._val: list = []
+        self.history: list[dict] = []
+
+    def forward(self, x, mask=None):
+        return _as_dict(self.probe(x, mask), self.heads)
+
+    def _step(self, batch):
+        x, mask, t = batch if len(batch) == 3 else (batch[0], None, batch[1])
+        out = self(x, mask)
+        losses = [l for name, spec in self.heads.items()
+                  if (l := head_loss(spec, out[name], t[name])) is not None]
+        loss = torch.stack(losses).sum() if losses else out[next(iter(out))].sum() * 0.0
+        if isinstance(self.probe, LinearProbe):
+            loss = loss + self.probe.penalty()
+        return loss, out, t, len(x)
+
+    def training_step(self, batch, batch_idx):
+        loss, _, _, n = self._step(batch)
+        self.log("train_loss", loss, on_epoch=True, on_step=False, batch_size=n)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss, out, t, n = self._step(batch)
+        self.log("val_loss", loss, on_epoch=True, batch_size=n, prog_bar=True)
+        name = next(iter(self.heads))
+        if self.heads[name].get("kind", "binary") == "binary":
+            self._val.append((t[name].cpu(), head_prediction(self.heads[name], out[name]).detach().cpu()))
+
+    def on_validation_epoch_end(self):
+        m = self.trainer.callback_metrics
+        rec = {"epoch": int(self.current_epoch), "val_loss": float(m.get("val_loss", float("nan")))}
+        if "train_loss" in m:
+            rec["train_loss"] = float(m["train_loss"])
+        if self._val:
+            y = torch.cat([v[0] for v in self._val]).numpy()
+            s = torch.cat([v[1] for v in self._val]).numpy()
+            ok = np.isfinite(y)
+            rec["val_auroc"] = auroc(y[ok], s[ok]) if ok.any() else float("nan")
+            self.log("val_auroc", rec["val_auroc"] if np.isfinite(rec["val_auroc"]) else 0.5)
+        self._val = []
+        if not self.trainer.sanity_checking:
+            self.history.append(rec)
+
+    def configure_optimizers(self):
+        params = self.probe.parameters()
+        if self.trainable == "heads":
+            params = [p for n, p in self.probe.named_parameters() if not n.startswith("proj_")]
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+
+class _KeepBest(L.Callback):
+    """Keep the weights with the lowest validation loss in memory; restore them at the end."""
+
+    def __init__(self):
+        self.best, self.state, self.epoch = float("inf"), None, -1
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        v = trainer.callback_metrics.get("val_loss")
+        if v is not None and float(v) < self.best:
+            self.best, self.epoch = float(v), int(trainer.current_epoch)
+            self.state = copy.deepcopy({k: t.detach().cpu() for k, t in pl_module.probe.state_dict().items()})
+
+    def on_fit_end(self, trainer, pl_module):
+        if self.state is not None:
+            pl_module.probe.load_state_dict(self.state)
+
+
+# ----------------------------------------------------------------- training
+@dataclass
+class TrainResult:
+    probe: nn.Module
+    heads: dict
+    info: dict = field(default_factory=dict)
+
+
+def data_fingerprint(ids: Sequence[str], targets: Mapping[str, np.ndarray]) -> str:
+    """sha256 (16 hex) of the training ids and their targets, for the probe card."""
+    h = hashlib.sha256()
+    order = np.argsort(np.asarray(ids, dtype=object).astype(str))
+    h.update("\n".join(np.asarray(ids, dtype=object)[order].astype(str)).encode())
+    for k in sorted(targets):
+        h.update(k.encode())
+        h.update(np.nan_to_num(np.asarray(targets[k], dtype=np.float64)[order], nan=-9e9).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _streamed_moments(source, tensor: str, ids, mode: str, batch_size: int, use_mask: bool):
+    src = open_source(source)
+    s = ss = None
+    n = 0
+    names = [tensor] + (["positions"] if use_mask else [])
+    for _, b in src.iter_batches(names, batch_size, ids):
+        z = featurize(b[tensor], mode, (b["positions"] >= 0) if use_mask else None).double()
+        s = z.sum(0) if s is None else s + z.sum(0)
+        ss = (z * z).sum(0) if ss is None else ss + (z * z).sum(0)
+        n += len(z)
+    mean = s / n
+    return mean.float(), (ss / n - mean * mean).clamp_min(0).sqrt().float()
+
+
+def _diff_rms(source, tensor: str, ids, batch_size: int, max_batches: int = 8) -> float:
+    src = open_source(source)
+    tot, cnt = 0.0, 0
+    for i, (_, b) in enumerate(src.iter_batches([tensor], batch_size, ids)):
+        f, r = evee_diffs(b[tensor])
+        tot += float(f.pow(2).sum() + r.pow(2).sum())
+        cnt += f.numel() + r.numel()
+        if i + 1 >= max_batches:
+            break
+    rms = (tot / max(cnt, 1)) ** 0.5
+    return 1.0 / rms if rms > 0 else 1.0
+
+
+def train_probe(
+    source,
+    labels: pd.DataFrame,
+    split: pd.Series,
+    kind: str = "linear",
+    tensor: str = "acts",
+    heads: Mapping[str, Mapping] | None = None,
+    hparams: Mapping | None = None,
+    probe: nn.Module | None = None,
+    max_epochs: int = 50,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    patience: int = 5,
+    seed: int = 0,
+    method: str = "auto",
+    accelerator: str = "auto",
+    shuffle_buffer: int = 8,
+    trainable: str = "all",
+    progress: bool = False,
+) -> TrainResult:
+    """Train (or continue training) a probe on store tensors.
+
+    Parameters
+    ----------
+    source
+        Activation store path (streamed, bounded memory) or an :class:`InMemorySource`.
+    labels
+        Indexed by ``variant_id``; one column per head (``spec["column"]`` or the head name).
+    split
+        ``"train" | "val" | "test"`` per ``variant_id`` (see :mod:`biointerp.probes.splits`).
+        Test rows are never read here.
+    kind
+        ``linear``, ``covariance`` (one binary head), ``covariance_concat`` or ``covariance_multihead``.
+    tensor
+        Store tensor: ``acts`` (EVEE view) or ``emb.<layer>.<pooling>``.
+    heads
+        ``{name: spec}`` (see :class:`MultiHeadCovarianceProbe`); default one binary head
+        ``pathogenicity`` reading the ``label`` column.
+    hparams
+        Probe sizes: linear ``l2``, ``features``; covariance ``h``, ``p``, ``eps``, ``n_sqrt_iter``.
+    probe
+        An existing probe to fine-tune (its weights are the starting point).
+    method
+        Linear probes only: ``lbfgs`` (features of the training rows in memory, exact),
+        ``minibatch`` (streamed, lightning) or ``auto`` (L-BFGS under 2^27 feature values).
+    trainable
+        ``all`` or ``heads`` (freeze the covariance projections when fine-tuning).
+
+    Returns
+    -------
+    :class:`TrainResult` with the trained probe (best validation weights, eval mode),
+    the head specs and ``info`` (n_train, n_val, epochs, best_val_loss, history, fingerprint).
+    """
+    L.seed_everything(seed, workers=True, verbose=False)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    hp = dict(hparams or {})
+    heads = dict(heads or {DEFAULT_HEAD: {"kind": "binary", "column": "label"}})
+    src = open_source(source)
+    store_ids = set(_stored_ids(src))
+    labels = labels.copy()
+    labels.index = labels.index.astype(str)
+    targets_all = head_targets(labels, heads)
+    has_target = np.zeros(len(labels), dtype=bool)
+    for v in targets_all.values():
+        has_target |= np.isfinite(v)
+    sp = split.reindex(labels.index).astype(str).to_numpy()
+    in_store = labels.index.isin(list(store_ids))
+    sel = {s: np.flatnonzero(has_target & in_store & (sp == s)) for s in ("train", "val")}
+    if len(sel["train"]) == 0:
+        raise ValueError("no training rows: no variant is in the store, labelled and in the 'train' split")
+    ids = {s: labels.index[r].tolist() for s, r in sel.items()}
+    tg = {s: {k: v[r] for k, v in targets_all.items()} for s, r in sel.items()}
+    names = _tensor_names(src)
+    if tensor not in names:
+        raise KeyError(f"tensor {tensor!r} not in the store (has {names})")
+    use_mask = tensor == "acts" and "positions" in names
+    info = {"n_train": len(ids["train"]), "n_val": len(ids["val"]), "tensor": tensor, "seed": seed,
+            "data_fingerprint": data_fingerprint(ids["train"] + ids["val"],
+                                                 {k: np.r_[tg["train"][k], tg["val"][k]] for k in heads})}
+
+    if probe is None:
+        probe = _new_probe(kind, heads, hp, src, tensor, ids["train"], batch_size, use_mask)
+        if isinstance(probe, CovarianceBackbone) and "input_scale" not in hp:
+            probe.input_scale = _diff_rms(src, tensor, ids["train"], batch_size)
+    if isinstance(probe, LinearProbe):
+        if len(heads) != 1:
+            raise ValueError("a linear probe has one head; use covariance_multihead for several labels")
+        n_feat = len(ids["train"]) * probe.d
+        if method == "lbfgs" or (method == "auto" and n_feat <= 2 ** 27):
+            return _fit_linear_lbfgs(probe, src, tensor, ids, tg, heads, batch_size, use_mask, info)
+    module = ProbeModule(probe, heads, lr, weight_decay, trainable)
+    train_dl = DataLoader(ProbeBatches(source, tensor, ids["train"], tg["train"], batch_size,
+                                       shuffle_buffer, seed, use_mask), batch_size=None)
+    has_val = len(ids["val"]) > 0
+    val_dl = DataLoader(ProbeBatches(source, tensor, ids["val"], tg["val"], batch_size, 0, seed, use_mask),
+                        batch_size=None) if has_val else None
+    keep = _KeepBest()
+    callbacks = [keep]
+    if has_val:
+        callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=patience, mode="min"))
+    trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+                        callbacks=callbacks, deterministic=True, num_sanity_val_steps=0,
+                        limit_val_batches=1.0 if has_val else 0)
+    trainer.fit(module, train_dl, val_dl)
+    info.update({"method": "lightning", "epochs": int(trainer.current_epoch), "best_epoch": keep.epoch,
+                 "best_val_loss": keep.best if has_val else None, "history": module.history})
+    return TrainResult(probe.cpu().eval(), heads, info)
+
+
+def _stored_ids(src) -> list[str]:
+    if hasattr(src, "index") and isinstance(getattr(src, "index"), pd.DataFrame):
+        idx = src.index
+        return idx.loc[idx["shard"] >= 0, "variant_id"].astype(str).tolist()
+    return list(src.ids)
+
+
+def _tensor_names(src) -> list[str]:
+    return list(src.tensor_names())
+
+
+def _first_tensor(src, tensor: str, ids) -> torch.Tensor:
+    for _, b in src.iter_batches([tensor], 2, ids[:2]):
+        return b[tensor]
+    raise ValueError("empty training set")
+
+
+def _new_probe(kind: str, heads: dict, hp: dict, src, tensor: str, train_ids, batch_size: int,
+               use_mask: bool) -> nn.Module:
+    x0 = _first_tensor(src, tensor, train_ids)
+    if kind == "linear":
+        mode = hp.get("features") or ("evee_mean_diff" if x0.dim() == 5 else "pooled")
+        d = featurize(x0, mode).shape[1]
+        spec = next(iter(heads.values()))
+        n_out = 1 if spec.get("kind", "binary") == "binary" else len(spec.get("classes", []))
+        if spec.get("kind") == "continuous":
+            raise ValueError("linear probes take binary or categorical labels; use covariance_multihead "
+                             "for continuous labels")
+        probe = LinearProbe(d, n_out, mode, hp.get("l2", 1e-3))
+        probe.set_standardisation(*_streamed_moments(src, tensor, train_ids, mode, batch_size, use_mask))
+        return probe
+    if x0.dim() != 5:
+        raise ValueError(f"covariance probes need the EVEE view [N,2,3,K,d]; tensor {tensor!r} has shape "
+                         f"{tuple(x0.shape[1:])} per variant (harvest with --view evee)")
+    d = x0.shape[-1]
+    common = dict(h=hp.get("h", 64), p=hp.get("p", 128), eps=hp.get("eps", 1e-3),
+                  n_sqrt_iter=hp.get("n_sqrt_iter", 3), input_scale=hp.get("input_scale", 1.0))
+    if kind in ("covariance", "covariance_concat") and len(heads) == 1 \
+            and next(iter(heads.values())).get("kind", "binary") == "binary":
+        return CovarianceProbe(d, n_out=2, concat=kind == "covariance_concat", **common)
+    if kind.startswith("covariance"):
+        return MultiHeadCovarianceProbe(d, heads, concat=kind.endswith("concat") or hp.get("concat", False),
+                                        **common)
+    raise ValueError(f"unknown probe kind {kind!r}; use linear, covariance, covariance_concat or "
+                     "covariance_multihead")
+
+
+def _fit_linear_lbfgs(probe: LinearProbe, src, tensor, ids, tg, heads, batch_size, use_mask, info) -> TrainResult:
+    name = next(iter(heads))
+    feats, ys = [], []
+    row = {v: i for i, v in enumerate(ids["train"])}
+    names = [tensor] + (["positions"] if use_mask else [])
+    for b_ids, b in src.iter_batches(names, max(batch_size, 256), ids["train"]):
+        feats.append(featurize(b[tensor], probe.features, (b["positions"] >= 0) if use_mask else None))
+        ys.append(tg["train"][name][[row[v] for v in b_ids]])
+    Z, y = torch.cat(feats), np.concatenate(ys)
+    fitted = fit_linear(Z, y.astype(np.int64), l2=probe.l2, features="pooled", method="lbfgs")
+    probe.load_state_dict(fitted.state_dict())
+    info.update({"method": "lbfgs", "epochs": None})
+    if ids["val"]:
+        p = predict(probe, src, tensor, ids["val"], heads, batch_size)
+        yv = tg["val"][name]
+        info["val_auroc"] = auroc(yv[np.isfinite(yv)], p[name].to_numpy()[np.isfinite(yv)])
+    return TrainResult(probe.eval(), heads, info)
+
+
+@torch.no_grad()
+def predict(probe: nn.Module, source, tensor: str, ids: Sequence[str] | None, heads: Mapping[str, Mapping],
+            batch_size: int = 64, device: str | torch.device = "cpu") -> pd.DataFrame:
+    """Stream ``ids`` (all stored when None) through ``probe``: one score column per head.
+
+    Binary heads give P(positive), continuous the expected value, categorical the class index.
+    Returns a DataFrame indexed by ``variant_id`` in the order given (store order when None).
+    """
+    src = open_source(source)
+    probe = probe.to(device).eval()
+    names = _tensor_names(src)
+    use_mask = tensor == "acts" and "positions" in names
+    out_ids, cols = [], {k: [] for k in heads}
+    for b_ids, b in src.iter_batches([tensor] + (["positions"] if use_mask else []), batch_size, ids):
+        mask = (b["positions"] >= 0).to(device) if use_mask else None
+        out = _as_dict(probe(b[tensor].to(device), mask), heads)
+        for k, spec in heads.items():
+            cols[k].append(head_prediction(spec, out[k]).float().cpu())
+        out_ids.extend(b_ids)
+    df = pd.DataFrame({k: torch.cat(v).numpy() if v else np.zeros(0) for k, v in cols.items()},
+                      index=pd.Index(out_ids, name="variant_id"))
+    return df.reindex([str(i) for i in ids]) if ids is not None else df
