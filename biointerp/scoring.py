@@ -227,6 +227,8 @@ def _masked_scores(model, preps: list[PreparedVariant], batch_size: int, progres
     """Masked marginal per ok row, or a status string when the variant cannot be scored."""
     mask_id = getattr(model, "mask_token_id", None)
     if mask_id is None:
+        mask_id = getattr(getattr(model, "hf_tokenizer", None), "mask_token_id", None)
+    if mask_id is None:
         raise ValueError(f"{model.name} is a masked LM without a mask_token_id; cannot score")
     res: dict[int, tuple[float, float] | str] = {}
     for p in tqdm(preps, desc="score masked", unit="var", disable=not progress, leave=False):
@@ -357,3 +359,12 @@ def evo2_zero_shot_reference(model, genome: Genome, variants: pd.DataFrame, wind
             cache[p.ref_seq] = mean_ll(p.ref_seq)
         out[p.row] = mean_ll(p.alt_seq) - cache[p.ref_seq]
     return out
+
+
+def select_shard(table: pd.DataFrame, shard: int, n_shards: int) -> pd.DataFrame:
+    """Rows of contiguous range ``shard`` of ``n_shards`` (ranges differ in size by at most one)."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard must lie in [0, {n_shards}), got {shard}")
+    n = len(table)
+    lo, hi = shard * n // n_shards, (shard + 1) * n // n_shards
+    return table.iloc[lo:hi]

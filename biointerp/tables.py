@@ -42,7 +42,7 @@ def provenance(**fields) -> dict:
 
     out = {
         "biointerp_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "anndata_version": ad.__version__,
         "python_version": platform.python_version(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
