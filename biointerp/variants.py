@@ -233,7 +233,7 @@ def _read_table(path: Path, region: tuple[str, int, int] | None) -> pd.DataFrame
             df = pd.read_parquet(path)
         else:
             sep = "," if name.endswith((".csv", ".csv.gz")) else "\t"
-            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+            df = pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""],
                              comment=None)
     except pd.errors.EmptyDataError as err:
         raise VariantInputError(f"{path}: empty file (expected a header with chrom, pos, ref, alt)") from err
