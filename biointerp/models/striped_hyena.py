@@ -493,7 +493,9 @@ class StripedHyena(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, None if caches is None else caches[i])
         x = self.norm(x)
-        return F.linear(x, self.embedding_layer.weight.to(x.dtype))
+        # the tied unembedding runs in fp32 at least: bf16 logits (~30) would be rounded to 0.25
+        wdtype = torch.promote_types(x.dtype, torch.float32)
+        return F.linear(x.to(wdtype), self.embedding_layer.weight.to(wdtype))
 
     def cast(self, dtype: torch.dtype) -> "StripedHyena":
         """Cast to ``dtype`` keeping ``log_poles``, ``residues`` and ``inv_freq`` in fp32
