@@ -86,7 +86,7 @@ def test_wrong_build_gives_ref_mismatch(clinvar_vcf, shared_data):
     t = read_variants(clinvar_vcf, g38, region="17:42425000-43600000")
     c = status_counts(t)
     assert len(t) == _vcf_records_in(clinvar_vcf, "17", 42_425_000, 43_600_000) == 274
-    assert c["ref_mismatch"] > 0.5 * len(t)
+    assert (c["ok"], c["ref_mismatch"]) == (67, 207)  # measured
     snv = t[(t["input_ref"].str.len() == 1) & (t["input_alt"].str.len() == 1)]
     mism = snv[snv["status"] == "ref_mismatch"]
     for r in mism.head(50).itertuples():
