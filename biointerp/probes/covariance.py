@@ -45,11 +45,22 @@ def newton_schulz_sqrt(C: torch.Tensor, n_iter: int = 3) -> torch.Tensor:
 
 
 def evee_diffs(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``acts [B,2,3,K,d]`` (or ``[B,2,2,K,d]``) -> ``(diff_fwd, diff_bwd)`` each ``[B,K,d]`` float32."""
-    if acts.dim() != 5 or acts.shape[1] != 2 or acts.shape[2] < 2:
-        raise ValueError(f"expected EVEE activations [B, 2, 3, K, d], got {tuple(acts.shape)}")
+    """Per-direction variant-minus-reference diffs ``(diff_fwd, diff_bwd)``, each ``[B, K, d]`` float32.
+
+    Accepts the EVEE view ``acts [B,2,3,K,d]`` (``var_same - ref_same``), a stored
+    ``diff [B,2,K,d]`` (``view=evee_diff``: taken as is), or a pooled pair
+    ``[B,2,d]`` (alt, ref embeddings; both directions get ``alt - ref`` with K=1).
+    """
     a = acts.float()
-    return a[:, 0, VAR_SAME] - a[:, 0, REF_SAME], a[:, 1, VAR_SAME] - a[:, 1, REF_SAME]
+    if a.dim() == 5 and a.shape[1] == 2 and a.shape[2] >= 2:
+        return a[:, 0, VAR_SAME] - a[:, 0, REF_SAME], a[:, 1, VAR_SAME] - a[:, 1, REF_SAME]
+    if a.dim() == 4 and a.shape[1] == 2:
+        return a[:, 0], a[:, 1]
+    if a.dim() == 3 and a.shape[1] == 2:
+        d = (a[:, 0] - a[:, 1]).unsqueeze(1)
+        return d, d
+    raise ValueError(f"expected EVEE activations [B,2,3,K,d], diffs [B,2,K,d] or a pooled (alt, ref) pair "
+                     f"[B,2,d]; got {tuple(acts.shape)}")
 
 
 def _outer_mean(left: torch.Tensor, right: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -219,3 +230,24 @@ def head_prediction(spec: Mapping, logits: torch.Tensor) -> torch.Tensor:
         centres = 0.5 * (edges[1:] + edges[:-1])
         return logits.softmax(-1) @ centres
     return logits.argmax(-1).to(logits.dtype)
+
+
+def to_multihead(probe: CovarianceBackbone, name: str = "pathogenicity",
+                 spec: Mapping | None = None) -> MultiHeadCovarianceProbe:
+    """A single-head :class:`CovarianceProbe` as a multi-head probe (its head named ``name``),
+    so new heads can be added on the same backbone; multi-head probes are returned as is."""
+    if isinstance(probe, MultiHeadCovarianceProbe):
+        return probe
+    spec = dict(spec or {"kind": "binary"})
+    if head_outputs(spec) != probe.n_out:
+        spec = {"kind": "categorical", "classes": list(range(probe.n_out))}
+    mh = MultiHeadCovarianceProbe(probe.d, {name: spec}, probe.h, probe.p, probe.eps, probe.n_sqrt_iter,
+                                  probe.concat, probe.input_scale)
+    sd = {}
+    for k, v in probe.state_dict().items():
+        if k.split(".")[0] in ("head_left", "head_right", "out"):
+            sd[f"head_modules.{name}.{k}"] = v
+        else:
+            sd[k] = v
+    mh.load_state_dict(sd, strict=True)
+    return mh.to(next(probe.parameters()).device)

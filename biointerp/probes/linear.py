@@ -1,9 +1,10 @@
 """Linear probe: L2-regularised logistic regression on standardised features, in torch.
 
 Features are pooled embeddings ``emb.<layer>.<pooling> [N, d]`` used as they are
-(``features="pooled"``), or the EVEE view ``acts [N,2,3,K,d]`` reduced to the
+(``features="pooled"``), the pair (variant, reference) of pooled embeddings
+``[N, 2, d]`` as ``[alt, alt - ref]`` (``features="pooled_pair"``, ``2d``), or the EVEE view ``acts [N,2,3,K,d]`` reduced to the
 mean over positions of ``var_same - ref_same`` per direction, concatenated
-(``features="evee_mean_diff"``, ``[N, 2d]``).
+(``features="evee_mean_diff"``, ``[N, 2d]``; a stored ``diff [N,2,K,d]`` works too).
 
 Objective: ``mean_i BCE(w.z_i + b, y_i) + l2/2 * ||w||^2`` with ``z`` the
 standardised features; equals scikit-learn's ``LogisticRegression(C=1/(l2*n))``.
@@ -18,7 +19,7 @@ from torch.nn import functional as F
 
 from biointerp.probes.covariance import evee_diffs
 
-FEATURE_MODES = ("pooled", "evee_mean_diff")
+FEATURE_MODES = ("pooled", "pooled_pair", "evee_mean_diff")
 
 
 def featurize(x: torch.Tensor, mode: str = "pooled", mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -28,6 +29,11 @@ def featurize(x: torch.Tensor, mode: str = "pooled", mask: torch.Tensor | None =
             raise ValueError(f"pooled features must be [N, d], got {tuple(x.shape)}; "
                              "use features='evee_mean_diff' for the EVEE view")
         return x.float()
+    if mode == "pooled_pair":
+        if x.dim() != 3 or x.shape[1] != 2:
+            raise ValueError(f"pooled_pair features must be [N, 2, d] (alt, ref), got {tuple(x.shape)}")
+        x = x.float()
+        return torch.cat([x[:, 0], x[:, 0] - x[:, 1]], dim=-1)
     if mode == "evee_mean_diff":
         fwd, bwd = evee_diffs(x)
         if mask is None:

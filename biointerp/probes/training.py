@@ -57,13 +57,47 @@ class InMemorySource:
             yield [self.ids[i] for i in r.tolist()], {k: self.tensors[k][r] for k in names}
 
 
+class MultiSource:
+    """Several activation stores (e.g. one per shard of a pipeline) read as one."""
+
+    def __init__(self, stores: Sequence):
+        self.stores = [open_source(s) for s in stores]
+        self.ids = [v for st in self.stores for v in _stored_ids(st)]
+        self._owner = {v: i for i, st in enumerate(self.stores) for v in _stored_ids(st)}
+        self.manifest = getattr(self.stores[0], "manifest", {})
+
+    def tensor_names(self) -> list[str]:
+        names = [set(s.tensor_names()) for s in self.stores if _stored_ids(s)]
+        return sorted(set.intersection(*names)) if names else []
+
+    def iter_batches(self, names=None, batch_size: int = 64, variant_ids=None):
+        for i, st in enumerate(self.stores):
+            sub = None if variant_ids is None else [v for v in variant_ids if self._owner.get(str(v)) == i]
+            if sub is not None and not sub:
+                continue
+            yield from st.iter_batches(names, batch_size, sub)
+
+
 def open_source(source):
-    """A store path -> opened :class:`ActivationStore`; other sources are returned as is."""
+    """Store path(s) -> opened :class:`ActivationStore` / :class:`MultiSource`; other sources as is."""
     if isinstance(source, (str, Path)):
         from biointerp.store import ActivationStore
 
         return ActivationStore.open(source)
+    if isinstance(source, (list, tuple)):
+        return open_source(source[0]) if len(source) == 1 else MultiSource(source)
     return source
+
+
+def input_names(tensor: str, pair: bool, use_mask: bool) -> list[str]:
+    """Store tensors to read for a probe input."""
+    return [tensor] + ([tensor + ".ref"] if pair else []) + (["positions"] if use_mask else [])
+
+
+def batch_input(b: Mapping[str, torch.Tensor], tensor: str, pair: bool, use_mask: bool):
+    """``(x, mask)`` from a store batch: ``x`` is the tensor, or ``[N, 2, d]`` (alt, ref) when ``pair``."""
+    x = torch.stack([b[tensor], b[tensor + ".ref"]], 1) if pair else b[tensor]
+    return x, ((b["positions"] >= 0) if use_mask else None)
 
 
 # ------------------------------------------------------------------- targets
@@ -116,8 +150,9 @@ class ProbeBatches(IterableDataset):
     """
 
     def __init__(self, source, tensor: str, ids: Sequence[str], targets: Mapping[str, np.ndarray],
-                 batch_size: int = 64, shuffle_buffer: int = 0, seed: int = 0, use_mask: bool = False):
-        self.source, self.tensor, self.batch_size = source, tensor, batch_size
+                 batch_size: int = 64, shuffle_buffer: int = 0, seed: int = 0, use_mask: bool = False,
+                 pair: bool = False):
+        self.source, self.tensor, self.batch_size, self.pair = source, tensor, batch_size, pair
         self.ids = list(ids)
         self._row = {v: i for i, v in enumerate(self.ids)}
         self.targets = {k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in targets.items()}
@@ -126,11 +161,11 @@ class ProbeBatches(IterableDataset):
 
     def _raw(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, dict]]:
         src = open_source(self.source)
-        names = [self.tensor] + (["positions"] if self.use_mask else [])
+        names = input_names(self.tensor, self.pair, self.use_mask)
         for ids, b in src.iter_batches(names, self.batch_size, self.ids):
             r = torch.tensor([self._row[v] for v in ids])
-            mask = (b["positions"] >= 0) if self.use_mask else None
-            yield b[self.tensor], mask, {k: v[r] for k, v in self.targets.items()}
+            x, mask = batch_input(b, self.tensor, self.pair, self.use_mask)
+            yield x, mask, {k: v[r] for k, v in self.targets.items()}
 
     def __iter__(self):
         if not self.shuffle_buffer:
@@ -279,13 +314,13 @@ def data_fingerprint(ids: Sequence[str], targets: Mapping[str, np.ndarray]) -> s
     return h.hexdigest()[:16]
 
 
-def _streamed_moments(source, tensor: str, ids, mode: str, batch_size: int, use_mask: bool):
+def _streamed_moments(source, tensor: str, ids, mode: str, batch_size: int, use_mask: bool, pair: bool):
     src = open_source(source)
     s = ss = None
     n = 0
-    names = [tensor] + (["positions"] if use_mask else [])
-    for _, b in src.iter_batches(names, batch_size, ids):
-        z = featurize(b[tensor], mode, (b["positions"] >= 0) if use_mask else None).double()
+    for _, b in src.iter_batches(input_names(tensor, pair, use_mask), batch_size, ids):
+        x, mask = batch_input(b, tensor, pair, use_mask)
+        z = featurize(x, mode, mask).double()
         s = z.sum(0) if s is None else s + z.sum(0)
         ss = (z * z).sum(0) if ss is None else ss + (z * z).sum(0)
         n += len(z)
@@ -293,11 +328,11 @@ def _streamed_moments(source, tensor: str, ids, mode: str, batch_size: int, use_
     return mean.float(), (ss / n - mean * mean).clamp_min(0).sqrt().float()
 
 
-def _diff_rms(source, tensor: str, ids, batch_size: int, max_batches: int = 8) -> float:
+def _diff_rms(source, tensor: str, ids, batch_size: int, pair: bool, max_batches: int = 8) -> float:
     src = open_source(source)
     tot, cnt = 0.0, 0
-    for i, (_, b) in enumerate(src.iter_batches([tensor], batch_size, ids)):
-        f, r = evee_diffs(b[tensor])
+    for i, (_, b) in enumerate(src.iter_batches(input_names(tensor, pair, False), batch_size, ids)):
+        f, r = evee_diffs(batch_input(b, tensor, pair, False)[0])
         tot += float(f.pow(2).sum() + r.pow(2).sum())
         cnt += f.numel() + r.numel()
         if i + 1 >= max_batches:
@@ -325,6 +360,7 @@ def train_probe(
     accelerator: str = "auto",
     shuffle_buffer: int = 8,
     trainable: str = "all",
+    pair: bool | None = None,
     progress: bool = False,
 ) -> TrainResult:
     """Train (or continue training) a probe on store tensors.
@@ -332,7 +368,7 @@ def train_probe(
     Parameters
     ----------
     source
-        Activation store path (streamed, bounded memory) or an :class:`InMemorySource`.
+        Activation store path(s) (streamed, bounded memory) or an :class:`InMemorySource`.
     labels
         Indexed by ``variant_id``; one column per head (``spec["column"]`` or the head name).
     split
@@ -341,7 +377,7 @@ def train_probe(
     kind
         ``linear``, ``covariance`` (one binary head), ``covariance_concat`` or ``covariance_multihead``.
     tensor
-        Store tensor: ``acts`` (EVEE view) or ``emb.<layer>.<pooling>``.
+        Store tensor: ``acts`` (EVEE view), ``diff`` (``evee_diff`` view) or ``emb.<layer>.<pooling>``.
     heads
         ``{name: spec}`` (see :class:`MultiHeadCovarianceProbe`); default one binary head
         ``pathogenicity`` reading the ``label`` column.
@@ -354,11 +390,15 @@ def train_probe(
         ``minibatch`` (streamed, lightning) or ``auto`` (L-BFGS under 2^27 feature values).
     trainable
         ``all`` or ``heads`` (freeze the covariance projections when fine-tuning).
+    pair
+        Read ``<tensor>.ref`` too and give the probe ``[N, 2, d]`` (alt, ref); default: when
+        ``tensor`` is a pooled embedding whose ``.ref`` is stored.
 
     Returns
     -------
     :class:`TrainResult` with the trained probe (best validation weights, eval mode),
-    the head specs and ``info`` (n_train, n_val, epochs, best_val_loss, history, fingerprint).
+    the head specs and ``info`` (n_train, n_val, epochs, best_val_loss, history,
+    data_fingerprint, input).
     """
     L.seed_everything(seed, workers=True, verbose=False)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -376,32 +416,37 @@ def train_probe(
     in_store = labels.index.isin(list(store_ids))
     sel = {s: np.flatnonzero(has_target & in_store & (sp == s)) for s in ("train", "val")}
     if len(sel["train"]) == 0:
-        raise ValueError("no training rows: no variant is in the store, labelled and in the 'train' split")
+        raise ValueError(f"no training rows: of {len(labels)} labelled variants, {int(in_store.sum())} are in the "
+                         f"store, {int(has_target.sum())} have a usable label, "
+                         f"{int((sp == 'train').sum())} are in the 'train' split")
     ids = {s: labels.index[r].tolist() for s, r in sel.items()}
     tg = {s: {k: v[r] for k, v in targets_all.items()} for s, r in sel.items()}
     names = _tensor_names(src)
     if tensor not in names:
         raise KeyError(f"tensor {tensor!r} not in the store (has {names})")
-    use_mask = tensor == "acts" and "positions" in names
-    info = {"n_train": len(ids["train"]), "n_val": len(ids["val"]), "tensor": tensor, "seed": seed,
+    if pair is None:
+        pair = tensor.startswith("emb.") and (tensor + ".ref") in names and hp.get("features") != "pooled"
+    use_mask = tensor in ("acts", "diff") and "positions" in names
+    info = {"n_train": len(ids["train"]), "n_val": len(ids["val"]), "seed": seed,
+            "input": {"tensor": tensor, "pair": bool(pair)},
             "data_fingerprint": data_fingerprint(ids["train"] + ids["val"],
                                                  {k: np.r_[tg["train"][k], tg["val"][k]] for k in heads})}
 
     if probe is None:
-        probe = _new_probe(kind, heads, hp, src, tensor, ids["train"], batch_size, use_mask)
+        probe = _new_probe(kind, heads, hp, src, tensor, ids["train"], batch_size, use_mask, pair)
         if isinstance(probe, CovarianceBackbone) and "input_scale" not in hp:
-            probe.input_scale = _diff_rms(src, tensor, ids["train"], batch_size)
+            probe.input_scale = _diff_rms(src, tensor, ids["train"], batch_size, pair)
     if isinstance(probe, LinearProbe):
         if len(heads) != 1:
             raise ValueError("a linear probe has one head; use covariance_multihead for several labels")
         n_feat = len(ids["train"]) * probe.d
         if method == "lbfgs" or (method == "auto" and n_feat <= 2 ** 27):
-            return _fit_linear_lbfgs(probe, src, tensor, ids, tg, heads, batch_size, use_mask, info)
+            return _fit_linear_lbfgs(probe, src, tensor, ids, tg, heads, batch_size, use_mask, pair, info)
     module = ProbeModule(probe, heads, lr, weight_decay, trainable)
-    train_dl = DataLoader(ProbeBatches(source, tensor, ids["train"], tg["train"], batch_size,
-                                       shuffle_buffer, seed, use_mask), batch_size=None)
+    train_dl = DataLoader(ProbeBatches(src, tensor, ids["train"], tg["train"], batch_size,
+                                       shuffle_buffer, seed, use_mask, pair), batch_size=None)
     has_val = len(ids["val"]) > 0
-    val_dl = DataLoader(ProbeBatches(source, tensor, ids["val"], tg["val"], batch_size, 0, seed, use_mask),
+    val_dl = DataLoader(ProbeBatches(src, tensor, ids["val"], tg["val"], batch_size, 0, seed, use_mask, pair),
                         batch_size=None) if has_val else None
     keep = _KeepBest()
     callbacks = [keep]
@@ -412,8 +457,11 @@ def train_probe(
                         callbacks=callbacks, deterministic=True, num_sanity_val_steps=0,
                         limit_val_batches=1.0 if has_val else 0)
     trainer.fit(module, train_dl, val_dl)
-    info.update({"method": "lightning", "epochs": int(trainer.current_epoch), "best_epoch": keep.epoch,
-                 "best_val_loss": keep.best if has_val else None, "history": module.history})
+    hist = module.history
+    info.update({"method": "lightning", "epochs": len(hist) if has_val else int(trainer.current_epoch),
+                 "best_epoch": keep.epoch, "best_val_loss": keep.best if has_val else None,
+                 "val_auroc": next((h.get("val_auroc") for h in hist if h["epoch"] == keep.epoch), None),
+                 "history": hist})
     return TrainResult(probe.cpu().eval(), heads, info)
 
 
@@ -428,29 +476,30 @@ def _tensor_names(src) -> list[str]:
     return list(src.tensor_names())
 
 
-def _first_tensor(src, tensor: str, ids) -> torch.Tensor:
-    for _, b in src.iter_batches([tensor], 2, ids[:2]):
-        return b[tensor]
+def _first_input(src, tensor: str, ids, pair: bool) -> torch.Tensor:
+    for _, b in src.iter_batches(input_names(tensor, pair, False), 2, ids[:2]):
+        return batch_input(b, tensor, pair, False)[0]
     raise ValueError("empty training set")
 
 
 def _new_probe(kind: str, heads: dict, hp: dict, src, tensor: str, train_ids, batch_size: int,
-               use_mask: bool) -> nn.Module:
-    x0 = _first_tensor(src, tensor, train_ids)
+               use_mask: bool, pair: bool) -> nn.Module:
+    x0 = _first_input(src, tensor, train_ids, pair)
     if kind == "linear":
-        mode = hp.get("features") or ("evee_mean_diff" if x0.dim() == 5 else "pooled")
+        mode = hp.get("features") or ("evee_mean_diff" if x0.dim() >= 4 else "pooled_pair" if pair else "pooled")
         d = featurize(x0, mode).shape[1]
         spec = next(iter(heads.values()))
-        n_out = 1 if spec.get("kind", "binary") == "binary" else len(spec.get("classes", []))
         if spec.get("kind") == "continuous":
             raise ValueError("linear probes take binary or categorical labels; use covariance_multihead "
                              "for continuous labels")
+        n_out = 1 if spec.get("kind", "binary") == "binary" else len(spec.get("classes", []))
         probe = LinearProbe(d, n_out, mode, hp.get("l2", 1e-3))
-        probe.set_standardisation(*_streamed_moments(src, tensor, train_ids, mode, batch_size, use_mask))
+        probe.set_standardisation(*_streamed_moments(src, tensor, train_ids, mode, batch_size, use_mask, pair))
         return probe
-    if x0.dim() != 5:
-        raise ValueError(f"covariance probes need the EVEE view [N,2,3,K,d]; tensor {tensor!r} has shape "
-                         f"{tuple(x0.shape[1:])} per variant (harvest with --view evee)")
+    if x0.dim() < 4 and not pair:
+        raise ValueError(f"covariance probes need the EVEE view (acts [N,2,3,K,d] or diff [N,2,K,d]) or a pooled "
+                         f"pair with its .ref; tensor {tensor!r} has shape {tuple(x0.shape[1:])} per variant "
+                         "(harvest with --view evee or evee_diff)")
     d = x0.shape[-1]
     common = dict(h=hp.get("h", 64), p=hp.get("p", 128), eps=hp.get("eps", 1e-3),
                   n_sqrt_iter=hp.get("n_sqrt_iter", 3), input_scale=hp.get("input_scale", 1.0))
@@ -464,20 +513,21 @@ def _new_probe(kind: str, heads: dict, hp: dict, src, tensor: str, train_ids, ba
                      "covariance_multihead")
 
 
-def _fit_linear_lbfgs(probe: LinearProbe, src, tensor, ids, tg, heads, batch_size, use_mask, info) -> TrainResult:
+def _fit_linear_lbfgs(probe: LinearProbe, src, tensor, ids, tg, heads, batch_size, use_mask, pair,
+                      info) -> TrainResult:
     name = next(iter(heads))
     feats, ys = [], []
     row = {v: i for i, v in enumerate(ids["train"])}
-    names = [tensor] + (["positions"] if use_mask else [])
-    for b_ids, b in src.iter_batches(names, max(batch_size, 256), ids["train"]):
-        feats.append(featurize(b[tensor], probe.features, (b["positions"] >= 0) if use_mask else None))
+    for b_ids, b in src.iter_batches(input_names(tensor, pair, use_mask), max(batch_size, 256), ids["train"]):
+        x, mask = batch_input(b, tensor, pair, use_mask)
+        feats.append(featurize(x, probe.features, mask))
         ys.append(tg["train"][name][[row[v] for v in b_ids]])
     Z, y = torch.cat(feats), np.concatenate(ys)
     fitted = fit_linear(Z, y.astype(np.int64), l2=probe.l2, features="pooled", method="lbfgs")
     probe.load_state_dict(fitted.state_dict())
     info.update({"method": "lbfgs", "epochs": None})
     if ids["val"]:
-        p = predict(probe, src, tensor, ids["val"], heads, batch_size)
+        p = predict(probe, src, tensor, ids["val"], heads, batch_size, pair=pair)
         yv = tg["val"][name]
         info["val_auroc"] = auroc(yv[np.isfinite(yv)], p[name].to_numpy()[np.isfinite(yv)])
     return TrainResult(probe.eval(), heads, info)
@@ -485,7 +535,7 @@ def _fit_linear_lbfgs(probe: LinearProbe, src, tensor, ids, tg, heads, batch_siz
 
 @torch.no_grad()
 def predict(probe: nn.Module, source, tensor: str, ids: Sequence[str] | None, heads: Mapping[str, Mapping],
-            batch_size: int = 64, device: str | torch.device = "cpu") -> pd.DataFrame:
+            batch_size: int = 64, device: str | torch.device = "cpu", pair: bool = False) -> pd.DataFrame:
     """Stream ``ids`` (all stored when None) through ``probe``: one score column per head.
 
     Binary heads give P(positive), continuous the expected value, categorical the class index.
@@ -493,12 +543,11 @@ def predict(probe: nn.Module, source, tensor: str, ids: Sequence[str] | None, he
     """
     src = open_source(source)
     probe = probe.to(device).eval()
-    names = _tensor_names(src)
-    use_mask = tensor == "acts" and "positions" in names
+    use_mask = tensor in ("acts", "diff") and "positions" in _tensor_names(src)
     out_ids, cols = [], {k: [] for k in heads}
-    for b_ids, b in src.iter_batches([tensor] + (["positions"] if use_mask else []), batch_size, ids):
-        mask = (b["positions"] >= 0).to(device) if use_mask else None
-        out = _as_dict(probe(b[tensor].to(device), mask), heads)
+    for b_ids, b in src.iter_batches(input_names(tensor, pair, use_mask), batch_size, ids):
+        x, mask = batch_input(b, tensor, pair, use_mask)
+        out = _as_dict(probe(x.to(device), None if mask is None else mask.to(device)), heads)
         for k, spec in heads.items():
             cols[k].append(head_prediction(spec, out[k]).float().cpu())
         out_ids.extend(b_ids)
