@@ -188,6 +188,58 @@ def _vcf_text_frame(text: str, path: Path, region: tuple[str, int, int] | None) 
     return df, _info_header(header)
 
 
+def _vcf_header_lines(path: Path) -> list[str] | None:
+    """Meta lines + the #CHROM line, streamed; None when the file does not look like a VCF."""
+    opener = gzip.open if open(path, "rb").read(2) == b"\x1f\x8b" else open
+    out: list[str] = []
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as fh:
+            for line in fh:
+                out.append(line.rstrip("\r\n"))
+                if not line.startswith("##"):
+                    break
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error):
+        return None
+    return out if out and out[-1].startswith("#CHROM") else None
+
+
+def _vcf_arrow_frame(path: Path) -> tuple[pd.DataFrame, dict] | None:
+    """Fast path: pyarrow's multithreaded CSV reader (gzip/bgzip aware) for a whole VCF.
+
+    Returns None on anything unusual so that the line-by-line parser can name
+    the offending line.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    header = _vcf_header_lines(path)
+    if header is None:
+        return None
+    names = header[-1].lstrip("#").split("\t")
+    if len(names) < 8 or len(set(names)) != len(names):
+        return None
+    keep = [names[i] for i in (0, 1, 2, 3, 4, 7)]
+    try:
+        tb = pcsv.read_csv(
+            path,
+            read_options=pcsv.ReadOptions(skip_rows=len(header), column_names=names, block_size=8 << 20),
+            parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False),
+            convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                include_columns=keep, strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, OSError, EOFError):
+        return None
+    col = {k: tb.column(c) for k, c in zip(("chrom", "pos", "id", "ref", "alt", "info"), keep)}
+    pos = pd.to_numeric(pd.Series(col["pos"].to_numpy()), errors="coerce")
+    if pos.isna().any() or (tb.num_rows and (pos != np.floor(pos)).any()):
+        return None
+    n = tb.num_rows
+    df = pd.DataFrame({k: col[k].to_numpy() for k in ("chrom", "id", "ref", "alt", "info")})
+    df.insert(1, "pos", pos.to_numpy(dtype=np.int64))
+    df["line"] = np.arange(len(header) + 1, len(header) + 1 + n, dtype=np.int64)
+    return df, _info_header(header)
+
+
 def _int_column(s: pd.Series, where: pd.Series, path: Path, name: str, what: str = "line") -> pd.Series:
     num = pd.to_numeric(s, errors="coerce")
     bad = num.isna() | (num != np.floor(num))
@@ -421,7 +473,11 @@ def read_variants(
         is_vcf = True
     elif name.endswith((".vcf", ".vcf.gz", ".vcf.bgz", ".vcf.bgzf")):
         text = _tabix_region(path, region) if region is not None else None
-        raw, info_defs = _vcf_text_frame(text if text is not None else _open_text(path), path, region)
+        fast = _vcf_arrow_frame(path) if region is None else None
+        if fast is not None:
+            raw, info_defs = fast
+        else:
+            raw, info_defs = _vcf_text_frame(text if text is not None else _open_text(path), path, region)
         is_vcf = True
     elif name.endswith((".tsv", ".tsv.gz", ".txt", ".txt.gz", ".csv", ".csv.gz", ".parquet", ".pq")):
         raw = _read_table(path, region)
@@ -434,10 +490,16 @@ def read_variants(
     raw["record"] = np.arange(1, len(raw) + 1, dtype=np.int64)
 
     # split multi-allelic records: one row per ALT
-    alts = raw["alt"].astype(str).str.split(",")
-    df = raw.drop(columns=["alt"]).loc[raw.index.repeat(alts.str.len())].reset_index(drop=True)
-    df["alt"] = np.concatenate(alts.to_numpy()) if len(alts) else np.array([], dtype=object)
-    df["alt_index"] = df.groupby("record").cumcount().astype(np.int64)
+    raw["alt"] = raw["alt"].astype(str)
+    multi = raw["alt"].str.contains(",", regex=False).to_numpy(dtype=bool)
+    if multi.any():
+        alts = raw["alt"].str.split(",")
+        df = raw.drop(columns=["alt"]).loc[raw.index.repeat(alts.str.len())].reset_index(drop=True)
+        df["alt"] = np.concatenate(alts.to_numpy()) if len(alts) else np.array([], dtype=object)
+        df["alt_index"] = df.groupby("record").cumcount().astype(np.int64)
+    else:
+        df = raw
+        df["alt_index"] = np.zeros(len(df), dtype=np.int64)
 
     extra: dict[str, pd.Series] = {}
     if is_vcf:
@@ -492,30 +554,41 @@ def _normalise(df: pd.DataFrame, genome, max_allele_len: int, progress: bool) ->
     in_pos = df["pos"].to_numpy(dtype=np.int64)
     in_ref = df["ref"].astype(str).to_numpy(dtype=object)
     in_alt = df["alt"].astype(str).to_numpy(dtype=object)
-    ref = pd.Series(in_ref).str.upper()
-    alt = pd.Series(in_alt).str.upper()
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def np_bool(a) -> np.ndarray:
+        return a.to_numpy(zero_copy_only=False).astype(bool)
+
+    ref_pa = pc.utf8_upper(pa.array(in_ref, type=pa.string()))
+    alt_pa = pc.utf8_upper(pa.array(in_alt, type=pa.string()))
+    ref = ref_pa.to_numpy(zero_copy_only=False)
+    alt = alt_pa.to_numpy(zero_copy_only=False)
     status = np.full(n, "ok", dtype=object)
     detail = np.full(n, "", dtype=object)
+    okm = np.ones(n, dtype=bool)
 
     def mark(mask: np.ndarray, st: str, msg) -> None:
-        m = mask & (status == "ok")
+        m = mask & okm
         if m.any():
             status[m] = st
             detail[m] = msg(m) if callable(msg) else msg
+            okm[m] = False
 
-    symbolic = (alt.str.startswith("<") | alt.str.contains(r"[\[\]]", regex=True) | (alt == "*")
-                | ((alt.str.len() > 1) & (alt.str.startswith(".") | alt.str.endswith(".")))).to_numpy()
+    lref = pc.utf8_length(ref_pa).to_numpy(zero_copy_only=False).astype(np.int64)
+    lalt = pc.utf8_length(alt_pa).to_numpy(zero_copy_only=False).astype(np.int64)
+    symbolic = np_bool(pc.or_(pc.match_substring_regex(alt_pa, r"^<|[\[\]]|^\*$"),
+                              pc.and_(pc.greater(pc.utf8_length(alt_pa), 1),
+                                      pc.match_substring_regex(alt_pa, r"^\.|\.$"))))
     mark(symbolic, "symbolic_allele", lambda m: "symbolic ALT " + pd.Series(in_alt[m]) + " has no sequence")
-    mark((alt == ".").to_numpy() | (alt == "").to_numpy(), "invalid_allele", "ALT is missing ('.')")
-    bad_ref = ~ref.str.match(_ALLELE_RE).to_numpy()
+    mark(np_bool(pc.is_in(alt_pa, pa.array([".", ""]))), "invalid_allele", "ALT is missing ('.')")
+    bad_ref = ~np_bool(pc.match_substring_regex(ref_pa, _ALLELE_RE))
     mark(bad_ref, "invalid_allele", lambda m: "REF " + pd.Series(in_ref[m]).str.slice(0, 40).map(repr)
          + " is not A/C/G/T/N")
-    bad_alt = ~alt.str.match(_ALLELE_RE).to_numpy()
+    bad_alt = ~np_bool(pc.match_substring_regex(alt_pa, _ALLELE_RE))
     mark(bad_alt, "invalid_allele", lambda m: "ALT " + pd.Series(in_alt[m]).str.slice(0, 40).map(repr)
          + " is not A/C/G/T/N")
-    mark((ref == alt).to_numpy(), "invalid_allele", "ALT equals REF")
-    lref = ref.str.len().to_numpy()
-    lalt = alt.str.len().to_numpy()
+    mark(np_bool(pc.equal(ref_pa, alt_pa)), "invalid_allele", "ALT equals REF")
     mark(np.maximum(lref, lalt) > max_allele_len, "too_long",
          lambda m: "allele length " + pd.Series(np.maximum(lref, lalt)[m]).astype(str)
          + f" > max_allele_len {max_allele_len}")
@@ -523,17 +596,17 @@ def _normalise(df: pd.DataFrame, genome, max_allele_len: int, progress: bool) ->
 
     chrom = in_chrom.copy()
     pos = in_pos.copy()
-    ref_o = ref.to_numpy(dtype=object).copy()
-    alt_o = alt.to_numpy(dtype=object).copy()
-    ok = status == "ok"
+    ref_o = ref.copy()
+    alt_o = alt.copy()
+    ok = okm
     if genome is None:
         idx = np.flatnonzero(ok & ((lref > 1) | (lalt > 1)))
         for i in idx:
             pos[i], ref_o[i], alt_o[i] = _trim(int(pos[i]), ref_o[i], alt_o[i])
     else:
         names = {c: genome.resolve_contig(c) for c in pd.unique(in_chrom)}
-        resolved = np.array([names[c] for c in in_chrom], dtype=object)
-        unknown = np.array([r is None for r in resolved], dtype=bool)
+        resolved = pd.Series(in_chrom).map(names).to_numpy(dtype=object)
+        unknown = pd.isna(resolved)
         mark(unknown, "unknown_contig", lambda m: "contig " + pd.Series(in_chrom[m]) + f" is not in {genome.path.name}")
         chrom = np.where(unknown, in_chrom, resolved)
         _check_against_genome(genome, chrom, pos, ref_o, alt_o, lref, status, detail, progress)
@@ -549,15 +622,14 @@ def _normalise(df: pd.DataFrame, genome, max_allele_len: int, progress: bool) ->
             status[okidx] = "duplicate"
             detail[okidx] = ("same variant as record " + first_rec[dup].astype(str)).to_numpy()
 
-    changed = (status == "ok") & ((pos != in_pos) | (ref_o != ref.to_numpy(dtype=object))
-                                  | (alt_o != alt.to_numpy(dtype=object)))
+    changed = (status == "ok") & ((pos != in_pos) | (ref_o != ref) | (alt_o != alt))
     if changed.any():
         detail[changed] = ("normalised from " + pd.Series(in_pos[changed]).astype(str) + ":"
                            + pd.Series(in_ref[changed]) + ":" + pd.Series(in_alt[changed])).to_numpy()
-    vid = (pd.Series(chrom, dtype=str) + ":" + pd.Series(pos).astype(str) + ":"
-           + pd.Series(ref_o, dtype=str) + ":" + pd.Series(alt_o, dtype=str))
+    vid = pc.binary_join_element_wise(pa.array(chrom, type=pa.string()), pc.cast(pa.array(pos), pa.string()),
+                                      pa.array(ref_o, type=pa.string()), pa.array(alt_o, type=pa.string()), ":")
     return pd.DataFrame({
-        "variant_id": vid.to_numpy(dtype=object),
+        "variant_id": vid.to_numpy(zero_copy_only=False),
         "chrom": chrom.astype(object), "pos": pos, "ref": ref_o, "alt": alt_o,
         "status": status, "status_detail": detail,
         "record": df["record"].to_numpy(dtype=np.int64), "alt_index": df["alt_index"].to_numpy(dtype=np.int64),
