@@ -143,6 +143,7 @@ def annotate_vcf(
               ("LABEL", "label", "String", "biointerp label from the variant database")]
     fields += [(re.sub(r"[^0-9A-Za-z_.]", "_", h).upper(), h, "Float", f"biointerp head {h}") for h in heads]
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     try:
         con.execute(f"ATTACH {_lit(str(vdb.path))} AS vdb (READ_ONLY)")
         con.register("vcf", table)
@@ -152,7 +153,11 @@ def annotate_vcf(
         if cmap:
             con.executemany("INSERT INTO cmap VALUES (?, ?)", cmap)
 
+        hidx = {h: i + 1 for i, h in enumerate(vdb.heads)}
+
         def fmt(col: str, typ: str) -> str:
+            if col in hidx and col not in ("score", "label"):
+                return f"coalesce(printf('%.6g', d.heads[{hidx[col]}]), '.')"
             if typ == "Float":
                 return f"coalesce(printf('%.6g', d.{q(col)}), '.')"
             return f"coalesce(regexp_replace(d.{q(col)}, '[;=, \\t]', '_', 'g'), '.')"

@@ -69,6 +69,7 @@ class VariantDB:
             raise FileNotFoundError(f"{path}: no such database; build one with `biointerp db build`")
         self.path = path
         self._con = duckdb.connect(str(path), read_only=True)
+        self._con.execute("SET enable_progress_bar = false")
         self._local = threading.local()
         try:
             self.metadata = {k: json.loads(v) for k, v in self._con.execute("SELECT key, value FROM metadata").fetchall()}
@@ -76,6 +77,7 @@ class VariantDB:
             raise ValueError(f"{path} is not a biointerp variant database ({err})") from None
         self.heads: list[str] = list(self.metadata.get("heads", []))
         self.base_columns = list(BASE_COLUMNS)
+        self._head_idx = {h: i for i, h in enumerate(self.heads)}
         self.contigs = {c: r for c, r in self._con.execute("SELECT chrom, rank FROM contigs").fetchall()}
         self._alias = {}
         for c in self.contigs:
@@ -87,24 +89,42 @@ class VariantDB:
         cur = getattr(self._local, "cur", None)
         if cur is None:
             cur = self._local.cur = self._con.cursor()
+            cur.execute("SET enable_progress_bar = false")
         return cur
 
     def _run(self, sql: str, params: list) -> Result:
         cur = self._cur()
         cur.execute(sql, params)
         rows = cur.fetchall()
-        return Result([d[0] for d in cur.description], rows)
+        cols = [d[0] for d in cur.description]
+        if cols and cols[-1] == "heads" and self.heads:
+            # the packed FLOAT[n] head array becomes one named column per head
+            n = len(self.heads)
+            cols = cols[:-1] + self.heads
+            rows = [r[:-1] + (tuple(r[-1]) if r[-1] is not None else (None,) * n) for r in rows]
+        return Result(cols, rows)
+
+    def _head_list(self, heads: bool | list[str]) -> list[str]:
+        if heads is True:
+            return list(self.heads)
+        if not heads:
+            return []
+        unknown = [h for h in heads if h not in self._head_idx]
+        if unknown:
+            raise QueryError(f"unknown head columns {unknown[:5]}; available e.g. {self.heads[:5]}")
+        return list(heads)
 
     def _cols(self, heads: bool | list[str] = True) -> str:
-        cols = list(self.base_columns)
+        cols = [q(c) for c in self.base_columns]
         if heads is True:
-            cols += self.heads
-        elif heads:
-            unknown = [h for h in heads if h not in self.heads]
-            if unknown:
-                raise QueryError(f"unknown head columns {unknown[:5]}; available e.g. {self.heads[:5]}")
-            cols += list(heads)
-        return ", ".join(q(c) for c in cols)
+            if self.heads:
+                cols.append("heads")
+        else:
+            cols += [f"heads[{self._head_idx[h] + 1}] AS {q(h)}" for h in self._head_list(heads)]
+        return ", ".join(cols)
+
+    def _colnames(self, heads: bool | list[str]) -> list[str]:
+        return self.base_columns + self._head_list(heads)
 
     def resolve_contig(self, name: str) -> str | None:
         """Contig name as stored, for any alias (chr17/17, chrM/MT), else ``None``."""
@@ -144,9 +164,6 @@ class VariantDB:
         i_ref, i_alt = res.columns.index("ref"), res.columns.index("alt")
         res.rows = [r for r in res.rows if r[i_ref] == ref and r[i_alt] == alt]
         return res
-
-    def _colnames(self, heads) -> list[str]:
-        return [c.strip('"') for c in self._cols(heads).split(", ")]
 
     def region(self, region: str, *, min_score: float | None = None, max_score: float | None = None,
                limit: int | None = None, max_bp: int | None = None, heads: bool | list[str] = True) -> Result:

@@ -1,0 +1,226 @@
+"""Benchmark the variant database against (a) tabix on the exported TSV and (b) DuckDB on raw Parquet shards.
+
+Builds an EVEE-like synthetic database (default 4.25M rows, pathogenicity + 64
+``score_*`` heads + ref/var/gt views), then reports build time, file size,
+p50/p99 latency of exact look-up, 100 kb region and gene top-50 for all three
+ways, their ratios, and annotate throughput on a 1M-record VCF.
+
+    .venv/bin/python benchmarks/bench_db.py              # full size
+    .venv/bin/python benchmarks/bench_db.py --quick      # 200k rows, 100k VCF records
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pysam
+
+import biointerp.db as vdb
+from biointerp.db.evee import synthetic_evee
+
+
+def pct(ts: list[float]) -> tuple[float, float]:
+    a = np.asarray(ts) * 1000
+    return float(np.median(a)), float(np.percentile(a, 99))
+
+
+def timed(fn, args_list) -> tuple[list[float], list]:
+    ts, outs = [], []
+    for a in args_list:
+        t = time.perf_counter()
+        outs.append(fn(*a))
+        ts.append(time.perf_counter() - t)
+    return ts, outs
+
+
+def write_vcf(path: Path, con: duckdb.DuckDBPyConnection, n: int, seed: int) -> None:
+    """A sorted n-record VCF: ~70% database variants, the rest novel alleles/positions, 2% multi-allelic."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    allv = con.execute("SELECT chrom, pos, ref, alt, key // 4294967296 AS rank FROM variants").fetch_df()
+    k = min(int(n * 0.7), len(allv))
+    known = allv.iloc[np.sort(rng.choice(len(allv), size=k, replace=False))]
+    novel = known.sample(n=n - k, replace=True, random_state=seed).copy()
+    novel["pos"] = novel["pos"] + rng.integers(1, 50, len(novel))
+    df = pd.concat([known, novel], ignore_index=True).sort_values(["rank", "pos"], kind="stable")
+    multi = rng.random(len(df)) < 0.02
+    other = {"A": "C", "C": "G", "G": "T", "T": "A"}
+    df = df.reset_index(drop=True)
+    df.loc[multi, "alt"] = df.loc[multi, "alt"] + "," + df.loc[multi, "ref"].map(lambda r: other.get(r, "A"))
+    df["chrom"] = df["chrom"].str.replace("chr", "", regex=False)
+    body = (df["chrom"] + "\t" + df["pos"].astype(str) + "\t.\t" + df["ref"] + "\t" + df["alt"]
+            + "\t50\tPASS\tDP=" + pd.Series(rng.integers(1, 99, len(df)), index=df.index).astype(str))
+    head = ["##fileformat=VCFv4.2", '##INFO=<ID=DP,Number=1,Type=Integer,Description="depth">',
+            *[f"##contig=<ID={c}>" for c in df["chrom"].unique()], "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    with pysam.BGZFile(str(path), "wb") as fh:
+        fh.write(("\n".join(head) + "\n" + "\n".join(body.tolist()) + "\n").encode())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=4_250_000)
+    ap.add_argument("--heads", type=int, default=64)
+    ap.add_argument("--shards", type=int, default=8)
+    ap.add_argument("--vcf-records", type=int, default=1_000_000)
+    ap.add_argument("--queries", type=int, default=300, help="queries per kind for our DB and tabix")
+    ap.add_argument("--baseline-queries", type=int, default=15, help="queries per kind for raw-Parquet DuckDB")
+    ap.add_argument("--tsv-heads", type=int, default=8, help="head columns carried by the tabix TSV (-1: all)")
+    ap.add_argument("--quick", action="store_true", help="200k rows, 100k VCF records")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--json", type=Path, default=None, help="also write results as JSON")
+    a = ap.parse_args()
+    if a.quick:
+        a.rows, a.vcf_records, a.queries = 200_000, 100_000, 100
+    work = a.workdir or Path(tempfile.mkdtemp(prefix="bench_db_"))
+    work.mkdir(parents=True, exist_ok=True)
+    res: dict = {"rows": a.rows, "heads": a.heads, "cpus": os.cpu_count()}
+    print(f"bench_db: {a.rows:,} rows x ({a.heads} score_ heads + 6 view columns), work dir {work}")
+
+    t = time.perf_counter()
+    table = synthetic_evee(a.rows, n_heads=a.heads, seed=0)
+    shards = work / "shards"
+    shards.mkdir(exist_ok=True)
+    step = -(-a.rows // a.shards)
+    for i in range(a.shards):
+        pq.write_table(table.slice(i * step, step), shards / f"part-{i:05d}.parquet")
+    print(f"  generated + wrote {a.shards} EVEE-schema shards in {time.perf_counter() - t:.1f}s")
+    del table
+
+    db_path = work / "variants.duckdb"
+    t = time.perf_counter()
+    vdb.build([shards], db_path, overwrite=True, fingerprint=True)
+    res["build_s"] = time.perf_counter() - t
+    res["db_mb"] = db_path.stat().st_size / 1e6
+    res["parquet_mb"] = sum(p.stat().st_size for p in shards.iterdir()) / 1e6
+    print(f"  build: {res['build_s']:.1f}s, DB file {res['db_mb']:.0f} MB (input Parquet {res['parquet_mb']:.0f} MB)")
+    t = time.perf_counter()
+    th = None if a.tsv_heads < 0 else [f"score_{j}" for j in range(a.tsv_heads)]
+    tsv = vdb.export_tsv(db_path, work / "variants.tsv.gz", heads=th, overwrite=True)
+    res["export_tsv_s"] = time.perf_counter() - t
+    res["tsv_mb"] = tsv.stat().st_size / 1e6
+    print(f"  TSV export + bgzip + tabix: {res['export_tsv_s']:.1f}s, {res['tsv_mb']:.0f} MB "
+          f"({'all' if th is None else len(th)} heads in the TSV; our look-ups return all {a.heads + 6})")
+
+    db = vdb.open(db_path)
+    rng = np.random.default_rng(1)
+    n_q = a.queries
+    sample = db._run(f"SELECT variant_id0, chrom, pos, ref, alt, gene FROM variants USING SAMPLE reservoir({max(n_q, 10)} ROWS) "
+                     "REPEATABLE (7)", []).rows
+    genes = [r[5] for r in sample]
+    exact = [(r[0],) for r in sample]
+    regions = [(f"{r[1]}:{max(1, r[2] - 50_000)}-{max(1, r[2] - 50_000) + 99_999}",) for r in sample]
+    rng.shuffle(regions)
+
+    # warm-up
+    for f, args in ((lambda v: db.lookup(v, zero_based=True), exact[:5]), (db.region, regions[:5])):
+        timed(f, args)
+    ours = {
+        "exact": timed(lambda v: db.lookup(v, zero_based=True), exact),
+        "region_100kb": timed(lambda r: db.region(r), regions),
+        "gene_top50": timed(lambda g: db.gene(g, top=50), [(g,) for g in genes]),
+    }
+    assert all(len(o.rows) == 1 for o in ours["exact"][1]), "exact look-ups must each find their variant"
+
+    tbx = pysam.TabixFile(str(tsv))
+    hdr = tbx.header[-1].split("\t")
+    i_gene, i_score = hdr.index("gene"), hdr.index("score")
+    spans = {g: db._run("SELECT chrom, min(start), max(\"end\") FROM genes WHERE gene = ? GROUP BY chrom", [g]).rows[0]
+             for g in set(genes)}
+
+    def tabix_exact(v):
+        c, p, r, al = v.split(":")
+        p = int(p) + 1
+        return [x for x in (ln.split("\t") for ln in tbx.fetch(c, p - 1, p)) if x[2] == r and x[3] == al]
+
+    def tabix_region(reg):
+        c, se = reg.split(":")
+        s, e = map(int, se.split("-"))
+        return [ln.split("\t") for ln in tbx.fetch(c, s - 1, e)]
+
+    def tabix_gene(g):
+        c, s, e = spans[g]
+        rows = [x for x in (ln.split("\t") for ln in tbx.fetch(c, s - 1, e)) if x[i_gene] == g]
+        return sorted(rows, key=lambda x: -float(x[i_score]) if x[i_score] != "." else np.inf)[:50]
+
+    timed(tabix_exact, exact[:5])
+    tabix = {
+        "exact": timed(tabix_exact, exact),
+        "region_100kb": timed(tabix_region, regions),
+        "gene_top50": timed(tabix_gene, [(g,) for g in genes]),
+    }
+    assert all(len(o) == 1 for o in tabix["exact"][1])
+
+    raw = duckdb.connect()
+    raw.execute("SET enable_progress_bar = false")
+    src = f"read_parquet('{shards}/*.parquet')"
+    nb = a.baseline_queries
+
+    def raw_exact(v):
+        return raw.execute(f"SELECT * FROM {src} WHERE variant_id = ?", [v]).fetchall()
+
+    def raw_region(reg):
+        c, se = reg.split(":")
+        s, e = map(int, se.split("-"))
+        return raw.execute(f"SELECT * FROM {src} WHERE split_part(variant_id, ':', 1) = ? AND "
+                           f"CAST(split_part(variant_id, ':', 2) AS BIGINT) + 1 BETWEEN ? AND ?", [c, s, e]).fetchall()
+
+    def raw_gene(g):
+        return raw.execute(f"SELECT * FROM {src} WHERE gene = ? ORDER BY pathogenicity DESC LIMIT 50", [g]).fetchall()
+
+    raw_exact(exact[0][0])
+    parquet = {
+        "exact": timed(raw_exact, exact[:nb]),
+        "region_100kb": timed(raw_region, regions[:nb]),
+        "gene_top50": timed(raw_gene, [(g,) for g in genes[:nb]]),
+    }
+    for k in ours:
+        assert len(ours[k][1][0].rows) == len(parquet[k][1][0]) or k == "gene_top50"
+
+    print(f"\n  {'query':14s} {'ours p50/p99 ms':>18s} {'tabix p50/p99 ms':>18s} {'parquet p50/p99 ms':>20s}"
+          f" {'tabix/ours':>11s} {'parquet/ours':>13s}")
+    for k in ours:
+        o, tb, pqt = pct(ours[k][0]), pct(tabix[k][0]), pct(parquet[k][0])
+        res[k] = {"ours_p50_ms": o[0], "ours_p99_ms": o[1], "tabix_p50_ms": tb[0], "tabix_p99_ms": tb[1],
+                  "parquet_p50_ms": pqt[0], "parquet_p99_ms": pqt[1],
+                  "ratio_tabix": tb[0] / o[0], "ratio_parquet": pqt[0] / o[0],
+                  "mean_rows": float(np.mean([len(x.rows) for x in ours[k][1]]))}
+        print(f"  {k:14s} {o[0]:8.2f} / {o[1]:7.2f} {tb[0]:8.2f} / {tb[1]:7.2f} {pqt[0]:9.1f} / {pqt[1]:8.1f}"
+              f" {tb[0] / o[0]:10.1f}x {pqt[0] / o[0]:12.0f}x")
+    print("  (ratios are baseline p50 / ours p50; tabix gets the gene span from our genes table)")
+
+    vcf = work / "input.vcf.gz"
+    t = time.perf_counter()
+    write_vcf(vcf, db._con.cursor(), a.vcf_records, seed=3)
+    print(f"\n  wrote {a.vcf_records:,}-record VCF in {time.perf_counter() - t:.1f}s")
+    s = vdb.annotate(db, vcf, work / "annotated.vcf.gz", heads=["score_0", "score_1"])
+    res["annotate"] = s
+    n_out = sum(1 for _ in pysam.VariantFile(str(work / "annotated.vcf.gz")))
+    assert n_out == s["records"] == a.vcf_records, (n_out, s["records"])
+    print(f"  annotate: {s['records']:,} records in {s['seconds']:.2f}s = {s['records_per_s']:,.0f} records/s "
+          f"({s['annotated_records']:,} annotated, {s['unmatched_records']:,} passed through); "
+          f"output re-read by pysam: {n_out:,} records")
+    targets = {"exact p50 <= 2 ms": res["exact"]["ours_p50_ms"] <= 2,
+               "region p50 <= 20 ms": res["region_100kb"]["ours_p50_ms"] <= 20,
+               "gene top-50 p50 <= 20 ms": res["gene_top50"]["ours_p50_ms"] <= 20,
+               "annotate >= 200k/s": s["records_per_s"] >= 200_000}
+    print("\n  targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2, default=str))
+    db.close()
+    if not a.keep and a.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
