@@ -25,6 +25,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
+#: Columns that are not variant-effect scores (per-allele likelihoods): left out of the report.
+NOT_EFFECT_SCORES = ("ref_ll", "alt_ll")
+
+
 def oriented(name: str, values: np.ndarray) -> np.ndarray:
     """Score oriented so that higher = more likely damaging (``delta_ll*`` negated)."""
     v = np.asarray(values, dtype=float)
@@ -64,8 +68,9 @@ def scoring_report(adata, out_dir: str | Path, n_boot: int = 1000, title: str = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     obs = adata.obs
-    X = np.asarray(adata.X, dtype=float)
-    names = [str(n) for n in adata.var_names]
+    keep = [j for j, n in enumerate(adata.var_names) if str(n) not in NOT_EFFECT_SCORES]
+    X = np.asarray(adata.X, dtype=float)[:, keep]
+    names = [str(adata.var_names[j]) for j in keep]
     status = obs["status"].astype(str).value_counts().rename_axis("status").reset_index(name="n")
     status.to_csv(out / "status_counts.tsv", sep="\t", index=False)
     figs: list[tuple[str, str]] = []
@@ -196,6 +201,8 @@ def training_report(evals: Sequence[str | Path], labels: pd.DataFrame, out_dir: 
         y = lab.reindex(zeroshot.obs_names[mask]).to_numpy(dtype=float)
         X = np.asarray(zeroshot.X, dtype=float)[mask]
         for j, name in enumerate(zeroshot.var_names):
+            if str(name) in NOT_EFFECT_SCORES:
+                continue
             r = evaluate(y, oriented(str(name), X[:, j]), n_boot=n_boot)
             rows.append({"method": f"zero-shot:{name}", "n": r["n"], "auroc": r["auroc"],
                          "auroc_lo": r["auroc_ci"][0], "auroc_hi": r["auroc_ci"][1], "auprc": r["auprc"]})

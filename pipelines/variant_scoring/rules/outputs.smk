@@ -4,13 +4,13 @@
 rule finalize_scores:
     input:
         variants=f"{OUT}/variants/labelled.parquet",
-        zeroshot=f"{OUT}/scores.zeroshot.h5ad" if config["score"]["enabled"] else [],
+        zeroshot=[f"{OUT}/scores.zeroshot.h5ad"] if config["score"]["enabled"] else [],
         probes=expand(f"{OUT}/probes/{{probe}}.h5ad", probe=PROBES),
     output:
         h5ad=f"{OUT}/scores.h5ad",
         parquet=f"{OUT}/scores.parquet",
     params:
-        tables=lambda wc, input: " ".join([*input.zeroshot, *input.probes]),
+        tables=lambda wc, input: " ".join([*input.get("zeroshot", []), *input.probes]),
     log:
         f"{OUT}/logs/finalize_scores.log",
     resources:
@@ -28,6 +28,9 @@ rule build_database:
         f"{OUT}/scores.h5ad",
     output:
         f"{OUT}/variants.duckdb",
+    params:
+        model=config["model"],
+        probes=",".join(PROBES) or "none",
     log:
         f"{OUT}/logs/build_database.log",
     resources:
@@ -36,7 +39,8 @@ rule build_database:
     conda:
         "../envs/biointerp.yaml"
     shell:
-        "biointerp db build {input} --out {output} > {log} 2>&1"
+        "biointerp db build {input} --out {output} --model {params.model} "
+        "--probe {params.probes} --force > {log} 2>&1"
 
 
 rule annotate_vcf:

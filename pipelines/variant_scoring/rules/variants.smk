@@ -29,6 +29,7 @@ rule check_variants:
         f"{OUT}/variants/checked.parquet",
     params:
         info=info_args(),
+        max_len=config["max_allele_len"],
     log:
         f"{OUT}/logs/check_variants.log",
     threads: 1
@@ -39,7 +40,7 @@ rule check_variants:
         "../envs/biointerp.yaml"
     shell:
         "biointerp variants check --fasta {input.fasta} --vcf {input.variants} "
-        "{params.info} --out {output} > {log} 2>&1"
+        "{params.info} --max-allele-len {params.max_len} --out {output} > {log} 2>&1"
 
 
 rule label_variants:
