@@ -15,6 +15,15 @@ ALL_KINDS = ["embedding_layer", "blocks.0", "blocks.0.filter", "blocks.1.filter"
              "blocks.3.inner_mha_cls", "blocks.3.mlp.l3", "blocks.6", "blocks.7", "norm"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one intra-op thread is fastest, and avoids oversubscribing a shared CPU."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _tol(expected: torch.Tensor) -> float:
     return 1e-5 * max(1.0, expected.abs().max().item())
 
@@ -26,7 +35,7 @@ def model(parity_dir):
 
 @pytest.fixture(scope="module")
 def ids(parity_dir):
-    return load_file(str(parity_dir / "inputs.safetensors"))["case1/input_ids"][:, :400]
+    return load_file(str(parity_dir / "inputs.safetensors"))["case1/input_ids"][:, :300]
 
 
 def test_tokenize_bytes_uppercase_right_padding(model):
@@ -51,7 +60,7 @@ def _variants(ids: torch.Tensor, start: int) -> torch.Tensor:
     return v
 
 
-@pytest.mark.parametrize("start", [0, 1, 2, 7, 130, 200, 396])
+@pytest.mark.parametrize("start", [0, 1, 7, 130, 296])
 def test_prefix_reuse_equals_full_forward(model, ids, start):
     prefix = model.prefill(ids, layers=["blocks.7"])
     seqs = _variants(ids, start)
@@ -118,9 +127,9 @@ def test_save_load_roundtrip_random_model(tmp_path, ids):
 def test_random_model_trains(ids):
     m = random_model(tiny_config(hidden_size=32, num_attention_heads=2, hcm_filter_length=16), seed=0)
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
-    x = ids[:, :96]
+    x = ids[:, :64]
     losses = []
-    for _ in range(8):
+    for _ in range(6):
         logits = m(x[:, :-1])
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 512), x[:, 1:].reshape(-1))
         opt.zero_grad()

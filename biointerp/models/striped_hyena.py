@@ -216,13 +216,29 @@ class GatedMLP(nn.Module):
         return self.l3(self.act(self.l1(z)) * self.l2(z))
 
 
+def fft_size(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n (sizes pocketFFT/cuFFT handle fastest)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 def fft_causal_conv(s: Tensor, h: Tensor) -> Tensor:
     """Causal convolution ``y[t] = sum_tau h[tau] s[t - tau]`` along the last axis, by FFT.
 
     ``s`` (B, C, T) and ``h`` (C, K) in fp32; taps beyond ``T`` are not used."""
     T = s.shape[-1]
     h = h[..., :T]
-    n = 2 * T
+    n = fft_size(T + h.shape[-1] - 1)
     Hf = torch.fft.rfft(h, n=n) / n
     Uf = torch.fft.rfft(s, n=n)
     return torch.fft.irfft(Uf * Hf, n=n, norm="forward")[..., :T]
@@ -357,7 +373,7 @@ class HyenaFilter(nn.Module):
             return hit
         s_ref = cache.store["s"][..., :start].float()  # (1, D, start)
         h = self.modal_kernel(total)
-        n = start + total
+        n = fft_size(start + total)
         y = torch.fft.irfft(torch.fft.rfft(s_ref, n=n) * torch.fft.rfft(h, n=n), n=n)
         out = y[..., start:total]
         cache.store[key] = out
