@@ -63,7 +63,7 @@ def scoring_report(adata, out_dir: str | Path, n_boot: int = 1000, title: str = 
     Returns the summary as a dict (``n_variants``, ``status_counts``, per-score
     ``metrics``). Works with or without labels and with any score columns.
     """
-    from biointerp.probes.evaluate import evaluate, roc_curve, stratified
+    from biointerp.probes.evaluate import evaluate, roc_curve
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,33 +124,30 @@ def scoring_report(adata, out_dir: str | Path, n_boot: int = 1000, title: str = 
 
     per_class = None
     if y is not None and names:
-        cons = obs["consequence"].astype(str).replace("", "NA") if "consequence" in obs.columns else None
-        classes = [c for c in sorted(set(cons)) if c != "NA"] if cons is not None else []
-        fig, ax = plt.subplots(figsize=(5, 5))
         main = names[0]
         s = oriented(main, X[:, 0])
+        cons = (obs["consequence"].astype(str).replace("", "NA").to_numpy()
+                if "consequence" in obs.columns else np.full(len(obs), "NA", dtype=object))
+        per_class = per_class_metrics(y, s, cons, n_boot=n_boot)
+        per_class.to_csv(out / "per_consequence.tsv", sep="\t", index=False)
+        fig, ax = plt.subplots(figsize=(5.5, 5))
         m = np.isfinite(s) & np.isfinite(y)
-        if m.sum() and len(set(y[m])) == 2:
-            fpr, tpr = roc_curve(y[m], s[m])
-            ax.plot(fpr, tpr, color="black", lw=2, label=f"all ({_fmt(metrics.iloc[0].get('auroc'))})")
-        if cons is not None:
-            per_class = stratified(y, s, cons.to_numpy(), n_boot=n_boot, min_n=6)
-            for cls in classes:
-                mc = m & (cons.to_numpy() == cls)
-                if mc.sum() >= 6 and len(set(y[mc])) == 2:
-                    fpr, tpr = roc_curve(y[mc], s[mc])
-                    ax.plot(fpr, tpr, lw=1, alpha=0.8, label=cls)
+        for row in per_class.itertuples():
+            mc = _class_mask(row.stratum, row.comparison, y, cons) & m
+            if not np.isfinite(row.auroc):
+                continue
+            fpr, tpr = roc_curve(y[mc], s[mc])
+            lw, color = (2, "black") if row.stratum == "all" else (1, None)
+            ax.plot(fpr, tpr, lw=lw, color=color, alpha=0.85, label=f"{row.stratum} ({row.auroc:.2f})")
         ax.plot([0, 1], [0, 1], ls="--", color="grey")
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
-        ax.set_title(f"ROC of {main} by consequence")
-        ax.legend(fontsize=7)
+        ax.set_title(f"ROC of {main} by consequence class")
+        ax.legend(fontsize=6)
         fig.tight_layout()
         fig.savefig(out / "roc_by_consequence.png", dpi=100)
         plt.close(fig)
-        figs.append((f"ROC of {main} (overall and per consequence class with both labels)", "roc_by_consequence.png"))
-        if per_class is not None:
-            per_class.to_csv(out / "per_consequence.tsv", sep="\t", index=False)
+        figs.append((f"ROC of {main} by consequence class", "roc_by_consequence.png"))
 
     summary = pd.DataFrame(
         [{"metric": "n_variants", "value": adata.n_obs}]
@@ -167,14 +164,50 @@ def scoring_report(adata, out_dir: str | Path, n_boot: int = 1000, title: str = 
     else:
         md += ["AUROC uses higher = damaging (`delta_ll` negated); 95% percentile bootstrap CIs.", ""]
     if per_class is not None:
-        md += ["## Per consequence class", "", _md_table(per_class[[c for c in per_class.columns
-                                                                  if c in ("stratum", "n", "n_pos", "n_neg",
-                                                                           "auroc", "auroc_lo", "auroc_hi")]]), ""]
+        md += ["## Per consequence class", "",
+               "Classes holding both labels are scored within the class; classes of positives only "
+               "against all negatives (comparison `vs_all_negatives`).", "", _md_table(per_class), ""]
     for cap, png in figs:
         md += [f"## {cap}", "", f"![{cap}]({png})", ""]
     (out / "report.md").write_text("\n".join(md))
     return {"n_variants": int(adata.n_obs), "status_counts": dict(zip(status["status"], status["n"].astype(int))),
             "metrics": rows}
+
+
+def _class_mask(cls: str, comparison: str, y: np.ndarray, cons: np.ndarray) -> np.ndarray:
+    if cls == "all":
+        return np.ones(len(y), dtype=bool)
+    if comparison == "within_class":
+        return cons == cls
+    return (cons == cls) | (y == 0)
+
+
+def per_class_metrics(y: np.ndarray, score: np.ndarray, classes: np.ndarray, n_boot: int = 1000,
+                      min_n: int = 5) -> pd.DataFrame:
+    """AUROC (95% CI) overall and per consequence class.
+
+    A class with both labels is evaluated within itself; a class of positives
+    only against every negative variant (``vs_all_negatives``); a class of
+    negatives only gets NaN. Classes with fewer than ``min_n`` labelled rows get NaN.
+    """
+    from biointerp.probes.evaluate import evaluate
+
+    rows = []
+    for cls in ["all", *sorted(set(classes) - {"NA"})]:
+        in_cls = np.ones(len(y), dtype=bool) if cls == "all" else classes == cls
+        yc = y[in_cls & np.isfinite(y)]
+        comparison = "all" if cls == "all" else (
+            "within_class" if len(set(yc)) == 2 else "vs_all_negatives" if len(yc) and yc.max() == 1 else "none")
+        m = _class_mask(cls, comparison, y, classes)
+        n_lab = int((in_cls & np.isfinite(y)).sum())
+        if comparison == "none" or n_lab < min_n:
+            rows.append({"stratum": cls, "comparison": comparison, "n": n_lab, "n_pos": int(np.nansum(yc)),
+                         "auroc": np.nan, "auroc_lo": np.nan, "auroc_hi": np.nan})
+            continue
+        r = evaluate(y[m], score[m], n_boot=n_boot)
+        rows.append({"stratum": cls, "comparison": comparison, "n": n_lab, "n_pos": int(np.nansum(yc)),
+                     "auroc": r["auroc"], "auroc_lo": r["auroc_ci"][0], "auroc_hi": r["auroc_ci"][1]})
+    return pd.DataFrame(rows)
 
 
 def training_report(evals: Sequence[str | Path], labels: pd.DataFrame, out_dir: str | Path,
