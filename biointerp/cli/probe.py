@@ -493,7 +493,7 @@ def evaluate_cmd(scores, score_names, probe_path, stores, labels, kind, d_model,
         if labels:
             lab = _read_table(labels)
             for c in lab.columns:
-                if c not in table.columns or table[c].isna().all():
+                if c not in table.columns or table[c].isna().all() or (table[c].astype(str) == "").all():
                     table[c] = lab[c].reindex(table.index)
         if not score_names:
             raise click.UsageError("name the score column(s) with --score")

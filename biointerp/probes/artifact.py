@@ -134,8 +134,8 @@ def load_probe(path: str | Path, kind: str | None = None, d_model: int | None = 
     card = read_card(path)
     if card is None:
         if kind is None:
-            raise ValueError(f"{path} has no biointerp card; pass kind='covariance' (and d_model) "
-                             "to load an EVEE-style probe, or kind='linear'")
+            raise ValueError(f"{path} has no biointerp card; to load an EVEE-style probe pass kind='covariance' "
+                             "and d_model (CLI: --kind covariance --d-model 4096), or kind='linear'")
         sd = _normalise_evee_keys(sd)
         if kind.startswith("covariance"):
             kind, hp = _infer_covariance(sd, d_model)

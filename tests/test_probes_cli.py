@@ -1,0 +1,155 @@
+"""`biointerp probe train|apply|evaluate|show|finetune` end to end on small generated stores."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import save_file
+
+from biointerp.cli import main
+from biointerp.store import ActivationStore
+from biointerp.tables import read_scores
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """Two stores (two 'shards') of EVEE views with a planted second-order label,
+    a labels table with gene/consequence, one non-ok variant and one variant missing from the stores."""
+    d = tmp_path_factory.mktemp("probe_cli")
+    g = torch.Generator().manual_seed(0)
+    n, K, dm = 300, 8, 8
+    y = torch.randint(0, 2, (n,), generator=g)
+    ref = torch.randn(n, 2, K, dm, generator=g)
+    z = torch.randn(n, 2, K, dm, generator=g)
+    z[..., 1] = 0.8 * (2 * y - 1).float()[:, None, None] * z[..., 0] + 0.6 * z[..., 1]
+    z[..., 2] += 0.4 * (2 * y - 1).float()[:, None, None]  # plus a linear component
+    acts = torch.stack([ref + 0.1 * z, ref, ref], 2).half()
+    ids = [f"chr1:{1000 + i}:A:G" for i in range(n)]
+    pos = torch.arange(K).expand(n, 2, K).clone()
+    for part, sl in enumerate((slice(0, 150), slice(150, 300))):
+        st = ActivationStore.create(d / f"store{part}", {"model": "synthetic", "layer": "blocks.0", "K": K, "d": dm})
+        st.write_shard(ids[sl], {"acts": acts[sl], "positions": pos[sl]})
+    ActivationStore.open(d / "store1").record_status(["chr1:5000:N:A"], "ref_mismatch", "REF is N")
+    labels = pd.DataFrame({
+        "variant_id": ids + ["chr1:5000:N:A", "chr1:6000:C:T"],
+        "chrom": "chr1", "pos": list(range(1000, 1000 + n)) + [5000, 6000],
+        "label": np.r_[np.where(y.numpy() == 1, "pathogenic", "benign"), ["pathogenic", "benign"]],
+        "gene": [f"G{i % 25}" for i in range(n)] + ["G1", "G2"],
+        "consequence": np.r_[np.where(np.arange(n) % 2, "missense", "intron"), ["missense", "intron"]],
+        "status": ["ok"] * n + ["ref_mismatch", "ok"],
+    })
+    labels.to_parquet(d / "labels.parquet", index=False)
+    return d
+
+
+def _run(args, ok=True):
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    if ok:
+        assert r.exit_code == 0, r.output
+    return r
+
+
+def test_train_show_apply_evaluate(workdir):
+    d = workdir
+    stores = ["--store", str(d / "store0"), "--store", str(d / "store1")]
+    for kind in ("linear", "covariance"):
+        r = _run(["probe", "train", *stores, "--labels", str(d / "labels.parquet"), "--kind", kind, "--h", "8",
+                  "--p", "16", "--lr", "1e-2", "--epochs", "20", "--n-boot", "200", "--calibrate", "platt",
+                  "--report-dir", str(d / f"report_{kind}"), "--out", str(d / f"{kind}.safetensors")])
+        assert "test split:" in r.output and "AUROC" in r.output
+    assert (d / "report_covariance" / "roc.png").stat().st_size > 1000
+    split = pd.read_csv(d / "report_covariance" / "split.tsv", sep="\t").merge(
+        pd.read_parquet(d / "labels.parquet"), on="variant_id")
+    assert split.groupby("gene")["split"].nunique().max() == 1  # gene split, no leak
+
+    r = _run(["probe", "show", str(d / "covariance.safetensors"), "--json"])
+    card = json.loads(r.output)["card"]
+    assert card["kind"] == "covariance" and card["model"] == "synthetic" and card["views"] == ["var_same", "ref_same"]
+    assert card["calibration"]["pathogenicity"]["method"] == "platt"
+    m = card["metrics"]["test"]["pathogenicity"]
+    assert m["auroc"] > 0.9 and m["auroc_ci"][0] <= m["auroc"] <= m["auroc_ci"][1]
+    assert {s["stratum"] for s in card["metrics"]["test_strata"]["pathogenicity"]} == {"all", "intron", "missense"}
+    assert len(card["data_fingerprint"]) == 16
+
+    out = d / "scores.h5ad"
+    _run(["probe", "apply", "--probe", str(d / "covariance.safetensors"), *stores,
+          "--variants", str(d / "labels.parquet"), "--out", str(out)])
+    _run(["probe", "apply", "--probe", str(d / "linear.safetensors"), *stores, "--scores", str(out),
+          "--name", "probe_linear", "--out", str(out)])
+    a = read_scores(out)
+    assert a.n_obs == 302  # every input row kept
+    assert {"pathogenicity", "pathogenicity_calibrated", "probe_linear"} <= set(a.var_names)
+    s = pd.Series(np.asarray(a[:, "pathogenicity"].X).ravel(), index=a.obs_names)
+    assert np.isnan(s["chr1:5000:N:A"]) and np.isnan(s["chr1:6000:C:T"]) and s.notna().sum() == 300
+
+    r = _run(["probe", "evaluate", "--scores", str(out), "--score", "pathogenicity", "--score", "probe_linear",
+              "--labels", str(d / "report_covariance" / "split.tsv"), "--split-column", "split",
+              "--n-boot", "100", "--out-dir", str(d / "eval")])
+    res = json.loads((d / "eval" / "metrics.json").read_text())
+    assert res["scores"]["pathogenicity"]["auroc"] == pytest.approx(m["auroc"], abs=1e-6)
+    assert (d / "eval" / "calibration.png").exists() and (d / "eval" / "strata.tsv").exists()
+    # probe mode (what the probe_training pipeline calls)
+    _run(["probe", "evaluate", "--probe", str(d / "linear.safetensors"), *stores, "--labels",
+          str(d / "labels.parquet"), "--n-boot", "50", "--out", str(d / "lin.json")])
+    assert json.loads((d / "lin.json").read_text())["metrics"]["n"] == 300
+
+
+def test_apply_card_less_evee_file_and_finetune(workdir):
+    d = workdir
+    g = torch.Generator().manual_seed(3)
+    sd = {f"proj_{s}_{r}": torch.randn(4, 8, generator=g) for s in ("left", "right") for r in ("fwd", "bwd")}
+    sd.update({f"proj_{s}_{r}_bias": torch.randn(4, generator=g) for s in ("left", "right") for r in ("fwd", "bwd")})
+    sd.update({"head_left": torch.randn(6, 4, generator=g), "head_right": torch.randn(6, 4, generator=g),
+               "out_weight": torch.randn(2, 6, generator=g), "out_bias": torch.zeros(2), "eye": torch.eye(4)})
+    save_file(sd, str(d / "evee_probe.safetensors"))
+    r = _run(["probe", "apply", "--probe", str(d / "evee_probe.safetensors"), "--store", str(d / "store0"),
+              "--out", str(d / "evee.h5ad")], ok=False)
+    assert r.exit_code != 0 and "--kind covariance --d-model" in r.output
+    _run(["probe", "apply", "--probe", str(d / "evee_probe.safetensors"), "--kind", "covariance", "--d-model", "8",
+          "--store", str(d / "store0"), "--out", str(d / "evee.h5ad")])
+    a = read_scores(d / "evee.h5ad")
+    assert a.n_obs == 150 and np.isfinite(np.asarray(a.X)).all()
+    r = _run(["probe", "apply", "--probe", str(d / "evee_probe.safetensors"), "--kind", "covariance", "--d-model",
+              "4096", "--store", str(d / "store0"), "--out", str(d / "x.h5ad")], ok=False)
+    assert r.exit_code != 0 and "d=8" in r.output
+
+    labels = pd.read_parquet(d / "labels.parquet")
+    labels["is_missense"] = (labels["consequence"] == "missense").astype(int)
+    labels.to_csv(d / "labels2.tsv", sep="\t", index=False)
+    _run(["probe", "train", "--store", str(d / "store0"), "--store", str(d / "store1"), "--labels",
+          str(d / "labels.parquet"), "--kind", "covariance", "--h", "8", "--p", "16", "--epochs", "3",
+          "--n-boot", "0", "--out", str(d / "base.safetensors")])
+    r = _run(["probe", "finetune", "--probe", str(d / "base.safetensors"), "--store", str(d / "store0"), "--store",
+              str(d / "store1"), "--labels", str(d / "labels2.tsv"), "--label-column", "is_missense",
+              "--add-head", "missense", "--epochs", "3", "--n-boot", "0", "--out", str(d / "ft.safetensors")])
+    card = json.loads(_run(["probe", "show", str(d / "ft.safetensors"), "--json"]).output)["card"]
+    assert card["kind"] == "covariance_multihead" and set(card["heads"]) == {"pathogenicity", "missense"}
+    assert card["finetuned_from"]["file"].endswith("base.safetensors")
+
+
+def test_clear_errors(workdir):
+    d = workdir
+    r = _run(["probe", "train", "--store", str(d / "nostore"), "--labels", str(d / "labels.parquet"),
+              "--out", str(d / "x.safetensors")], ok=False)
+    assert r.exit_code != 0 and "not an activation store" in r.output
+    r = _run(["probe", "train", "--store", str(d / "store0"), "--labels", str(d / "labels.parquet"),
+              "--label-column", "nope", "--out", str(d / "x.safetensors")], ok=False)
+    assert r.exit_code != 0 and "label column 'nope'" in r.output
+    r = _run(["probe", "train", "--store", str(d / "store0"), "--labels", str(d / "labels.parquet"),
+              "--out", str(d / "x.pt")], ok=False)
+    assert r.exit_code != 0 and ".safetensors" in r.output
+    r = _run(["probe", "show", str(d / "missing.safetensors")], ok=False)
+    assert r.exit_code != 0 and "not found" in r.output
