@@ -234,7 +234,8 @@ def _vcf_arrow_frame(path: Path) -> tuple[pd.DataFrame, dict] | None:
     if pos.isna().any() or (tb.num_rows and (pos != np.floor(pos)).any()):
         return None
     n = tb.num_rows
-    df = pd.DataFrame({k: col[k].to_numpy() for k in ("chrom", "id", "ref", "alt", "info")})
+    df = pd.DataFrame({k: col[k].to_numpy() for k in ("chrom", "id", "ref", "alt")})
+    df["info"] = pd.arrays.ArrowExtensionArray(col["info"])  # stays in Arrow for INFO look-ups
     df.insert(1, "pos", pos.to_numpy(dtype=np.int64))
     df["line"] = np.arange(len(header) + 1, len(header) + 1 + n, dtype=np.int64)
     return df, _info_header(header)
@@ -353,6 +354,75 @@ def _tabix_region(path: Path, region: tuple[str, int, int]) -> str | None:
 
 # -- INFO columns ----------------------------------------------------------------
 
+def _to_arrow_strings(s: pd.Series):
+    """A string Series (object or Arrow-backed) as an Arrow array, zero-copy when possible."""
+    import pyarrow as pa
+
+    if isinstance(s.dtype, pd.ArrowDtype):
+        return pa.array(s.array)
+    return pa.array(s.astype(str).to_numpy(dtype=object), type=pa.string())
+
+
+class _InfoBuffer:
+    """INFO strings as one Arrow array + its raw UTF-8 buffer, for fast ``KEY=value`` look-ups.
+
+    Literal substring search (Arrow) finds a key; value ends come from numpy on
+    the raw buffer (positions of ';' computed once), so no regex and no
+    per-record Python parsing.
+    """
+
+    def __init__(self, arr) -> None:
+        import pyarrow as pa
+
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if arr.type not in (pa.string(), pa.large_string()):
+            arr = arr.cast(pa.string())
+        self.arr = arr
+        n = len(arr)
+        width = np.int64 if arr.type == pa.large_string() else np.int32
+        self.offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset: arr.offset + n + 1].astype(np.int64)
+        self.raw = arr.buffers()[2].to_pybytes() if n and arr.buffers()[2] is not None else b""
+        self.semis = np.flatnonzero(np.frombuffer(self.raw, dtype=np.uint8) == 59)  # ';'
+        self._cache: dict[str, np.ndarray] = {}
+
+    def values(self, key: str) -> np.ndarray:
+        if key not in self._cache:
+            self._cache[key] = self._values(key)
+        return self._cache[key].copy()
+
+    def _values(self, key: str) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr, n = self.arr, len(self.arr)
+        out = np.full(n, None, dtype=object)
+        if n == 0 or (key + "=").encode() not in self.raw:
+            return out
+        at0 = pc.starts_with(arr, key + "=").fill_null(False).to_numpy(zero_copy_only=False)
+        found = pc.find_substring(arr, ";" + key + "=").fill_null(-1).to_numpy(zero_copy_only=False)
+        rel = np.where(at0, 0, np.where(found >= 0, found + 1, -1))
+        has = np.flatnonzero(rel >= 0)
+        if not len(has):
+            return out
+        vstart = self.offsets[:-1][has] + rel[has] + len(key) + 1
+        k = np.searchsorted(self.semis, vstart)
+        if len(self.semis):
+            nxt = np.where(k < len(self.semis), self.semis[np.minimum(k, len(self.semis) - 1)], len(self.raw))
+        else:
+            nxt = np.full(len(has), len(self.raw))
+        vend = np.minimum(nxt, self.offsets[1:][has])
+        # gather the value bytes into a new Arrow string array (no per-row Python work)
+        lens = vend - vstart
+        offs = np.zeros(len(has) + 1, dtype=np.int64)
+        np.cumsum(lens, out=offs[1:])
+        gather = np.repeat(vstart - offs[:-1], lens) + np.arange(offs[-1], dtype=np.int64)
+        data = np.frombuffer(self.raw, dtype=np.uint8)[gather]
+        vals = pa.LargeStringArray.from_buffers(len(has), pa.py_buffer(offs), pa.py_buffer(data.tobytes()))
+        out[has] = vals.to_numpy(zero_copy_only=False)
+        return out
+
+
 def _info_column(info: pd.Series, key: str, number: str, vtype: str, alt_index: pd.Series,
                  arr=None) -> pd.Series:
     """Value of INFO ``key`` per (exploded) row; Number=A/R values split per ALT.
@@ -363,14 +433,12 @@ def _info_column(info: pd.Series, key: str, number: str, vtype: str, alt_index: 
     import pyarrow.compute as pc
 
     if arr is None:
-        arr = pa.array(info.to_numpy(dtype=object), type=pa.string())
+        arr = _InfoBuffer(_to_arrow_strings(info))
     k = re.escape(key)
     if vtype == "Flag":
-        return pd.Series(pc.match_substring_regex(arr, rf"(?:^|;){k}(?:;|=|$)").to_numpy(zero_copy_only=False),
+        return pd.Series(pc.match_substring_regex(arr.arr, rf"(?:^|;){k}(?:;|=|$)").to_numpy(zero_copy_only=False),
                          index=info.index)
-    got = pc.extract_regex(arr, rf"(?:^|;){k}=(?P<v>[^;]*)")
-    vals = pd.Series(got.field("v").to_pandas().to_numpy(dtype=object), index=info.index)
-    vals[~got.is_valid().to_numpy(zero_copy_only=False)] = None  # no match: the struct is null
+    vals = pd.Series(arr.values(key), index=info.index)
     if number in ("A", "R") and vals.notna().any():
         shift = 1 if number == "R" else 0
         parts = vals.str.split(",")
@@ -505,15 +573,15 @@ def read_variants(
     if is_vcf:
         import pyarrow as pa
 
-        info = df["info"].astype(str)
-        pinfo = pa.array(info.to_numpy(dtype=object), type=pa.string())
+        info = df["info"]
+        pinfo = _InfoBuffer(_to_arrow_strings(info))
         for key in info_fields:
             number, vtype = info_defs.get(key, (".", "String"))
             extra[key] = _info_column(info, key, number, vtype, df["alt_index"], arr=pinfo)
         if "GOLD_STARS" in extra:
             missing = extra["GOLD_STARS"].isna()
             if missing.any():
-                rs = _info_column(info[missing], "REVIEW_STATUS", "1", "String", df["alt_index"][missing])
+                rs = _info_column(info, "REVIEW_STATUS", "1", "String", df["alt_index"], arr=pinfo)[missing]
                 stars = review_stars(rs)
                 gs = pd.to_numeric(extra["GOLD_STARS"], errors="coerce")
                 gs[missing] = stars
