@@ -210,6 +210,7 @@ def _vcf_arrow_frame(path: Path) -> tuple[pd.DataFrame, dict] | None:
     the offending line.
     """
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
     header = _vcf_header_lines(path)
@@ -230,13 +231,15 @@ def _vcf_arrow_frame(path: Path) -> tuple[pd.DataFrame, dict] | None:
     except (pa.ArrowInvalid, OSError, EOFError):
         return None
     col = {k: tb.column(c) for k, c in zip(("chrom", "pos", "id", "ref", "alt", "info"), keep)}
-    pos = pd.to_numeric(pd.Series(col["pos"].to_numpy()), errors="coerce")
-    if pos.isna().any() or (tb.num_rows and (pos != np.floor(pos)).any()):
-        return None
+    try:
+        pos = pc.cast(col["pos"], pa.int64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # the line parser names the bad line
     n = tb.num_rows
     df = pd.DataFrame({k: col[k].to_numpy() for k in ("chrom", "id", "ref", "alt")})
     df["info"] = pd.arrays.ArrowExtensionArray(col["info"])  # stays in Arrow for INFO look-ups
-    df.insert(1, "pos", pos.to_numpy(dtype=np.int64))
+    df.insert(1, "pos", pos.astype(np.int64))
+    df["multi"] = pc.match_substring(col["alt"], ",").to_numpy()
     df["line"] = np.arange(len(header) + 1, len(header) + 1 + n, dtype=np.int64)
     return df, _info_header(header)
 
@@ -479,6 +482,15 @@ def _left_normalise(pos: int, ref: str, alt: str, base_at: Callable[[int], str |
     return pos, ref, alt
 
 
+def pc_any_rs(ids: pd.Series) -> bool:
+    """True when some ID looks like an rsID (skips a regex pass over ``.`` IDs)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return bool(len(ids)) and pc.any(pc.match_substring(pa.array(ids.to_numpy(dtype=object), type=pa.string()),
+                                                        "rs")).as_py()
+
+
 # -- main entry point -----------------------------------------------------------
 
 def read_variants(
@@ -559,7 +571,10 @@ def read_variants(
 
     # split multi-allelic records: one row per ALT
     raw["alt"] = raw["alt"].astype(str)
-    multi = raw["alt"].str.contains(",", regex=False).to_numpy(dtype=bool)
+    if "multi" in raw.columns:
+        multi = raw.pop("multi").to_numpy(dtype=bool)
+    else:
+        multi = raw["alt"].str.contains(",", regex=False).to_numpy(dtype=bool)
     if multi.any():
         alts = raw["alt"].str.split(",")
         df = raw.drop(columns=["alt"]).loc[raw.index.repeat(alts.str.len())].reset_index(drop=True)
@@ -598,7 +613,11 @@ def read_variants(
             raise VariantInputError(f"{path}: requested column(s) {missing_cols} not in the table")
         gene = df["gene"] if "gene" in df.columns else pd.Series(None, index=df.index, dtype=object)
         rs_info = pd.Series(None, index=df.index, dtype=object)
-    rsid = df["id"].astype(str).str.extract(r"(?:^|;)(rs\d+)", expand=False)
+    ids = df["id"].astype(str)
+    if pc_any_rs(ids):
+        rsid = ids.str.extract(r"(?:^|;)(rs\d+)", expand=False)
+    else:
+        rsid = pd.Series(None, index=df.index, dtype=object)
     if "rsid" in df.columns and not is_vcf:
         rsid = df["rsid"].where(df["rsid"].notna(), rsid)
     rsid = rsid.where(rsid.notna(), rs_info)
