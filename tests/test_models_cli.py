@@ -42,7 +42,8 @@ def test_forward_writes_logits_and_activations(parity_dir, tmp_path):
     assert t["a/blocks.3"].shape == (12, 64) and t["b/logits"].shape == (5, 512)
     m = load_model(parity_dir)
     ids, _ = m.tokenize(["ACGTA"])
-    torch.testing.assert_close(t["b/logits"], m.forward(ids).logits[0])
+    # batched with padding (FFT sizes differ) vs alone: equal to fp32 rounding
+    torch.testing.assert_close(t["b/logits"], m.forward(ids).logits[0], rtol=0, atol=1e-4)
     lp = m.log_probs(ids)[0].mean().item()
     assert f"b\tlength=5\tmean_log_likelihood={lp:.4f}" in r.output
 
