@@ -360,7 +360,8 @@ class HyenaFilter(nn.Module):
             s = s[..., off:]
             n = T - off
             total = start + n
-            y = fft_causal_conv(s.float(), self.modal_kernel(n)).to(dtype) + self.D[:, None] * s
+            # modal_kernel(total)[:n] == modal_kernel(n); reusing the prefill's length keeps its cache warm
+            y = fft_causal_conv(s.float(), self.modal_kernel(total)).to(dtype) + self.D[:, None] * s
             if start > 0:
                 y = y + self._prefix_contribution(cache, start, total).to(dtype)
         return (q[..., off:] * y.to(dtype)).transpose(1, 2)
