@@ -139,6 +139,28 @@ def _index_paths(path: Path, index_dir: str | Path | None, bgzf: bool) -> tuple[
     return str(index_dir / (path.name + ".fai")), (str(index_dir / (path.name + ".gzi")) if bgzf else None)
 
 
+def _decompressed_copy(path: Path, folder: str | Path | None) -> Path:
+    """Plain copy of a gzip FASTA in ``folder`` (default: the cache), made once, atomically."""
+    import gzip
+    import shutil
+
+    st = path.stat()
+    tag = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    folder = Path(folder) if folder is not None else _cache_root() / "fasta" / tag
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / (path.name[:-3] if path.name.endswith(".gz") else path.name + ".fa")
+    if not out.exists():
+        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+        try:
+            with gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except (OSError, EOFError) as err:
+            tmp.unlink(missing_ok=True)
+            raise GenomeError(f"{path}: cannot decompress ({err}); the file may be truncated") from err
+        os.replace(tmp, out)
+    return out
+
+
 class Genome:
     """A reference genome read through pyfaidx, addressed in genome coordinates.
 
@@ -150,10 +172,14 @@ class Genome:
     index_dir
         Folder for the ``.fai``/``.gzi`` index; default: beside the FASTA when
         it exists or the folder is writable, else a cache folder.
+    decompress
+        Accept a plain-gzip FASTA by decompressing it once into the cache
+        (``self.source`` keeps the original path).
     """
 
-    def __init__(self, path: str | Path, index_dir: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path, index_dir: str | Path | None = None, decompress: bool = False) -> None:
         self.path = Path(path)
+        self.source = self.path
         if not self.path.exists():
             raise GenomeError(f"reference FASTA not found: {self.path}")
         if self.path.is_dir():
@@ -161,11 +187,14 @@ class Genome:
         if self.path.stat().st_size == 0:
             raise GenomeError(f"{self.path}: the FASTA file is empty")
         kind = _gzip_kind(self.path)
+        if kind == "gzip" and decompress:
+            self.source = self.path
+            self.path, kind = _decompressed_copy(self.path, index_dir), "plain"
         if kind == "gzip":
             raise GenomeError(
                 f"{self.path} is gzip-compressed but not bgzip (BGZF), which random access needs. "
                 f"Recompress it with bgzip: gunzip {self.path} && bgzip {self.path.with_suffix('')}  "
-                f"(or use the plain, uncompressed FASTA)"
+                f"(or pass decompress=True to Genome to use a decompressed copy in the cache)"
             )
         with open(self.path, "rb") as fh:
             first = fh.read(1) if kind == "plain" else b">"

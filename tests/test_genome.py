@@ -121,7 +121,7 @@ def test_variant_sequences_snv_and_indels(brca1_fasta, cache):
         variant_sequences(g, "chr17", pos, alt, base, 50, 50)
 
 
-def test_bgzip_fasta_and_plain_gzip_refused(tmp_path):
+def test_bgzip_fasta_and_plain_gzip_refused(tmp_path, cache):
     fa = tmp_path / "b.fa"
     fa.write_text(">chr1:101-120\nACGTACGTAC\nTTTTTGGGGG\n")
     pysam.tabix_compress(str(fa), str(tmp_path / "b.fa.gz"))
@@ -133,3 +133,6 @@ def test_bgzip_fasta_and_plain_gzip_refused(tmp_path):
         dst.write(src.read())
     with pytest.raises(GenomeError, match="bgzip"):
         Genome(tmp_path / "plain.fa.gz")
+    d = Genome(tmp_path / "plain.fa.gz", decompress=True)  # opt-in: decompressed copy in the cache
+    assert d.source == tmp_path / "plain.fa.gz" and d.path != d.source
+    assert d.fetch("chr1", 110, 112) == "CTT"
