@@ -553,7 +553,7 @@ def read_variants(
         is_vcf = True
     elif name.endswith((".vcf", ".vcf.gz", ".vcf.bgz", ".vcf.bgzf")):
         text = _tabix_region(path, region) if region is not None else None
-        fast = _vcf_arrow_frame(path) if region is None else None
+        fast = _vcf_arrow_frame(path) if text is None else None
         if fast is not None:
             raw, info_defs = fast
         else:
@@ -565,7 +565,8 @@ def read_variants(
         raise VariantInputError(f"{path}: unknown variant file type; use .vcf, .vcf.gz, .bcf, .tsv, "
                                 ".csv or .parquet")
     if region is not None:
-        raw = raw[(raw["pos"] >= region[1]) & (raw["pos"] <= region[2])]
+        raw = raw[raw["chrom"].astype(str).isin(contig_aliases(region[0]))
+                  & (raw["pos"] >= region[1]) & (raw["pos"] <= region[2])]
     raw = raw.reset_index(drop=True)
     raw["record"] = np.arange(1, len(raw) + 1, dtype=np.int64)
 

@@ -255,3 +255,14 @@ def test_left_normalisation_matches_brute_force(tmp_path):
         assert (gp, gr, ga) == e
         assert st == ("duplicate" if e in seen else "ok")
         seen.add(e)
+
+
+def test_region_filter_without_index(tmp_path):
+    g, seq = _genome(tmp_path, name="chr5")
+    rows = [f"{c}\t{p}\t.\t{seq[p - 1]}\tN\t.\t.\t." for c, p in
+            [("5", 3), ("chr5", 10), ("5", 20), ("6", 10), ("5", 11)]]
+    vcf = tmp_path / "r.vcf"
+    vcf.write_text(HEADER + "\n".join(rows) + "\n")
+    t = read_variants(vcf, g, region="chr5:10-20")
+    assert t["variant_id"].tolist() == [f"chr5:10:{seq[9]}:N", f"chr5:20:{seq[19]}:N", f"chr5:11:{seq[10]}:N"]
+    assert t["record"].tolist() == [1, 2, 3]
