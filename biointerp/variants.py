@@ -6,7 +6,17 @@ the contig name as it appears in the reference (see DESIGN.md).
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from biointerp.genome import Genome
 
 #: Contig aliases that make ``chr17``/``17`` and ``chrM``/``MT`` meet.
 _MITO = {"M", "MT", "CHRM", "CHRMT"}
@@ -61,18 +71,6 @@ def contig_aliases(name: str) -> list[str]:
 # ---------------------------------------------------------------------------
 # Reading variant tables
 # ---------------------------------------------------------------------------
-
-import gzip  # noqa: E402
-import io  # noqa: E402
-import zlib  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-if TYPE_CHECKING:  # pragma: no cover
-    from biointerp.genome import Genome
 
 #: Every status a variant row can carry (``ok`` first).
 STATUSES: tuple[str, ...] = (
