@@ -770,7 +770,8 @@ def make_methylation_cohort(contigs: dict[str, str], elements: pd.DataFrame, n_c
 
     Island CpGs are mostly unmethylated (beta ~ 0.1), background CpGs mostly
     methylated (~ 0.8); in cases the CpGs of ``n_dmr_islands`` chosen islands
-    gain ``effect`` in mean beta. Returns ``(beta, samples, cpgs)``: beta has
+    gain ``effect`` in mean beta (a sample of at most a quarter of the island
+    CpG budget per DMR island is reported). Returns ``(beta, samples, cpgs)``: beta has
     CpG rows (index ``cpg`` = ``chrom:pos``, 1-based C of the CpG) x sample
     columns, as in the TCGA table of ``../shared/data/cohorts``; samples has
     ``sample, condition`` (case/control); cpgs has ``cpg, chrom, pos,
@@ -798,6 +799,10 @@ def make_methylation_cohort(contigs: dict[str, str], elements: pd.DataFrame, n_c
         if isl_ids.size else set()
     # keep every CpG of the DMR islands, fill up with other island and background CpGs
     dmr_sites = in_isl[in_isl["island_row"].isin(dmr_ids)]
+    # at most ~a quarter of the island budget per DMR island, so other islands are represented too
+    cap = max(3, n_isl // (4 * max(1, len(dmr_ids))))
+    dmr_sites = pd.concat([grp.iloc[np.sort(rng.choice(len(grp), size=min(cap, len(grp)), replace=False))]
+                           for _, grp in dmr_sites.groupby("island_row")]) if len(dmr_sites) else dmr_sites
     other = in_isl[~in_isl["island_row"].isin(dmr_ids)]
     pick_isl = other.iloc[np.sort(rng.choice(len(other), size=max(min(n_isl - len(dmr_sites), len(other)), 0),
                                              replace=False))]
@@ -880,3 +885,138 @@ def _sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- ground-truth evaluation
+def _auroc(y: np.ndarray, s: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    ok = np.isfinite(s)
+    y, s = np.asarray(y)[ok], np.asarray(s)[ok]
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(roc_auc_score(y, s))
+
+
+def zero_shot_eval(model, fasta: str | Path, variants: pd.DataFrame, window: int = 512,
+                   strand: str = "both", batch_size: int = 8, progress: bool = False
+                   ) -> tuple[pd.DataFrame, dict]:
+    """Δ log-likelihood (``biointerp.scoring.score_variants``) of labelled variants and its AUROC.
+
+    The score is ``-delta_ll`` (damaging variants should lose likelihood).
+    Returns ``(scores, metrics)``; metrics: ``overall`` AUROC damaging vs
+    neutral and ``per_class``: each damaging class vs all neutral variants,
+    each neutral class vs all damaging variants (always oriented so that 0.5
+    is chance and 1 is perfect).
+    """
+    from biointerp.genome import Genome
+    from biointerp.scoring import score_variants
+
+    res = score_variants(model, Genome(str(fasta)), variants, window=window, reduce="mean", strand=strand,
+                         batch_size=batch_size, progress=progress)
+    df = variants.reset_index(drop=True).copy()
+    df["delta_ll"] = res["delta_ll"].to_numpy()
+    y = (df["label"] == "damaging").to_numpy().astype(int)
+    s = -df["delta_ll"].to_numpy()
+    per = {}
+    for cls, sub in df.groupby("consequence"):
+        lab = CONSEQUENCE_LABELS.get(cls)
+        other = df[df["label"] != lab]
+        both = pd.concat([sub, other])
+        yy = (both["label"] == "damaging").to_numpy().astype(int)
+        per[cls] = {"auroc": _auroc(yy, -both["delta_ll"].to_numpy()), "n": int(len(sub)), "label": lab}
+    return df, {"overall": _auroc(y, s), "n": int(len(df)), "n_damaging": int(y.sum()), "per_class": per}
+
+
+def _gene_windows(genome_len: int, spans: list[tuple[int, int]], window: int) -> list[tuple[int, int, int]]:
+    """(start0, keep_from, keep_to) windows tiling each span; positions kept have >= window/2 context."""
+    out = []
+    half = window // 2
+    for a, b in spans:  # 1-based inclusive spans
+        lo = max(0, a - 1 - half)
+        s = lo
+        while True:
+            s0 = min(s, max(0, genome_len - window))
+            keep_from = 0 if s0 == 0 else half
+            out.append((s0, keep_from, window))
+            if s0 + window >= min(genome_len, b):
+                break
+            s += half
+    return out
+
+
+def position_features(model, contigs: dict[str, str], elements: pd.DataFrame, chroms: list[str], layer: str,
+                      window: int = 512, max_genes: int | None = None, batch_size: int = 8, seed: int = 0,
+                      progress: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Activations of ``layer`` at positions tiling gene regions (promoter to 3' end) of ``chroms``.
+
+    Returns ``(X [N, d] float32, labels {class: bool[N]})`` with the
+    :data:`POSITION_CLASSES` of every position; each position has at least
+    ``window/2`` bases of left context (except at contig starts) and appears once.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(seed)
+    feats, labs = [], {c: [] for c in POSITION_CLASSES}
+    jobs = []
+    for chrom in chroms:
+        seq = contigs[chrom]
+        genes = elements[(elements["chrom"] == chrom) & (elements["type"] == "gene")]
+        if max_genes is not None and len(genes) > max_genes:
+            genes = genes.iloc[np.sort(rng.choice(len(genes), size=max_genes, replace=False))]
+        spans = [(max(1, int(r.start) - 700), min(len(seq), int(r.end) + 200)) for r in genes.itertuples()]
+        masks = position_labels(elements, chrom, len(seq))
+        seen = np.zeros(len(seq), dtype=bool)
+        for s0, kf, kt in _gene_windows(len(seq), spans, window):
+            idx = np.arange(s0 + kf, min(s0 + kt, len(seq)))
+            idx = idx[~seen[idx]]
+            if idx.size == 0:
+                continue
+            seen[idx] = True
+            jobs.append((seq[s0:s0 + window], idx - s0))
+            for c in POSITION_CLASSES:
+                labs[c].append(masks[c][idx])
+    for i in tqdm(range(0, len(jobs), batch_size), desc=f"activations {layer}", disable=not progress):
+        chunk = jobs[i:i + batch_size]
+        ids, _ = model.tokenize([j[0] for j in chunk])
+        with torch.inference_mode():
+            acts = model.forward(ids, layers=[layer]).activations[layer].float().cpu().numpy()
+        for (_, keep), a in zip(chunk, acts):
+            feats.append(a[keep])
+    X = np.concatenate(feats).astype(np.float32)
+    return X, {c: np.concatenate(v) for c, v in labs.items()}
+
+
+def probe_eval(model, contigs: dict[str, str], elements: pd.DataFrame, train_chroms: list[str],
+               test_chroms: list[str], layer: str, window: int = 512, max_genes: int | None = None,
+               max_train: int = 20_000, seed: int = 0, progress: bool = False) -> dict:
+    """Per-position linear-probe AUROC for each planted element class (train and test contigs disjoint).
+
+    One logistic regression (standardised features, balanced class weights)
+    per class, trained on positions of ``train_chroms`` and scored on
+    ``test_chroms``. Returns ``{class: {"auroc", "n_pos", "n_test"}}`` plus ``mean``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    Xtr, ytr = position_features(model, contigs, elements, train_chroms, layer, window, max_genes, seed=seed,
+                                 progress=progress)
+    Xte, yte = position_features(model, contigs, elements, test_chroms, layer, window, max_genes, seed=seed + 1,
+                                 progress=progress)
+    rng = np.random.default_rng(seed)
+    sub = np.sort(rng.choice(len(Xtr), size=min(max_train, len(Xtr)), replace=False))
+    out: dict = {}
+    for c in POSITION_CLASSES:
+        y = ytr[c][sub]
+        if y.min() == y.max():
+            out[c] = {"auroc": float("nan"), "n_pos": int(yte[c].sum()), "n_test": int(len(Xte))}
+            continue
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=200, solver="newton-cholesky",
+                                                                 class_weight="balanced"))
+        clf.fit(Xtr[sub], y)
+        out[c] = {"auroc": _auroc(yte[c].astype(int), clf.decision_function(Xte)),
+                  "n_pos": int(yte[c].sum()), "n_test": int(len(Xte))}
+    out["mean"] = float(np.nanmean([out[c]["auroc"] for c in POSITION_CLASSES]))
+    return out

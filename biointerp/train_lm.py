@@ -246,10 +246,12 @@ def data_fingerprint(cfg: TrainConfig, contigs_by_file: dict[str, dict[str, str]
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] | None = None) -> dict:
+          log: Callable[[str], None] | None = None, stop_after: int | None = None) -> dict:
     """Train (or resume) a model; writes ``cfg.out`` as described in the module docstring.
 
-    Returns the model card (also written to ``card.json``).
+    ``stop_after``: stop once this many steps are done (checkpoint only, no
+    final model), to be continued with ``resume=True``. Returns the model card
+    (also written to ``card.json``), or ``{"stopped_at": step}``.
     """
     from tqdm.auto import tqdm
 
@@ -284,13 +286,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     if resume and (out / "checkpoint.json").exists():
         start, curve, elapsed, old = _load_checkpoint(out, model, opt)
         changed = {k: (old.get(k), v) for k, v in asdict(cfg).items()
-                   if k not in ("steps", "out", "threads", "checkpoint_every", "eval_every") and old.get(k) != v}
+                   if k not in ("out", "threads", "checkpoint_every", "eval_every") and old.get(k) != v}
         if changed:
             raise ValueError(f"cannot resume {out}: settings differ from the checkpoint: {changed}")
         if log:
             log(f"resuming from step {start}")
     t0 = time.time()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-lm", disable=not progress,
+    end = cfg.steps if stop_after is None else max(start, min(stop_after, cfg.steps))
+    bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc="train-lm", disable=not progress,
                unit="step")
     run_loss, run_n = 0.0, 0
     step = start
@@ -316,6 +319,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             _save_checkpoint(out, model, opt, done, curve, cfg, elapsed + time.time() - t0)
     bar.close()
     elapsed += time.time() - t0
+    if end < cfg.steps:
+        _save_checkpoint(out, model, opt, end, curve, cfg, elapsed)
+        return {"stopped_at": end}
     _save_checkpoint(out, model, opt, cfg.steps, curve, cfg, elapsed)
     return save_trained(model, cfg, curve, data_fingerprint(cfg, contigs_by_file), sampler.n_tokens, elapsed)
 

@@ -32,9 +32,11 @@ import click
 @click.option("--checkpoint-every", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--threads", type=click.IntRange(0, 512), default=0, help="torch CPU threads (0: default).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.* (same settings required).")
+@click.option("--stop-after", type=click.IntRange(1), default=None,
+              help="Stop after this many steps (checkpoint only); continue later with --resume.")
 def train_lm(fasta, out, exclude_contig, d_model, layers, heads, hcm_filter_length, seq_len, batch_size, steps,
              lr, min_lr_ratio, warmup, weight_decay, grad_clip, seed, val_fraction, eval_every,
-             checkpoint_every, threads, resume) -> None:
+             checkpoint_every, threads, resume, stop_after) -> None:
     """Train a causal DNA LM (native StripedHyena 2, byte tokens) on FASTA files.
 
     Writes OUT/config.yml, OUT/model.safetensors (card in the metadata),
@@ -58,9 +60,12 @@ def train_lm(fasta, out, exclude_contig, d_model, layers, heads, hcm_filter_leng
                       weight_decay=weight_decay, grad_clip=grad_clip, seed=seed, val_fraction=val_fraction,
                       eval_every=eval_every, checkpoint_every=checkpoint_every, threads=threads)
     try:
-        card = train(cfg, resume=resume, log=click.echo)
+        card = train(cfg, resume=resume, log=click.echo, stop_after=stop_after)
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
+    if "stopped_at" in card:
+        click.echo(f"stopped at step {card['stopped_at']} of {steps}; continue with the same command and --resume")
+        return
     fin = card.get("final", {})
     click.echo(f"wrote {out}/model.safetensors ({card['n_parameters']:,} parameters); final train loss "
                f"{fin.get('train_loss')}, val loss {fin.get('val_loss')} nats/base")
