@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# ClinVar (2016-11-02) BRCA1 + BRCA2 regions: zero-shot delta log-likelihood vs a
+# linear probe vs a covariance probe, trained on BRCA1 variants and tested on
+# BRCA2 variants (the test gene is never seen in training or validation).
+#
+#   MODEL=demo LAYER=blocks.2 bash probes/clinvar_brca/run.sh
+#
+# Only pathogenic / benign records (any review status) are scored and harvested;
+# everything else ("other") is counted by `variants check` and left out here.
+set -euo pipefail
+MODEL=${MODEL:-demo}
+LAYER=${LAYER:-blocks.2}
+OUT=${OUT:-results/clinvar_brca}
+K=${K:-32}
+UP=${UP:-512}
+DOWN=${DOWN:-512}
+WINDOW=${WINDOW:-1024}
+NBOOT=${NBOOT:-1000}
+BI=${BI:-.venv/bin/biointerp}
+PY=${PY:-.venv/bin/python}
+DATA=${DATA:-../shared/data}
+VCF=$DATA/variants/clinvar_20161102.GRCh37.vcf.gz
+mkdir -p "$OUT"
+
+for spec in brca1:17:41100001-41300000 brca2:13:32800001-33000000; do
+  IFS=: read -r name chrom range <<<"$spec"
+  fa=$DATA/reference/${name}_region.GRCh37.fa
+  [ -s "$OUT/$name.variants.parquet" ] || \
+    $BI variants check --fasta "$fa" --vcf "$VCF" --region "$chrom:$range" --label --out "$OUT/$name.variants.parquet"
+  $PY - "$OUT/$name.variants.parquet" "$OUT/$name.labelled.parquet" <<'PY'
+import sys, pandas as pd
+d = pd.read_parquet(sys.argv[1])
+d = d[d["label"].isin(["pathogenic", "benign"])]
+d.to_parquet(sys.argv[2], index=False)
+print(f"{sys.argv[2]}: {len(d)} labelled ({d['label'].value_counts().to_dict()}), status {d['status'].value_counts().to_dict()}")
+PY
+  [ -s "$OUT/$name.zeroshot.h5ad" ] || \
+    $BI score --model "$MODEL" --fasta "$fa" --variants "$OUT/$name.labelled.parquet" --window "$WINDOW" \
+      --strand both --out "$OUT/$name.zeroshot.h5ad"
+  $BI harvest --model "$MODEL" --fasta "$fa" --variants "$OUT/$name.labelled.parquet" --layer "$LAYER" \
+    --view evee -K "$K" --upstream "$UP" --downstream "$DOWN" --store "$OUT/$name.store"
+done
+
+# labels + split: BRCA1 -> train (85%) / val (15%, random, seeded), BRCA2 -> test
+$PY - "$OUT" <<'PY'
+import sys, numpy as np, pandas as pd
+out = sys.argv[1]
+d = pd.concat([pd.read_parquet(f"{out}/{g}.labelled.parquet").assign(region=g) for g in ("brca1", "brca2")])
+rng = np.random.default_rng(0)
+d["split"] = np.where(d["region"] == "brca2", "test", np.where(rng.uniform(size=len(d)) < 0.15, "val", "train"))
+lr, la = d["ref"].str.len(), d["alt"].str.len()
+d["variant_type"] = np.where((lr == 1) & (la == 1), "snv", np.where(lr > la, "deletion", np.where(lr < la, "insertion", "mnv")))
+d.to_parquet(f"{out}/labels.parquet", index=False)
+print(pd.crosstab(d["split"], d["label"]))
+PY
+
+STORES="--store $OUT/brca1.store --store $OUT/brca2.store"
+for kind in linear covariance; do
+  $BI probe train --kind "$kind" $STORES --labels "$OUT/labels.parquet" --split-column split \
+    --h 16 --p 32 --lr 1e-3 --epochs 60 --patience 8 --n-boot "$NBOOT" --calibrate platt \
+    --report-dir "$OUT/report_$kind" --out "$OUT/$kind.safetensors"
+done
+
+$BI tables merge "$OUT/brca1.zeroshot.h5ad" "$OUT/brca2.zeroshot.h5ad" --out "$OUT/scores.h5ad"
+$BI probe apply --probe "$OUT/linear.safetensors" $STORES --scores "$OUT/scores.h5ad" --name probe_linear --out "$OUT/scores.h5ad"
+$BI probe apply --probe "$OUT/covariance.safetensors" $STORES --scores "$OUT/scores.h5ad" --name probe_covariance --out "$OUT/scores.h5ad"
+$BI probe evaluate --scores "$OUT/scores.h5ad" --labels "$OUT/labels.parquet" --label-column label \
+  --split-column split --split test --strata variant_type --n-boot "$NBOOT" \
+  --score probe_linear --score probe_covariance --score -delta_ll --out-dir "$OUT/eval"
