@@ -383,8 +383,9 @@ class _InfoBuffer:
         n = len(arr)
         width = np.int64 if arr.type == pa.large_string() else np.int32
         self.offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset: arr.offset + n + 1].astype(np.int64)
-        self.raw = arr.buffers()[2].to_pybytes() if n and arr.buffers()[2] is not None else b""
-        self.semis = np.flatnonzero(np.frombuffer(self.raw, dtype=np.uint8) == 59)  # ';'
+        buf = arr.buffers()[2]
+        self.data = np.frombuffer(buf, dtype=np.uint8) if n and buf is not None else np.zeros(0, np.uint8)
+        self.semis = np.flatnonzero(self.data == 59)  # ';'
         self._cache: dict[str, np.ndarray] = {}
 
     def values(self, key: str) -> np.ndarray:
@@ -398,7 +399,7 @@ class _InfoBuffer:
 
         arr, n = self.arr, len(self.arr)
         out = np.full(n, None, dtype=object)
-        if n == 0 or (key + "=").encode() not in self.raw:
+        if n == 0:
             return out
         at0 = pc.starts_with(arr, key + "=").fill_null(False).to_numpy(zero_copy_only=False)
         found = pc.find_substring(arr, ";" + key + "=").fill_null(-1).to_numpy(zero_copy_only=False)
@@ -409,16 +410,16 @@ class _InfoBuffer:
         vstart = self.offsets[:-1][has] + rel[has] + len(key) + 1
         k = np.searchsorted(self.semis, vstart)
         if len(self.semis):
-            nxt = np.where(k < len(self.semis), self.semis[np.minimum(k, len(self.semis) - 1)], len(self.raw))
+            nxt = np.where(k < len(self.semis), self.semis[np.minimum(k, len(self.semis) - 1)], len(self.data))
         else:
-            nxt = np.full(len(has), len(self.raw))
+            nxt = np.full(len(has), len(self.data))
         vend = np.minimum(nxt, self.offsets[1:][has])
         # gather the value bytes into a new Arrow string array (no per-row Python work)
         lens = vend - vstart
         offs = np.zeros(len(has) + 1, dtype=np.int64)
         np.cumsum(lens, out=offs[1:])
         gather = np.repeat(vstart - offs[:-1], lens) + np.arange(offs[-1], dtype=np.int64)
-        data = np.frombuffer(self.raw, dtype=np.uint8)[gather]
+        data = self.data[gather]
         vals = pa.LargeStringArray.from_buffers(len(has), pa.py_buffer(offs), pa.py_buffer(data.tobytes()))
         out[has] = vals.to_numpy(zero_copy_only=False)
         return out
