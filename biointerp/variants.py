@@ -490,6 +490,30 @@ def pc_any_rs(ids: pd.Series) -> bool:
                                                         "rs")).as_py()
 
 
+def _read_raw(path: Path, region: tuple[str, int, int] | None) -> tuple[pd.DataFrame, dict, bool]:
+    """Dispatch on the file type; one raw row per input record."""
+    name = path.name.lower()
+    info_defs: dict = {}
+    is_vcf = False
+    if name.endswith(".bcf"):
+        raw, info_defs = _read_bcf(path, region)
+        is_vcf = True
+    elif name.endswith((".vcf", ".vcf.gz", ".vcf.bgz", ".vcf.bgzf")):
+        text = _tabix_region(path, region) if region is not None else None
+        fast = _vcf_arrow_frame(path) if text is None else None
+        if fast is not None:
+            raw, info_defs = fast
+        else:
+            raw, info_defs = _vcf_text_frame(text if text is not None else _open_text(path), path, region)
+        is_vcf = True
+    elif name.endswith((".tsv", ".tsv.gz", ".txt", ".txt.gz", ".csv", ".csv.gz", ".parquet", ".pq")):
+        raw = _read_table(path, region)
+    else:
+        raise VariantInputError(f"{path}: unknown variant file type; use .vcf, .vcf.gz, .bcf, .tsv, "
+                                ".csv or .parquet")
+    return raw, info_defs, is_vcf
+
+
 # -- main entry point -----------------------------------------------------------
 
 def read_variants(
@@ -544,25 +568,10 @@ def read_variants(
         genome = Genome(genome)
     info_fields = list(dict.fromkeys(info_fields))
 
-    name = path.name.lower()
-    info_defs: dict = {}
-    is_vcf = False
-    if name.endswith(".bcf"):
-        raw, info_defs = _read_bcf(path, region)
-        is_vcf = True
-    elif name.endswith((".vcf", ".vcf.gz", ".vcf.bgz", ".vcf.bgzf")):
-        text = _tabix_region(path, region) if region is not None else None
-        fast = _vcf_arrow_frame(path) if text is None else None
-        if fast is not None:
-            raw, info_defs = fast
-        else:
-            raw, info_defs = _vcf_text_frame(text if text is not None else _open_text(path), path, region)
-        is_vcf = True
-    elif name.endswith((".tsv", ".tsv.gz", ".txt", ".txt.gz", ".csv", ".csv.gz", ".parquet", ".pq")):
-        raw = _read_table(path, region)
-    else:
-        raise VariantInputError(f"{path}: unknown variant file type; use .vcf, .vcf.gz, .bcf, .tsv, "
-                                ".csv or .parquet")
+    try:
+        raw, info_defs, is_vcf = _read_raw(path, region)
+    except OSError as err:
+        raise VariantInputError(f"{path}: cannot read ({err})") from err
     if region is not None:
         raw = raw[raw["chrom"].astype(str).isin(contig_aliases(region[0]))
                   & (raw["pos"] >= region[1]) & (raw["pos"] <= region[2])]
