@@ -153,3 +153,26 @@ def test_clear_errors(workdir):
     assert r.exit_code != 0 and ".safetensors" in r.output
     r = _run(["probe", "show", str(d / "missing.safetensors")], ok=False)
     assert r.exit_code != 0 and "not found" in r.output
+
+
+def test_pooled_store_linear_and_covariance(tmp_path):
+    """Pooled harvests (emb.<layer>.mean + .ref, as the probe_training pipeline's default view)
+    train both kinds; the covariance probe sees the (alt - ref) diff as one position."""
+    g = torch.Generator().manual_seed(1)
+    n, dm = 240, 12
+    y = torch.randint(0, 2, (n,), generator=g)
+    ref = torch.randn(n, dm, generator=g)
+    alt = ref + 0.3 * torch.randn(n, dm, generator=g)
+    alt[:, 0] += 0.5 * (2 * y - 1).float()
+    ids = [f"chr2:{100 + i}:C:T" for i in range(n)]
+    st = ActivationStore.create(tmp_path / "pooled", {"model": "synthetic", "layers": ["blocks.2"], "view": "mean"})
+    st.write_shard(ids, {"emb.blocks.2.mean": alt, "emb.blocks.2.mean.ref": ref})
+    pd.DataFrame({"variant_id": ids, "label": y.numpy(), "gene": [f"G{i % 12}" for i in range(n)],
+                  "split": np.where(np.arange(n) < 180, "train", "test")}).to_parquet(tmp_path / "l.parquet")
+    for kind in ("linear", "covariance"):
+        _run(["probe", "train", "--store", str(tmp_path / "pooled"), "--labels", str(tmp_path / "l.parquet"),
+              "--split-column", "split", "--kind", kind, "--h", "4", "--p", "8", "--lr", "1e-2", "--epochs", "15",
+              "--n-boot", "50", "--out", str(tmp_path / f"{kind}.safetensors")])
+        card = json.loads(_run(["probe", "show", str(tmp_path / f"{kind}.safetensors"), "--json"]).output)["card"]
+        assert card["input"] == {"tensor": "emb.blocks.2.mean", "pair": True}
+        assert card["pooling"] == "mean" and card["metrics"]["test"]["pathogenicity"]["auroc"] > 0.8
