@@ -171,11 +171,10 @@ def _vcf_text_frame(text: str, path: Path, region: tuple[str, int, int] | None) 
             continue
         parts = line.rstrip("\r").split("\t")
         if len(parts) != ncols:
-            if len(parts) < 8 or len(parts) != ncols:
-                what = "truncated?" if n == len(lines) else "check the separators (tabs) on that line"
-                raise VariantInputError(
-                    f"{path}: line {n}: expected {ncols} tab-separated columns as in the #CHROM header, "
-                    f"found {len(parts)} ({what})")
+            what = "truncated?" if n == len(lines) else "check the separators (tabs) on that line"
+            raise VariantInputError(
+                f"{path}: line {n}: expected {ncols} tab-separated columns as in the #CHROM header, "
+                f"found {len(parts)} ({what})")
         if rchrom is not None and parts[0] not in rchrom:
             continue
         chrom.append(parts[0]); pos.append(parts[1]); ids.append(parts[2])  # noqa: E702
@@ -188,7 +187,8 @@ def _vcf_text_frame(text: str, path: Path, region: tuple[str, int, int] | None) 
 
 def _vcf_header_lines(path: Path) -> list[str] | None:
     """Meta lines + the #CHROM line, streamed; None when the file does not look like a VCF."""
-    opener = gzip.open if open(path, "rb").read(2) == b"\x1f\x8b" else open
+    with open(path, "rb") as fh:
+        opener = gzip.open if fh.read(2) == b"\x1f\x8b" else open
     out: list[str] = []
     try:
         with opener(path, "rt", encoding="utf-8", newline="") as fh:
@@ -311,7 +311,9 @@ def _read_table(path: Path, region: tuple[str, int, int] | None) -> pd.DataFrame
                 parsed.append(parse_variant_id(text))
             except ValueError as err:
                 raise VariantInputError(f"{path}: row {k + 1}: {err}") from err
-        out[["chrom", "pos", "ref", "alt"]] = pd.DataFrame(parsed, index=df.index)
+        cols = list(zip(*parsed)) if parsed else [[], [], [], []]
+        for name_, vals in zip(("chrom", "pos", "ref", "alt"), cols):
+            out[name_] = list(vals)
         used = {c}
     else:
         raise VariantInputError(
