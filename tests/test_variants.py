@@ -266,3 +266,15 @@ def test_region_filter_without_index(tmp_path):
     t = read_variants(vcf, g, region="chr5:10-20")
     assert t["variant_id"].tolist() == [f"chr5:10:{seq[9]}:N", f"chr5:20:{seq[19]}:N", f"chr5:11:{seq[10]}:N"]
     assert t["record"].tolist() == [1, 2, 3]
+
+
+def test_undeclared_info_keys_are_read(clinvar_vcf, brca1_fasta):
+    """PATHOGENIC/BENIGN/CONFLICTED are used but not declared in the ClinVar header."""
+    t = read_variants(clinvar_vcf, Genome(brca1_fasta), region=BRCA1,
+                      info_fields=["PATHOGENIC", "BENIGN", "CONFLICTED"])
+    with pysam.TabixFile(str(clinvar_vcf), encoding="utf-8") as tbx:  # independent count
+        n_patho = sum(";PATHOGENIC=1" in line for line in tbx.fetch("17", 41_100_000, 41_300_000)
+                      if 41_100_001 <= int(line.split("\t")[1]))
+    assert (t["PATHOGENIC"] == "1").sum() == n_patho == 1206
+    assert t["BENIGN"].value_counts().to_dict() == {"0": 2910, "1": 801}
+    assert (t["CONFLICTED"] == "1").sum() == 2
