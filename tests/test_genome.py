@@ -136,3 +136,29 @@ def test_bgzip_fasta_and_plain_gzip_refused(tmp_path, cache):
     d = Genome(tmp_path / "plain.fa.gz", decompress=True)  # opt-in: decompressed copy in the cache
     assert d.source == tmp_path / "plain.fa.gz" and d.path != d.source
     assert d.fetch("chr1", 110, 112) == "CTT"
+
+
+def test_several_region_records_of_one_contig(tmp_path):
+    fa = tmp_path / "two.fa"
+    fa.write_text(">chr2:101-110\nACGTACGTAC\n>chr2:201-210\nTTTTGGGGCC\n>chrM\nGATC\n")
+    g = Genome(fa)
+    assert g.contigs == ["chr2", "chrM"] and g.bounds("2") == (101, 210)
+    assert g.resolve_contig("MT") == "chrM"
+    assert [s.key for s in g.segments("chr2")] == ["chr2:101-110", "chr2:201-210"]
+    assert g.fetch("chr2", 109, 110) == "AC" and g.fetch("chr2", 201, 204) == "TTTT"
+    assert g.contains("chr2", 105, 110) and not g.contains("chr2", 108, 202) and not g.contains("chr2", 150)
+    with pytest.raises(GenomeError, match="outside"):
+        g.fetch("chr2", 108, 202)
+    w = g.window("chr2", 209, 4, 4)
+    assert (w.start, w.seq, w.offset) == (203, "TTGGGGCC", 6)
+    (tmp_path / "ov.fa").write_text(">chr2:101-110\nACGTACGTAC\n>chr2:105-114\nACGTACGTAC\n")
+    with pytest.raises(GenomeError, match="overlap"):
+        Genome(tmp_path / "ov.fa")
+    from biointerp.variants import read_variants
+
+    (tmp_path / "v.vcf").write_text("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                                    "2\t110\t.\tC\tA\t.\t.\t.\n2\t150\t.\tA\tG\t.\t.\t.\n"
+                                    "2\t201\t.\tT\tG\t.\t.\t.\nMT\t3\t.\tT\tA\t.\t.\t.\n")
+    t = read_variants(tmp_path / "v.vcf", g)
+    assert t["status"].tolist() == ["ok", "out_of_bounds", "ok", "ok"]
+    assert t["variant_id"].tolist()[3] == "chrM:3:T:A"
