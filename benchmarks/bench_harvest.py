@@ -1,0 +1,113 @@
+"""EVEE-view harvest: ours vs EVEE's published harvest recipe, same model, same variants.
+
+Baseline (re-implemented faithfully, `biointerp.harvest.evee_reference`):
+reference and variant windows (upstream + downstream of the variant), each run
+forward and as reverse complement: four full passes per variant at batch size
+1, nothing shared between variants; then the K-position selection (fixed
+window + most divergent positions by cosine similarity) and the
+[2, 3, K, d] views. Ours (`biointerp.harvest.harvest`): the same tensors, with
+the reference prefilled once per position and the variant sequences computed
+only from their first differing token (forward: after the variant; reverse:
+after the downstream part), alleles of a position batched, shards written to
+the store on a background thread.
+
+Model: random StripedHyena 2 with the Evo 2 7B block pattern (32 blocks,
+attention at 3/10/17/24/31), scaled down; windows scaled down from EVEE's
+49,152 + 16,384 bp by the same 3:1 split, K and the fixed window likewise.
+Variants: ClinVar (2016-11-02) in the BRCA1 region of ../shared/data.
+
+    .venv/bin/python benchmarks/bench_harvest.py           # 1536+512 bp, K=64, fixed 16, d=128, 16 variants
+    .venv/bin/python benchmarks/bench_harvest.py --quick   # 768+256 bp, K=32, fixed 8, d=64, 8 variants
+    .venv/bin/python benchmarks/bench_harvest.py --device cuda --dtype bf16 --upstream 49152 --downstream 16384 -K 256 --fixed 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--n", type=int, default=16, help="variants")
+    ap.add_argument("--upstream", type=int, default=1536)
+    ap.add_argument("--downstream", type=int, default=512)
+    ap.add_argument("-K", "--K", dest="K", type=int, default=64)
+    ap.add_argument("--fixed", type=int, default=16)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layer", default="blocks.27")
+    ap.add_argument("--region", default="17:41245000-41246000", help="ClinVar records taken from here (GRCh37)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: shared, contended machine)")
+    args = ap.parse_args()
+    if args.quick:
+        args.n, args.upstream, args.downstream, args.K, args.fixed, args.hidden = 8, 768, 256, 32, 8, 64
+    torch.set_num_threads(args.threads)
+    from biointerp.genome import Genome
+    from biointerp.harvest import evee_bytes_per_variant, evee_reference, harvest
+    from biointerp.models import StripedHyenaModel, random_model, tiny_config
+    from biointerp.variants import read_variants
+
+    genome = Genome(DATA / "reference" / "brca1_region.GRCh37.fa")
+    table = read_variants(DATA / "variants" / "clinvar_20161102.GRCh37.vcf.gz", genome, region=args.region)
+    table = table[table["status"] == "ok"].head(args.n).reset_index(drop=True)
+    L = args.upstream + args.downstream
+    cfg = tiny_config(hidden_size=args.hidden, num_layers=32, num_attention_heads=max(1, args.hidden // 16),
+                      max_seqlen=max(8192, L))
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    model = StripedHyenaModel(random_model(cfg, seed=0), name=f"sh2-7b-pattern-d{args.hidden}",
+                              device=args.device, dtype=dtype)
+    kw = dict(upstream=args.upstream, downstream=args.downstream, K=args.K, fixed=args.fixed)
+    print(f"model {model.name} (32 blocks, 7B pattern) on {args.device}/{args.dtype}, layer {args.layer}; "
+          f"{len(table)} ClinVar variants at {table['pos'].nunique()} positions; window {args.upstream}+"
+          f"{args.downstream} bp, K={args.K}, fixed={args.fixed}")
+    cuda = args.device.startswith("cuda")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_harvest_"))
+    evee_reference(model, genome, table.head(1), args.layer, **kw)  # warm-up
+    harvest(model, genome, table.head(1), args.layer, store=tmp / "warm", progress=False, **kw)
+
+    def timed(fn):
+        """On CPU: process CPU time (shared cores); on CUDA: wall time."""
+        if cuda:
+            torch.cuda.synchronize()
+        t, c = time.perf_counter(), time.process_time()
+        out = fn()
+        if cuda:
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        print(f"    ({'wall' if cuda else 'cpu'} time used; wall {wall:.1f} s, cpu {cpu:.1f} s)")
+        return out, (wall if cuda else cpu)
+
+    (ids, base), t_base = timed(lambda: evee_reference(model, genome, table, args.layer, **kw))
+    store, t_ours = timed(lambda: harvest(model, genome, table, args.layer, store=tmp / "ours",
+                                          storage_dtype=torch.float32, progress=False, **kw))
+    got_ids, got = store.read()
+    assert got_ids == ids
+    same_pos = float((got["positions"] == base["positions"]).float().mean())
+    diffs = {k: float((got[k].float() - base[k].float()).abs().max()) for k in ("acts", "mean", "loss_diff")}
+    n = len(ids)
+    print(f"baseline  EVEE recipe (4 full passes/variant, batch 1): {n / t_base:7.3f} variants/s ({t_base:.1f} s)")
+    print(f"ours      prefix reuse + shared ref + async store     : {n / t_ours:7.3f} variants/s ({t_ours:.1f} s)")
+    print(f"agreement: positions identical {same_pos:.1%}; max |diff| " +
+          ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
+    print(f"speed-up over EVEE recipe: {t_base / t_ours:.2f}x")
+    s16 = harvest(model, genome, table, args.layer, store=tmp / "fp16", progress=False, **kw)
+    sdiff = harvest(model, genome, table, args.layer, view="evee_diff", store=tmp / "diff", progress=False, **kw)
+    b16, bd = s16.info()["bytes_per_variant"], sdiff.info()["bytes_per_variant"]
+    print(f"storage here (d={args.hidden}, K={args.K}, fp16): evee {b16 / 1e3:.1f} kB/variant, "
+          f"evee_diff {bd / 1e3:.1f} kB/variant (safetensors files incl. headers)")
+    print(f"storage at d=4096, K=256, fp16: evee {evee_bytes_per_variant(4096, 256) / 1e6:.2f} MB/variant "
+          f"(EVEE: 12.6 MB), evee_diff {evee_bytes_per_variant(4096, 256, 'evee_diff') / 1e6:.2f} MB/variant")
+
+
+if __name__ == "__main__":
+    main()
