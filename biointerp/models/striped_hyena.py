@@ -405,6 +405,32 @@ class RotaryEmbedding(nn.Module):
         return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
+def suffix_attention(q: Tensor, k: Tensor, v: Tensor, start: int) -> Tensor:
+    """Causal attention of the last ``T`` query rows over ``start + T`` keys (bottom-right
+    aligned causal mask). q (B, H, T, d), k/v (B, H, start+T, d).
+
+    CUDA: SDPA with a lower-right causal bias (fused kernels). CPU: the flash kernel on the
+    prefix keys (dense) and on the suffix keys (causal), merged with their log-sum-exps, so
+    no (T, start+T) mask is materialised. Falls back to an explicit boolean mask."""
+    T = q.shape[2]
+    if q.device.type == "cuda":
+        from torch.nn.attention.bias import causal_lower_right
+
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(T, start + T))
+    flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if flash is not None and start > 0 and not torch.is_grad_enabled():
+        try:
+            o1, l1 = flash(q, k[:, :, :start], v[:, :, :start])[:2]
+            o2, l2 = flash(q, k[:, :, start:], v[:, :, start:], is_causal=True)[:2]
+            m = torch.maximum(l1, l2)
+            w1, w2 = torch.exp(l1 - m)[..., None], torch.exp(l2 - m)[..., None]
+            return ((o1.float() * w1 + o2.float() * w2) / (w1 + w2)).to(q.dtype)
+        except (RuntimeError, TypeError):  # unsupported dtype/shape for the fused kernel
+            pass
+    allowed = torch.ones(T, start + T, dtype=torch.bool, device=q.device).tril(diagonal=start)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+
+
 class MHA(nn.Module):
     """Causal multi-head attention (``blocks.N.inner_mha_cls``); output after ``out_proj``."""
 
@@ -435,8 +461,7 @@ class MHA(nn.Module):
             kr, vr = cache.store["k"][:, :, :start], cache.store["v"][:, :, :start]
             k = torch.cat((kr.expand(B, -1, -1, -1).to(k.dtype), k), dim=2)
             v = torch.cat((vr.expand(B, -1, -1, -1).to(v.dtype), v), dim=2)
-            allowed = torch.ones(T, start + T, dtype=torch.bool, device=a.device).tril(diagonal=start)
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+            ctx = suffix_attention(q, k, v, start)
         return self.out_proj(ctx.transpose(1, 2).reshape(B, T, D))
 
 
