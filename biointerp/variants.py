@@ -612,12 +612,21 @@ def read_variants(
                 gs = pd.to_numeric(extra["GOLD_STARS"], errors="coerce")
                 gs[missing] = stars
                 extra["GOLD_STARS"] = gs.astype("Int64")
-        sym = _info_column(info, "SYMBOL", "1", "String", df["alt_index"], arr=pinfo)
-        geneinfo = _info_column(info, "GENEINFO", "1", "String", df["alt_index"], arr=pinfo)
+        head = info.iloc[:1000].astype(str).tolist()
+
+        def maybe(key: str) -> pd.Series:
+            """INFO column for gene/rsID: looked up when declared or seen in the first records."""
+            if key in info_defs or any(f"{key}=" in x for x in head):
+                return _info_column(info, key, "1", "String", df["alt_index"], arr=pinfo)
+            return pd.Series(None, index=df.index, dtype=object)
+
+        sym = maybe("SYMBOL")
+        geneinfo = maybe("GENEINFO")
         geneinfo = geneinfo.str.split(":").str[0] if geneinfo.notna().any() else geneinfo
         gene = sym.where(sym.notna() & ~sym.isin(["-", ""]), geneinfo)
-        rs_info = _info_column(info, "RS", "1", "String", df["alt_index"], arr=pinfo)
-        rs_info = ("rs" + rs_info.astype("string").str.split(",").str[0]).astype(object)
+        rs_info = maybe("RS")
+        if rs_info.notna().any():
+            rs_info = ("rs" + rs_info.astype("string").str.split(",").str[0]).astype(object)
     else:
         missing_cols = [k for k in info_fields if k not in df.columns]
         if missing_cols:

@@ -105,7 +105,7 @@ def test_split_normalise_duplicates_statuses(tmp_path):
     # seq positions: 9..13 = AAAAA
     body = [
         "chrT\t3\trs7\tG\tA,C,T\t.\t.\tAF=0.1,0.2,0.3;DP=7",  # multi-allelic -> 3 rows
-        "chrT\t12\t.\tAA\tA\t.\t.\tDP=1",  # deletion in the A run -> shifts to pos 8 (T + A)
+        "chrT\t12\t.\tAA\tA\t.\t.\tDP=1;RS=123;GENEINFO=GENE1:672",  # deletion in the A run -> pos 8
         "chrT\t8\t.\tTA\tT\t.\t.\tDP=2",  # the same deletion, already left-aligned -> duplicate
         "chrT\t13\t.\tA\tAA\t.\t.\t.",  # insertion in the A run -> 8:T:TA
         "chrT\t5\t.\tC\tG\t.\t.\t.",  # ref mismatch (base 5 is A)
@@ -120,7 +120,8 @@ def test_split_normalise_duplicates_statuses(tmp_path):
     assert len(t) == 11 and t["record"].tolist() == [1, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert t["alt_index"].tolist()[:3] == [0, 1, 2]
     assert t["AF"].tolist()[:3] == [0.1, 0.2, 0.3]
-    assert t["rsid"].iloc[0] == "rs7"
+    assert t["rsid"].iloc[0] == "rs7" and t["rsid"].iloc[3] == "rs123" and t["gene"].iloc[3] == "GENE1"
+    assert t["rsid"].iloc[5] is None and t["gene"].iloc[5] is None
     st = dict(zip(range(len(t)), t["status"]))
     assert [st[i] for i in range(3)] == ["ok"] * 3
     assert t.loc[3, "variant_id"] == "chrT:8:TA:T" and st[3] == "ok"
