@@ -126,23 +126,20 @@ def test_wrapper_dry_run_with_profile(tmp_path, capsys):
 # ----------------------------------------------------------------------------- real data: BRCA1
 def _brca1_subset(clinvar_vcf: Path, out: Path, every: int = 250) -> int:
     """Every `every`-th ClinVar record of the BRCA1 region plus records the region
-    FASTA cannot score (a REF mismatch, one outside the region, one on chr13)."""
+    FASTA cannot score: one beyond the region, one on chr13, and a copy of a real
+    SNV record with its REF swapped (no REF of the region's records mismatches)."""
     import pysam
 
-    from biointerp.genome import Genome
-
-    genome = Genome(REPO.parent / "shared" / "data" / "reference" / "brca1_region.GRCh37.fa")
     tbx = pysam.TabixFile(str(clinvar_vcf), encoding="utf-8")
     header = [h for h in tbx.header]
     region = list(tbx.fetch("17", 41_100_000, 41_300_000))
     keep = region[::every]
-    for line in region:  # first SNV whose REF differs from the reference
-        f = line.split("\t")
-        if len(f[3]) == 1 and len(f[4]) == 1 and genome.fetch("chr17", int(f[1]), int(f[1])) != f[3].upper():
-            keep.append(line)
-            break
-    keep.append(next(iter(tbx.fetch("17", 41_400_000, 41_500_000))))
-    keep.append(next(iter(tbx.fetch("13", 32_900_000, 32_910_000))))
+    snv = next(ln.split("\t") for ln in region[1::every] if len(ln.split("\t")[3]) == 1
+               and len(ln.split("\t")[4]) == 1)
+    snv[3] = next(b for b in "ACGT" if b not in (snv[3].upper(), snv[4].upper()))
+    keep.append("\t".join(snv))
+    keep.append(next(iter(tbx.fetch("17", 41_300_001, 45_000_000))))  # beyond the region FASTA
+    keep.append(next(iter(tbx.fetch("13", 32_890_000, 33_000_000))))  # contig absent from it
     keep = sorted(set(keep), key=lambda x: (x.split("\t")[0], int(x.split("\t")[1])))
     out.write_text("\n".join(header + keep) + "\n")
     return len(keep)
@@ -167,9 +164,16 @@ def brca1_run(tmp_path_factory, clinvar_vcf, brca1_fasta):
             "info_fields": ["CLINICAL_SIGNIFICANCE", "GOLD_STARS", "SYMBOL"],
             "labels": {"column": "CLINICAL_SIGNIFICANCE", "scheme": "clinvar", "stars_column": "GOLD_STARS"},
             "model": MODEL, **SMALL}
-    cfg3 = write_config(tmp / "three.yaml", base, outdir=str(tmp / "three"), n_shards=3)
+    out = tmp / "three"
+    cfg3 = write_config(tmp / "three.yaml", base, outdir=str(out), n_shards=3)
+    # First pass stops with shard 1 missing (as after a failed job); the full run must redo it alone.
+    assert bp.run("variant_scoring", cfg3, cores=2, quiet=True,
+                  targets=[str(out / "shards" / f"scores.{i}.h5ad") for i in (0, 2)])
+    before = {i: (out / "shards" / f"scores.{i}.h5ad").stat().st_mtime_ns for i in (0, 2)}
+    plan = snakemake("-s", "pipelines/variant_scoring/Snakefile", "--configfile", str(cfg3), "-n")
     assert bp.run("variant_scoring", cfg3, cores=2, quiet=True)
-    return {"tmp": tmp, "base": base, "cfg": cfg3, "out": tmp / "three", "n_records": n_records}
+    return {"tmp": tmp, "base": base, "cfg": cfg3, "out": out, "n_records": n_records, "plan": plan,
+            "before": before}
 
 
 def test_brca1_every_variant_with_status(brca1_run):
@@ -241,13 +245,13 @@ def test_one_shard_equals_three(brca1_run):
     np.testing.assert_array_equal(np.asarray(one.X), np.asarray(three.X))
 
 
-def test_lost_shard_reruns_alone(brca1_run):
-    """A failed/missing shard is redone on its own; the other shards are kept."""
+def test_missing_shard_reruns_alone(brca1_run):
+    """After a run that lost shard 1, only shard 1 is scored again; shards 0 and 2 are kept."""
+    text = brca1_run["plan"].stdout + brca1_run["plan"].stderr
+    jobs = planned_jobs(text)
+    assert jobs.get("score_shard") == 1 and "check_variants" not in jobs, text
+    assert "scores.1.h5ad" in text
     out = brca1_run["out"]
-    (out / "shards" / "scores.1.h5ad").unlink()
-    r = snakemake("-s", "pipelines/variant_scoring/Snakefile", "--configfile", str(brca1_run["cfg"]), "-n")
-    jobs = planned_jobs(r.stdout + r.stderr)
-    assert jobs.get("score_shard") == 1 and "check_variants" not in jobs, jobs
-    assert "shards/scores.1.h5ad" in r.stdout
-    assert bp.run("variant_scoring", brca1_run["cfg"], cores=2, quiet=True)
+    after = {i: (out / "shards" / f"scores.{i}.h5ad").stat().st_mtime_ns for i in (0, 2)}
+    assert after == brca1_run["before"]
     assert (out / "shards" / "scores.1.h5ad").exists()
