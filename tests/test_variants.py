@@ -279,3 +279,10 @@ def test_undeclared_info_keys_are_read(clinvar_vcf, brca1_fasta):
     assert (t["PATHOGENIC"] == "1").sum() == n_patho == 1206
     assert t["BENIGN"].value_counts().to_dict() == {"0": 2910, "1": 801}
     assert (t["CONFLICTED"] == "1").sum() == 2
+
+
+def test_brca2_region_counts(clinvar_vcf, brca2_fasta):
+    t = read_variants(clinvar_vcf, Genome(brca2_fasta), region="chr13:32800001-33000000")
+    assert len(t) == _vcf_records_in(clinvar_vcf, "13", 32_800_001, 33_000_000) == 5169
+    assert status_counts(t)["ok"] == 5169  # measured: no REF mismatch against the GRCh37 FASTA
+    assert t["variant_id"].str.startswith("chr13:").all()
