@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
+import queue
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,9 @@ from biointerp.variants import contig_aliases, parse_variant_id
 _REGION_RE = re.compile(r"^\s*([A-Za-z0-9_.]{1,64})(?::([\d,]{1,15})(?:-([\d,]{1,15}))?)?\s*$")
 _RSID_RE = re.compile(r"^rs\d{1,12}$", re.IGNORECASE)
 _GENE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@/-]{0,63}$")
+
+
+MAX_POS = 2**31 - 1
 
 
 class QueryError(ValueError):
@@ -51,26 +54,31 @@ def parse_region(text: str) -> tuple[str, int | None, int | None]:
         return chrom, None, None
     start = int(a.replace(",", ""))
     end = int(b.replace(",", "")) if b else start
-    if start < 1 or end < start:
-        raise QueryError(f"bad region {text[:80]!r}: need 1 <= start <= end (1-based, inclusive)")
+    if start < 1 or end < start or end > MAX_POS:
+        raise QueryError(f"bad region {text[:80]!r}: need 1 <= start <= end <= {MAX_POS:,} (1-based, inclusive)")
     return chrom, start, end
 
 
 class VariantDB:
-    """A variant database opened read-only. Thread-safe: each thread gets its own cursor.
+    """A variant database opened read-only. Thread-safe: at most ``concurrency`` queries run at once,
+    each on its own DuckDB cursor.
 
     Every look-up returns a :class:`Result`; :meth:`query` mirrors the CLI and
     returns a DataFrame.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, concurrency: int = 4):
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such database; build one with `biointerp db build`")
         self.path = path
         self._con = duckdb.connect(str(path), read_only=True)
         self._con.execute("SET enable_progress_bar = false")
-        self._local = threading.local()
+        self._pool: queue.Queue = queue.Queue()
+        for _ in range(max(1, int(concurrency))):
+            cur = self._con.cursor()
+            cur.execute("SET enable_progress_bar = false")
+            self._pool.put(cur)
         try:
             self.metadata = {k: json.loads(v) for k, v in self._con.execute("SELECT key, value FROM metadata").fetchall()}
         except duckdb.Error as err:
@@ -85,18 +93,16 @@ class VariantDB:
                 self._alias.setdefault(a.lower(), c)
 
     # -- plumbing -----------------------------------------------------------------------
-    def _cur(self) -> duckdb.DuckDBPyConnection:
-        cur = getattr(self._local, "cur", None)
-        if cur is None:
-            cur = self._local.cur = self._con.cursor()
-            cur.execute("SET enable_progress_bar = false")
-        return cur
-
     def _run(self, sql: str, params: list) -> Result:
-        cur = self._cur()
-        cur.execute(sql, params)
-        rows = cur.fetchall()
-        cols = [d[0] for d in cur.description]
+        # Cursors are created up front in the opening thread and handed out one per query:
+        # creating them lazily from many threads at once can deadlock duckdb's Python binding.
+        cur = self._pool.get()
+        try:
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+            cols = [d[0] for d in cur.description]
+        finally:
+            self._pool.put(cur)
         if cols and cols[-1] == "heads" and self.heads:
             # the packed FLOAT[n] head array becomes one named column per head
             n = len(self.heads)
@@ -155,7 +161,7 @@ class VariantDB:
             chrom, pos, ref, alt = parse_variant_id(variant_id, zero_based=zero_based)
         except ValueError as err:
             raise QueryError(str(err)) from None
-        if pos > 2**31 - 1:
+        if pos > MAX_POS:
             raise QueryError(f"position out of range in {variant_id[:80]!r}")
         c = self.resolve_contig(chrom)
         if c is None:
@@ -171,7 +177,7 @@ class VariantDB:
         chrom, start, end = parse_region(region)
         c = self.resolve_contig(chrom)
         if start is None:
-            start, end = 1, 2**31 - 1
+            start, end = 1, MAX_POS
         if max_bp is not None and end - start + 1 > max_bp:
             raise QueryError(f"region spans {end - start + 1:,} bp; the limit is {max_bp:,} bp; split it")
         if c is None:
@@ -179,7 +185,7 @@ class VariantDB:
         fsql, fparams = self._score_filter(min_score, max_score)
         return self._limited(
             f"SELECT {self._cols(heads)} FROM variants WHERE key BETWEEN ? AND ?{fsql} ORDER BY key, ref, alt",
-            [self._key(c, start), self._key(c, min(end, 2**31 - 1)), *fparams], limit)
+            [self._key(c, start), self._key(c, end), *fparams], limit)
 
     def _limited(self, sql: str, params: list, limit: int | None) -> Result:
         if limit is None:
@@ -265,6 +271,8 @@ class VariantDB:
         return self._run("SELECT count(*) FROM variants", []).rows[0][0]
 
     def close(self) -> None:
+        while not self._pool.empty():
+            self._pool.get_nowait().close()
         self._con.close()
 
     def __enter__(self) -> VariantDB:
