@@ -200,3 +200,17 @@ def test_bf16_cpu_within_documented_tolerance(parity_dir, ids):
     # prefix reuse also runs in bf16
     part = m16.forward_suffix(m16.prefill(ids), ids, 200)
     assert (part.logits - out16.logits[:, 200:]).abs().max() / out32.logits.abs().max() < 0.08
+
+
+def test_registry_name_with_local_checkpoint_and_config(parity_dir):
+    """Registry path: checkpoint .pt (weights_only + mmap), config override, built on meta."""
+    exp = load_file(str(parity_dir / "expected.safetensors"))["case0/logits"]
+    ids = load_file(str(parity_dir / "inputs.safetensors"))["case0/input_ids"]
+    m = load_model("evo2_7b", checkpoint=parity_dir / "weights.pt", config=parity_dir / "config.yml")
+    assert m.name == "evo2_7b" and not any(p.is_meta for p in m.module.parameters())
+    assert (m.forward(ids).logits - exp).abs().max() <= _tol(exp)
+    mb = load_model("evo2_7b", checkpoint=parity_dir / "weights.pt", config=parity_dir / "config.yml",
+                    dtype="bf16")
+    assert mb.module.blocks[1].filter.h.dtype == torch.bfloat16
+    assert mb.module.blocks[6].filter.log_poles.dtype == torch.float32
+    assert mb.module.blocks[7].inner_mha_cls.rotary_emb.inv_freq.dtype == torch.float32

@@ -24,8 +24,8 @@ from biointerp.models.base import ByteTokenizer, GenomicModel, ModelOutput, capt
 from biointerp.models.checkpoint import (CheckpointError, build_from_dir, load_state_into,
                                          read_state_dict, save_model)
 from biointerp.models.native import PrefixState, StripedHyenaModel
-from biointerp.models.striped_hyena import (StripedHyena, StripedHyenaConfig, layer_pattern,
-                                            random_model, tiny_config)
+from biointerp.models.striped_hyena import (StripedHyena, StripedHyenaConfig, build_meta,
+                                            layer_pattern, random_model, tiny_config)
 
 __all__ = [
     "GenomicModel", "ModelOutput", "ByteTokenizer", "capture", "token_log_probs", "PrefixState",
@@ -117,24 +117,14 @@ def _load_registered(name: str, checkpoint: str | Path | None, config: str | Pat
         checkpoint = found[0]
     path = Path(checkpoint)
     if path.is_dir():
-        module, card = build_from_dir(path, cfg)
+        module, card = build_from_dir(path, cfg, dtype=dtype)
     else:
         if not path.exists() and not Path(f"{path}.part0").exists():
             raise CheckpointError(f"{name}: checkpoint {path} not found (nor {path}.part0)")
-        module = StripedHyena(cfg) if dtype == torch.float32 else _build_in(cfg, dtype)
-        load_state_into(module, [path])
+        module = build_meta(cfg)
+        load_state_into(module, [path], dtype=dtype)
         card = {"checkpoint": str(path)}
     return StripedHyenaModel(module, name=name, device=device, dtype=dtype, card=card)
-
-
-def _build_in(cfg: StripedHyenaConfig, dtype: torch.dtype) -> StripedHyena:
-    """Build directly in a low-precision dtype (halves peak memory for big checkpoints)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        return StripedHyena(cfg).cast(dtype)
-    finally:
-        torch.set_default_dtype(old)
 
 
 def load_model(spec: str | Path, device: str | torch.device = "cpu",
@@ -165,7 +155,7 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu",
     else:
         path = Path(spec)
     if path.is_dir():
-        module, card = build_from_dir(path)
+        module, card = build_from_dir(path, dtype=dtype)
         name = "demo" if spec == "demo" else card.get("name", path.name)
         return StripedHyenaModel(module, name=name, device=device, dtype=dtype, card=card)
     raise CheckpointError(

@@ -153,26 +153,28 @@ def save_model(model: Any, directory: str | Path, card: dict | None = None) -> P
     return directory
 
 
-def load_state_into(module: StripedHyena, files: list[Path]) -> None:
+def load_state_into(module: StripedHyena, files: list[Path], dtype: torch.dtype | None = None) -> None:
     """Load one or more weight files (official key names) into ``module``."""
     from biointerp.models.striped_hyena import load_official_state_dict
 
     state: dict[str, Tensor] = {}
     for f in files:
         state.update(read_state_dict(f))
-    ignored = load_official_state_dict(module, state, source=str(files[0]))
+    ignored = load_official_state_dict(module, state, source=str(files[0]), dtype=dtype)
     if ignored:
         warnings.warn(f"{files[0]}: ignored {len(ignored)} unknown tensor(s), e.g. {ignored[:5]}",
                       stacklevel=2)
 
 
-def build_from_dir(directory: str | Path, config: StripedHyenaConfig | None = None) -> tuple[
-        StripedHyena, dict[str, Any]]:
+def build_from_dir(directory: str | Path, config: StripedHyenaConfig | None = None,
+                   dtype: torch.dtype | None = None) -> tuple[StripedHyena, dict[str, Any]]:
     """Build a StripedHyena from a model directory (config + weights) -> (module, card)."""
+    from biointerp.models.striped_hyena import build_meta
+
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"model directory not found: {directory}")
     cfg = config or StripedHyenaConfig.from_file(find_config(directory))
-    module = StripedHyena(cfg)
-    load_state_into(module, find_weights(directory))
+    module = build_meta(cfg)
+    load_state_into(module, find_weights(directory), dtype=dtype)
     return module, read_card(directory)

@@ -569,10 +569,12 @@ def permute_wqkv(w: Tensor, num_heads: int, to_runtime: bool = True) -> Tensor:
 
 
 def load_official_state_dict(model: StripedHyena, state: dict[str, Tensor],
-                             source: str = "checkpoint") -> list[str]:
+                             source: str = "checkpoint", dtype: torch.dtype | None = None) -> list[str]:
     """Load a state dict with official key names and checkpoint Wqkv layout into ``model``.
 
     Drops Transformer-Engine ``_extra_state`` entries and a redundant ``unembed.weight``.
+    A model built by :func:`build_meta` adopts the tensors (cast to ``dtype`` if given;
+    ``log_poles``/``residues``/``inv_freq`` stay fp32).
     Raises ``KeyError`` naming missing/mis-shaped tensors; returns the ignored unknown keys."""
     cfg = model.config
     own = model.state_dict()
@@ -598,6 +600,19 @@ def load_official_state_dict(model: StripedHyena, state: dict[str, Tensor],
     if missing:
         raise KeyError(f"{source}: missing {len(missing)} tensor(s), e.g. {missing[:5]}; "
                        "is this a StripedHyena 2 / Evo 2 checkpoint for this config?")
+    if any(t.is_meta for t in own.values()):
+        # built on the meta device: adopt the (possibly memory-mapped) tensors, no init, no copy
+        for key, target in own.items():
+            if key not in converted:  # inv_freq from the formula
+                d = 2 * target.shape[0]
+                converted[key] = 1.0 / (float(cfg.rotary_emb_base) ** (
+                    torch.arange(0, d, 2, dtype=torch.float32) / d))
+            elif key.endswith(("log_poles", "residues", "inv_freq")):
+                converted[key] = converted[key].float()
+            elif dtype is not None and converted[key].is_floating_point():
+                converted[key] = converted[key].to(dtype)
+        model.load_state_dict(converted, strict=True, assign=True)
+        return ignored
     with torch.no_grad():
         for key, value in converted.items():
             target = own[key]
@@ -605,6 +620,13 @@ def load_official_state_dict(model: StripedHyena, state: dict[str, Tensor],
             target.copy_(value.to(torch.float32 if keep_fp32 and target.dtype == torch.float32
                                   else target.dtype))
     return ignored
+
+
+def build_meta(config: StripedHyenaConfig | dict) -> StripedHyena:
+    """A StripedHyena with no storage (meta device), to be filled by
+    ``load_official_state_dict(..., dtype=...)`` without random init or double memory."""
+    with torch.device("meta"):
+        return StripedHyena(config)
 
 
 def export_official_state_dict(model: StripedHyena) -> dict[str, Tensor]:
