@@ -301,11 +301,13 @@ class HyenaFilter(nn.Module):
 
     def modal_kernel(self, length: int) -> Tensor:
         """hcl kernel ``h_i(tau) = sum_n R[i,n] exp(lambda[i,n] tau)``, (D, length), fp32."""
-        key = (length, self.log_poles.device, self.log_poles._version, self.residues._version,
+        # h(tau) does not depend on the length: keep the longest kernel and slice it
+        key = (self.log_poles.device, self.log_poles._version, self.residues._version,
                self.log_poles.data_ptr(), self.residues.data_ptr())
         use_cache = not torch.is_grad_enabled()
-        if use_cache and self._kernel_cache is not None and self._kernel_cache[0] == key:
-            return self._kernel_cache[1]
+        hit = self._kernel_cache
+        if use_cache and hit is not None and hit[0] == key and hit[1].shape[-1] >= length:
+            return hit[1][:, :length]
         t = torch.arange(length, device=self.log_poles.device, dtype=torch.float32)
         lp, res = self.log_poles.float(), self.residues.float()
         chunk = max(1, (1 << 24) // max(1, lp.shape[1] * length))
