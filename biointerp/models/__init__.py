@@ -10,6 +10,12 @@ Specs:
 * a directory with ``config.yml``/``config.json`` + weights — a native StripedHyena 2.
 * ``"hf:<dir>"`` — a Hugging Face causal or masked LM from a local directory.
 * ``"evo2-official:<name>"`` — the official ``evo2`` package, when installed.
+
+Precision: fp32 matches the official implementation to <= 1e-5 x max|expected| on every
+golden tensor. bf16 follows the production dtype policy (``log_poles``, ``residues``,
+``inv_freq`` fp32; FIR/FFT convolutions and norms computed in fp32; logits in fp32); on the
+parity model it stays within 8% of max|logits| of fp32 (measured 4.3%) with per-token
+log-probs correlated r > 0.999 (measured 0.9998) — tests/test_models_native.py.
 """
 
 from __future__ import annotations
