@@ -279,6 +279,11 @@ _COLS = {
 }
 
 
+#: Columns of our own tables carried through a re-read (input provenance), stored under ``_RT``.
+_ROUND_TRIP = ("record", "alt_index", "input_chrom", "input_pos", "input_ref", "input_alt")
+_RT = "__biointerp_in_"
+
+
 def _read_table(path: Path, region: tuple[str, int, int] | None) -> pd.DataFrame:
     """TSV/CSV/Parquet with chrom/pos/ref/alt (or variant_id) columns -> raw frame."""
     name = path.name.lower()
@@ -325,11 +330,17 @@ def _read_table(path: Path, region: tuple[str, int, int] | None) -> pd.DataFrame
     out["pos"] = _int_column(out["pos"], out["line"], path, "pos",
                              what="row" if name.endswith((".parquet", ".pq")) else "line")
     out["id"] = df[lower["id"]].astype(str) if "id" in lower and lower["id"] not in used else "."
+    # a table written by read_variants / `variants check`: re-check it, keep its provenance columns
+    own = set(_ROUND_TRIP) | {"variant_id", "status", "status_detail"} <= set(map(str, df.columns))
     for c in df.columns:
         if c in used or str(c).lower() == "id":
             continue
         key = str(c)
-        if key in ("gene", "rsid", "label", "consequence", "split") or key not in CORE_COLUMNS + ("line",):
+        if own and key in _ROUND_TRIP:
+            out[_RT + key] = df[c]
+        elif own and key in ("variant_id", "status", "status_detail"):
+            continue  # re-derived
+        elif key in ("gene", "rsid", "label", "consequence", "split") or key not in CORE_COLUMNS + ("line",):
             out[key] = df[c]
         else:
             out["input_" + key] = df[c]
@@ -579,6 +590,8 @@ def read_variants(
                   & (raw["pos"] >= region[1]) & (raw["pos"] <= region[2])]
     raw = raw.reset_index(drop=True)
     raw["record"] = np.arange(1, len(raw) + 1, dtype=np.int64)
+    if _RT + "record" in raw.columns:  # re-reading our own table: keep its record numbers
+        raw["record"] = raw.pop(_RT + "record").to_numpy(dtype=np.int64)
 
     # split multi-allelic records: one row per ALT
     raw["alt"] = raw["alt"].astype(str)
@@ -647,7 +660,18 @@ def read_variants(
     out["rsid"] = rsid.where(rsid.notna(), None).astype(object).to_numpy()
     for key, col in extra.items():
         out[key] = col.to_numpy()
+    if _RT + "input_pos" in df.columns:  # re-read of our own table: restore the original input
+        for c in _ROUND_TRIP[1:]:
+            if _RT + c in df.columns:
+                out[c] = df[_RT + c].to_numpy()
+        moved = ((out["status"] == "ok") & (out["status_detail"] == "")
+                 & ((out["pos"] != out["input_pos"]) | (out["ref"] != out["input_ref"].astype(str).str.upper())
+                    | (out["alt"] != out["input_alt"].astype(str).str.upper())))
+        out.loc[moved, "status_detail"] = ("normalised from " + out.loc[moved, "input_pos"].astype(str) + ":"
+                                          + out.loc[moved, "input_ref"].astype(str) + ":"
+                                          + out.loc[moved, "input_alt"].astype(str))
     skip = {"chrom", "pos", "id", "ref", "alt", "info", "line", "record", "alt_index", "gene", "rsid"}
+    skip |= {_RT + c for c in _ROUND_TRIP}
     for c in df.columns:
         if c not in skip and c not in out.columns:
             out[c] = df[c].to_numpy()

@@ -286,3 +286,23 @@ def test_brca2_region_counts(clinvar_vcf, brca2_fasta):
     assert len(t) == _vcf_records_in(clinvar_vcf, "13", 32_800_001, 33_000_000) == 5169
     assert status_counts(t)["ok"] == 5169  # measured: no REF mismatch against the GRCh37 FASTA
     assert t["variant_id"].str.startswith("chr13:").all()
+
+
+def test_checked_table_round_trip(tmp_path, clinvar_vcf, brca2_fasta):
+    """`variants check --out t.parquet` re-read by read_variants (as `score` does) gives the same table."""
+    g = Genome(brca2_fasta)
+    first = read_variants(clinvar_vcf, g, region="13:32890000-32960000", info_fields=["CLINICAL_SIGNIFICANCE"])
+    vcf = tmp_path / "mix.vcf"  # add non-ok rows so that statuses must survive the round trip
+    vcf.write_text(HEADER + "13\t32890600\t.\tG\tA,<DEL>\t.\t.\t.\n13\t32890600\t.\tG\tA\t.\t.\t.\n"
+                   "7\t100\t.\tA\tG\t.\t.\t.\n13\t32890601\t.\tT\tC\t.\t.\t.\n")
+    mix = read_variants(vcf, g)
+    for table in (first, mix):
+        table = table.assign(label=["x"] * len(table))
+        table.to_parquet(tmp_path / "t.parquet", index=False)
+        again = read_variants(tmp_path / "t.parquet", g)
+        assert list(again.columns[:15]) == list(table.columns[:15])
+        pd.testing.assert_frame_equal(again[list(table.columns)].reset_index(drop=True),
+                                      table.reset_index(drop=True), check_dtype=False)
+    # chr13:32890600 is G and 32890601 is C in the GRCh37 FASTA
+    assert mix["status"].tolist() == ["ok", "symbolic_allele", "duplicate", "unknown_contig", "ref_mismatch"]
+    assert mix["record"].tolist() == [1, 1, 2, 3, 4]
