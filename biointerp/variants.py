@@ -75,7 +75,7 @@ def contig_aliases(name: str) -> list[str]:
 #: Every status a variant row can carry (``ok`` first).
 STATUSES: tuple[str, ...] = (
     "ok", "ref_mismatch", "unknown_contig", "out_of_bounds",
-    "symbolic_allele", "too_long", "invalid_allele", "duplicate",
+    "symbolic_allele", "too_long", "invalid_allele", "duplicate", "malformed",
 )
 
 #: Default maximum REF/ALT length; longer alleles get ``too_long``.
@@ -143,8 +143,13 @@ def _info_header(header_lines: Sequence[str]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _vcf_text_frame(text: str, path: Path, region: tuple[str, int, int] | None) -> tuple[pd.DataFrame, dict]:
-    """Parse VCF text into a raw frame (one row per record)."""
+def _vcf_text_frame(text: str, path: Path, region: tuple[str, int, int] | None,
+                    lenient: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Parse VCF text into a raw frame (one row per record).
+
+    A malformed record raises :class:`VariantInputError` naming the line, or
+    with ``lenient`` becomes a row whose ``malformed`` column says why.
+    """
     if not text.strip():
         raise VariantInputError(f"{path}: empty file (no VCF header, no records)")
     lines = text.split("\n")
@@ -162,7 +167,7 @@ def _vcf_text_frame(text: str, path: Path, region: tuple[str, int, int] | None) 
         raise VariantInputError(f"{path}: line {i + 1}: the #CHROM header has {ncols} tab-separated "
                                 "columns, a VCF needs at least 8 (is it space-separated?)")
     first = i + 1
-    chrom, pos, ids, ref, alt, info, lineno = [], [], [], [], [], [], []
+    chrom, pos, ids, ref, alt, info, lineno, bad = [], [], [], [], [], [], [], []
     rchrom = None
     if region is not None:
         rchrom = set(contig_aliases(region[0]))
@@ -170,18 +175,24 @@ def _vcf_text_frame(text: str, path: Path, region: tuple[str, int, int] | None) 
         if not line or line == "\r":
             continue
         parts = line.rstrip("\r").split("\t")
+        msg = ""
         if len(parts) != ncols:
             what = "truncated?" if n == len(lines) else "check the separators (tabs) on that line"
-            raise VariantInputError(
-                f"{path}: line {n}: expected {ncols} tab-separated columns as in the #CHROM header, "
-                f"found {len(parts)} ({what})")
+            msg = (f"line {n}: expected {ncols} tab-separated columns as in the #CHROM header, "
+                   f"found {len(parts)} ({what})")
+            if not lenient:
+                raise VariantInputError(f"{path}: {msg}")
+            parts = (parts + [""] * 8)[:max(8, len(parts))]
         if rchrom is not None and parts[0] not in rchrom:
             continue
         chrom.append(parts[0]); pos.append(parts[1]); ids.append(parts[2])  # noqa: E702
         ref.append(parts[3]); alt.append(parts[4]); info.append(parts[7]); lineno.append(n)  # noqa: E702
+        bad.append(msg)
     df = pd.DataFrame({"chrom": chrom, "pos": pos, "id": ids, "ref": ref, "alt": alt, "info": info,
                        "line": np.asarray(lineno, dtype=np.int64)})
-    df["pos"] = _int_column(df["pos"], df["line"], path, "POS")
+    df["pos"] = _int_column(df["pos"], df["line"], path, "POS", lenient=lenient, bad=bad)
+    if lenient:
+        df["malformed"] = np.asarray(bad, dtype=object)
     return df, _info_header(header)
 
 
@@ -242,13 +253,21 @@ def _vcf_arrow_frame(path: Path) -> tuple[pd.DataFrame, dict] | None:
     return df, _info_header(header)
 
 
-def _int_column(s: pd.Series, where: pd.Series, path: Path, name: str, what: str = "line") -> pd.Series:
+def _int_column(s: pd.Series, where: pd.Series, path: Path, name: str, what: str = "line",
+                lenient: bool = False, bad: list[str] | None = None) -> pd.Series:
+    """Integer positions; a bad one raises naming the line, or (``lenient``) becomes 0 with a
+    message appended to ``bad`` (one entry per row)."""
     num = pd.to_numeric(s, errors="coerce")
-    bad = num.isna() | (num != np.floor(num))
-    if bad.any():
-        k = int(np.flatnonzero(bad.to_numpy())[0])
-        raise VariantInputError(f"{path}: {what} {int(where.iloc[k])}: {name} {s.iloc[k]!r} is not an "
-                                "integer position")
+    badm = (num.isna() | (num != np.floor(num))).to_numpy()
+    if badm.any():
+        if not lenient:
+            k = int(np.flatnonzero(badm)[0])
+            raise VariantInputError(f"{path}: {what} {int(where.iloc[k])}: {name} {s.iloc[k]!r} is not an "
+                                    "integer position")
+        for k in np.flatnonzero(badm):
+            if bad is not None and not bad[k]:
+                bad[k] = f"{what} {int(where.iloc[k])}: {name} {s.iloc[k]!r} is not an integer position"
+        num = num.where(~badm, 0)
     return num.astype(np.int64)
 
 
@@ -284,7 +303,7 @@ _ROUND_TRIP = ("record", "alt_index", "input_chrom", "input_pos", "input_ref", "
 _RT = "__biointerp_in_"
 
 
-def _read_table(path: Path, region: tuple[str, int, int] | None) -> pd.DataFrame:
+def _read_table(path: Path, region: tuple[str, int, int] | None, lenient: bool = False) -> pd.DataFrame:
     """TSV/CSV/Parquet with chrom/pos/ref/alt (or variant_id) columns -> raw frame."""
     name = path.name.lower()
     try:
@@ -327,8 +346,11 @@ def _read_table(path: Path, region: tuple[str, int, int] | None) -> pd.DataFrame
     out["line"] = np.arange(2, len(df) + 2, dtype=np.int64) if not name.endswith((".parquet", ".pq")) \
         else np.arange(1, len(df) + 1, dtype=np.int64)
     out["chrom"] = out["chrom"].astype(str)
+    bad = [""] * len(out)
     out["pos"] = _int_column(out["pos"], out["line"], path, "pos",
-                             what="row" if name.endswith((".parquet", ".pq")) else "line")
+                             what="row" if name.endswith((".parquet", ".pq")) else "line", lenient=lenient, bad=bad)
+    if lenient:
+        out["malformed"] = np.asarray(bad, dtype=object)
     out["id"] = df[lower["id"]].astype(str) if "id" in lower and lower["id"] not in used else "."
     # a table written by read_variants / `variants check`: re-check it, keep its provenance columns
     own = set(_ROUND_TRIP) | {"variant_id", "status", "status_detail"} <= set(map(str, df.columns))
@@ -503,7 +525,8 @@ def pc_any_rs(ids: pd.Series) -> bool:
                                                         "rs")).as_py()
 
 
-def _read_raw(path: Path, region: tuple[str, int, int] | None) -> tuple[pd.DataFrame, dict, bool]:
+def _read_raw(path: Path, region: tuple[str, int, int] | None,
+              lenient: bool = False) -> tuple[pd.DataFrame, dict, bool]:
     """Dispatch on the file type; one raw row per input record."""
     name = path.name.lower()
     info_defs: dict = {}
@@ -517,10 +540,11 @@ def _read_raw(path: Path, region: tuple[str, int, int] | None) -> tuple[pd.DataF
         if fast is not None:
             raw, info_defs = fast
         else:
-            raw, info_defs = _vcf_text_frame(text if text is not None else _open_text(path), path, region)
+            raw, info_defs = _vcf_text_frame(text if text is not None else _open_text(path), path, region,
+                                             lenient=lenient)
         is_vcf = True
     elif name.endswith((".tsv", ".tsv.gz", ".txt", ".txt.gz", ".csv", ".csv.gz", ".parquet", ".pq")):
-        raw = _read_table(path, region)
+        raw = _read_table(path, region, lenient=lenient)
     else:
         raise VariantInputError(f"{path}: unknown variant file type; use .vcf, .vcf.gz, .bcf, .tsv, "
                                 ".csv or .parquet")
@@ -536,6 +560,7 @@ def read_variants(
     max_allele_len: int = MAX_ALLELE_LEN,
     region: str | tuple[str, int, int] | None = None,
     progress: bool = False,
+    on_error: str = "raise",
 ) -> pd.DataFrame:
     """Read VCF/BCF/TSV/CSV/Parquet into one normalised variant table.
 
@@ -558,6 +583,10 @@ def read_variants(
     region
         ``chrom:start-end`` (1-based inclusive; aliases accepted): keep only
         records whose POS lies inside (tabix index used when present).
+    on_error
+        ``"raise"``: a malformed record (wrong column count, non-integer POS)
+        raises :class:`VariantInputError` naming file and line; ``"status"``:
+        it becomes a row with status ``malformed`` instead.
 
     Returns
     -------
@@ -573,6 +602,8 @@ def read_variants(
         raise VariantInputError(f"{path} is a folder; pass a VCF/TSV/Parquet file")
     if path.stat().st_size == 0:
         raise VariantInputError(f"{path}: empty file (no header, no records)")
+    if on_error not in ("raise", "status"):
+        raise ValueError(f"on_error must be 'raise' or 'status', not {on_error!r}")
     if isinstance(region, str):
         region = parse_region(region)
     if genome is not None and not hasattr(genome, "resolve_contig"):
@@ -582,7 +613,7 @@ def read_variants(
     info_fields = list(dict.fromkeys(info_fields))
 
     try:
-        raw, info_defs, is_vcf = _read_raw(path, region)
+        raw, info_defs, is_vcf = _read_raw(path, region, lenient=on_error == "status")
     except OSError as err:
         raise VariantInputError(f"{path}: cannot read ({err})") from err
     if region is not None:
@@ -670,7 +701,7 @@ def read_variants(
         out.loc[moved, "status_detail"] = ("normalised from " + out.loc[moved, "input_pos"].astype(str) + ":"
                                           + out.loc[moved, "input_ref"].astype(str) + ":"
                                           + out.loc[moved, "input_alt"].astype(str))
-    skip = {"chrom", "pos", "id", "ref", "alt", "info", "line", "record", "alt_index", "gene", "rsid"}
+    skip = {"chrom", "pos", "id", "ref", "alt", "info", "line", "record", "alt_index", "gene", "rsid", "malformed"}
     skip |= {_RT + c for c in _ROUND_TRIP}
     for c in df.columns:
         if c not in skip and c not in out.columns:
@@ -706,6 +737,9 @@ def _normalise(df: pd.DataFrame, genome, max_allele_len: int, progress: bool) ->
             detail[m] = msg(m) if callable(msg) else msg
             okm[m] = False
 
+    if "malformed" in df.columns:  # on_error="status": unreadable records first
+        why = df["malformed"].to_numpy(dtype=object)
+        mark(why != "", "malformed", lambda m: why[m])
     lref = pc.utf8_length(ref_pa).to_numpy(zero_copy_only=False).astype(np.int64)
     lalt = pc.utf8_length(alt_pa).to_numpy(zero_copy_only=False).astype(np.int64)
     symbolic = np_bool(pc.or_(pc.match_substring_regex(alt_pa, r"^<|[\[\]]|^\*$"),

@@ -75,7 +75,18 @@ def test_wrong_column_count(tmp_path):
 
 def test_non_integer_position(tmp_path):
     code, out, _ = check("--vcf", vcf(tmp_path, "chr1\tfive\t.\tA\tG\t.\t.\t."))
-    assert code == 1 and "line 3" in out and "'five'" in out
+    assert code == 1 and "line 3" in out and "'five'" in out and "--on-error status" in out
+
+
+def test_malformed_records_as_status_rows(tmp_path, fasta):
+    p = tmp_path / "m.vcf"
+    p.write_text(HEADER + "chr1\t5\t.\tA\tG\t.\t.\t.\nchr1 6 . C T . . .\nchr1\tsix\t.\tC\tT\t.\t.\t.\n"
+                 "chr1\t5\t.\tA\tG\t.\t.\t.\nchr1\t7\t.\tG")
+    code, out, t = check("--fasta", fasta, "--vcf", p, "--on-error", "status", out=tmp_path / "t.parquet")
+    assert code == 0, out
+    assert t["status"].tolist() == ["ok", "malformed", "malformed", "duplicate", "malformed"]
+    assert t["status_detail"].str.contains("line 4").iloc[1] and "'six'" in t["status_detail"].iloc[2]
+    assert "truncated" in t["status_detail"].iloc[4] and "malformed               3" in out
 
 
 def test_empty_vcf_and_empty_fasta(tmp_path, fasta):

@@ -31,15 +31,18 @@ def variants() -> None:
               help="Add a ClinVar 'label' column (pathogenic/benign/other) from CLINICAL_SIGNIFICANCE.")
 @click.option("--min-stars", type=click.IntRange(0, 4), default=0,
               help="With --label: fewer review stars (GOLD_STARS) than this gives 'other'.")
+@click.option("--on-error", type=click.Choice(["raise", "status"]), default="raise", show_default=True,
+              help="A malformed record (wrong column count, non-integer POS): stop with an error naming "
+                   "the line, or keep it as a row with status 'malformed'.")
 @click.option("--show", type=click.IntRange(min=0), default=5,
               help="Print up to N example rows per non-ok status.")
 def check(fasta: str | None, vcf: str, out: str | None, info: tuple[str, ...], region: str | None,
-          max_allele_len: int | None, label: bool, min_stars: int, show: int) -> None:
+          max_allele_len: int | None, label: bool, min_stars: int, on_error: str, show: int) -> None:
     """Read VARIANTS, check them against FASTA, print a status summary, write the table.
 
     Every input record appears once per ALT with a status (ok, ref_mismatch,
     unknown_contig, out_of_bounds, symbolic_allele, too_long, invalid_allele,
-    duplicate) and a status_detail.
+    duplicate, malformed) and a status_detail.
 
     Example: biointerp variants check --fasta brca1_region.GRCh37.fa
     --vcf clinvar.vcf.gz --region 17:41100001-41300000 --info CLINICAL_SIGNIFICANCE --out v.parquet
@@ -64,9 +67,13 @@ def check(fasta: str | None, vcf: str, out: str | None, info: tuple[str, ...], r
     try:
         genome = Genome(fasta) if fasta else None
         table = read_variants(vcf, genome, info_fields=keys, region=region,
-                              max_allele_len=max_allele_len or MAX_ALLELE_LEN, progress=True)
+                              max_allele_len=max_allele_len or MAX_ALLELE_LEN, progress=True,
+                              on_error=on_error)
     except (GenomeError, VariantInputError) as err:
-        raise click.ClickException(str(err)) from err
+        recoverable = "tab-separated columns" in str(err) or "integer position" in str(err)
+        hint = " (or pass --on-error status to keep malformed records as status rows)" \
+            if recoverable and on_error == "raise" else ""
+        raise click.ClickException(f"{err}{hint}") from err
     if label:
         table["label"] = clinvar_labels(table["CLINICAL_SIGNIFICANCE"], table["GOLD_STARS"], min_stars).to_numpy()
     elapsed = time.perf_counter() - t0
