@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from biointerp.db.annotate import annotate_vcf
 from biointerp.db.build import build, export_parquet, export_tsv
 from biointerp.db.query import QueryError, Result, VariantDB, parse_region
 
@@ -19,12 +20,10 @@ def open(path: str | Path) -> VariantDB:  # noqa: A001 - mirrors the CLI verb
     return VariantDB(path)
 
 
-def annotate(*args, **kwargs):
-    """Annotate a VCF from a database; see :func:`biointerp.db.annotate.annotate_vcf`."""
-    from biointerp.db.annotate import annotate_vcf
-
-    return annotate_vcf(*args, **kwargs)
+#: ``annotate(db, vcf_in, vcf_out, heads=(), prefix="BI_")``; bound after the submodule import so
+#: the name refers to the function, not to the ``biointerp.db.annotate`` module.
+annotate = annotate_vcf
 
 
-__all__ = ["build", "open", "annotate", "export_parquet", "export_tsv", "VariantDB", "QueryError", "Result",
+__all__ = ["build", "open", "annotate", "annotate_vcf", "export_parquet", "export_tsv", "VariantDB", "QueryError", "Result",
            "parse_region"]

@@ -146,32 +146,49 @@ def annotate_vcf(
     else:
         table = pa.table({n: pa.array([], pa.string()) for n in names})
     del body
-    table = table.append_column("rn", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    t_read = time.perf_counter()
     bar.update()
+
+    # Join keys computed with Arrow kernels: key = contig_rank << 32 | POS (NULL on unknown contigs).
+    c0 = table.column("c0")
+    rank_of = {}
+    for c in pc.unique(c0).to_pylist():
+        r = vdb.resolve_contig(c)
+        if r is not None:
+            rank_of[c] = vdb.contigs[r]
+    known = list(rank_of)
+    ranks = pc.take(pa.array([rank_of[c] for c in known], pa.int64()),
+                    pc.index_in(c0, value_set=pa.array(known, pa.string())))
+    try:
+        pos = pc.cast(table.column("c1"), pa.int64())
+    except pa.ArrowInvalid as err:
+        raise ValueError(f"POS column holds a non-integer value ({err})") from None
+    keys = pa.table({
+        "rn": pa.array(np.arange(table.num_rows, dtype=np.int64)),
+        "key": pc.add(pc.multiply(ranks, 4294967296), pos),
+        "ref": pc.utf8_upper(table.column("c3")),
+        "alt": pc.utf8_upper(table.column("c4")),
+        "multi": pc.match_substring(table.column("c4"), ","),
+    })
+    known_contig = table.num_rows - keys.column("key").null_count
 
     fields = [("SCORE", "score", "Float", "biointerp score (primary score of the variant database)"),
               ("LABEL", "label", "String", "biointerp label from the variant database")]
     fields += [(re.sub(r"[^0-9A-Za-z_.]", "_", h).upper(), h, "Float", f"biointerp head {h}") for h in heads]
+    hidx = {h: i + 1 for i, h in enumerate(vdb.heads)}
+
+    def fmt(col: str, typ: str) -> str:
+        if col in hidx and col not in ("score", "label"):
+            return f"coalesce(printf('%.6g', d.heads[{hidx[col]}]), '.')"
+        if typ == "Float":
+            return f"coalesce(printf('%.6g', d.{q(col)}), '.')"
+        return f"coalesce(translate(d.{q(col)}, ';=, \t', '_____'), '.')"
+
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     try:
         con.execute(f"ATTACH {_lit(str(vdb.path))} AS vdb (READ_ONLY)")
-        con.register("vcf", table.select(["c0", "c1", "c3", "c4", "rn"]))
-        vchroms = [r[0] for r in con.execute("SELECT DISTINCT c0 FROM vcf").fetchall()]
-        cmap = [(c, vdb.contigs[vdb.resolve_contig(c)]) for c in vchroms if vdb.resolve_contig(c) is not None]
-        con.execute("CREATE TEMP TABLE cmap (vchrom VARCHAR, rank BIGINT)")
-        if cmap:
-            con.executemany("INSERT INTO cmap VALUES (?, ?)", cmap)
-
-        hidx = {h: i + 1 for i, h in enumerate(vdb.heads)}
-
-        def fmt(col: str, typ: str) -> str:
-            if col in hidx and col not in ("score", "label"):
-                return f"coalesce(printf('%.6g', d.heads[{hidx[col]}]), '.')"
-            if typ == "Float":
-                return f"coalesce(printf('%.6g', d.{q(col)}), '.')"
-            return f"coalesce(regexp_replace(d.{q(col)}, '[;=, \\t]', '_', 'g'), '.')"
-
+        con.register("vk", keys)
         dedupe = ("QUALIFY row_number() OVER (PARTITION BY a.rn, a.k ORDER BY (d.status = 'ok') DESC, d.variant_id) = 1"
                   if vdb.metadata.get("n_duplicate_ids") else "")
         vals = ", ".join(f"{fmt(col, typ)} AS f{j}" for j, (_, col, typ, _) in enumerate(fields))
@@ -179,36 +196,33 @@ def annotate_vcf(
         multi_add = " || ';' || ".join(
             f"'{prefix}{key}=' || string_agg(coalesce(f{j}, '.'), ',' ORDER BY k)" for j, (key, *_r) in enumerate(fields))
         con.execute("""
-            CREATE TEMP TABLE alle AS
-            SELECT rn, rank * 4294967296 + TRY_CAST(c1 AS BIGINT) AS key, upper(c3) AS ref, upper(c4) AS alt,
-                   1 AS k, FALSE AS multi
-            FROM vcf JOIN cmap ON c0 = vchrom WHERE NOT contains(c4, ',')
-            UNION ALL
-            SELECT rn, rank * 4294967296 + TRY_CAST(c1 AS BIGINT) AS key, upper(c3) AS ref,
-                   upper(unnest(string_split(c4, ','))) AS alt, generate_subscripts(string_split(c4, ','), 1) AS k,
-                   TRUE AS multi
-            FROM vcf JOIN cmap ON c0 = vchrom WHERE contains(c4, ',')""")
+            CREATE TEMP TABLE alle_multi AS
+            SELECT rn, key, ref, unnest(string_split(alt, ',')) AS alt,
+                   generate_subscripts(string_split(alt, ','), 1) AS k
+            FROM vk WHERE multi AND key IS NOT NULL""")
         con.execute(f"""
             CREATE TEMP TABLE hits AS
+            WITH a AS (SELECT rn, key, ref, alt, 1 AS k, FALSE AS multi FROM vk WHERE NOT multi AND key IS NOT NULL
+                       UNION ALL SELECT rn, key, ref, alt, k, TRUE AS multi FROM alle_multi)
             SELECT a.rn, a.k, a.multi, {vals}
-            FROM alle a JOIN vdb.variants d ON d.key = a.key AND d.ref = a.ref AND d.alt = a.alt {dedupe}""")
+            FROM a JOIN vdb.variants d ON d.key = a.key AND d.ref = a.ref AND d.alt = a.alt {dedupe}""")
+        t_join = time.perf_counter()
         bar.update()
         adds = con.sql(f"""
             SELECT rn, {single_add} AS add FROM hits WHERE NOT multi
             UNION ALL
             SELECT m.rn, {multi_add} AS add FROM (
                 SELECT a.rn, a.k, {", ".join(f"h.f{j}" for j in range(len(fields)))}
-                FROM alle a LEFT JOIN hits h ON h.rn = a.rn AND h.k = a.k
-                WHERE a.multi AND a.rn IN (SELECT rn FROM hits WHERE multi)) m
-            GROUP BY m.rn
-            ORDER BY rn""").to_arrow_table()
+                FROM alle_multi a LEFT JOIN hits h ON h.rn = a.rn AND h.k = a.k
+                WHERE a.rn IN (SELECT rn FROM hits WHERE multi)) m
+            GROUP BY m.rn""").to_arrow_table()
         matched = con.execute("SELECT count(*) FROM hits").fetchone()[0]
-        known_contig = con.execute("SELECT count(*) FROM vcf JOIN cmap ON c0 = vchrom").fetchone()[0]
     finally:
         con.close()
         if not isinstance(db, VariantDB):
             vdb.close()
     out_body = _assemble(table, names, adds)
+    t_assemble = time.perf_counter()
     n_alt = pc.add(pc.count_substring(table.column("c4"), ","), 1)
     records, annotated = table.num_rows, adds.num_rows
     alleles = int(pc.sum(n_alt).as_py() or 0)
@@ -242,6 +256,9 @@ def annotate_vcf(
         "unknown_contig_records": unknown_contig,
         "seconds": round(secs, 3),
         "records_per_s": round(records / secs, 1) if secs > 0 else None,
+        "seconds_by_step": {"read_parse": round(t_read - t0, 3), "join": round(t_join - t_read, 3),
+                            "format_assemble": round(t_assemble - t_join, 3),
+                            "compress_write": round(time.perf_counter() - t_assemble, 3)},
         "output": str(vcf_out),
     }
 
