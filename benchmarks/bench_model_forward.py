@@ -23,16 +23,27 @@ import torch
 from biointerp.models import StripedHyenaModel, random_model, tiny_config
 
 
-def best_time(fn, repeats: int, device: str) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+def timed(fn, device: str) -> float:
+    """Seconds for ``fn()``: CUDA wall time, or on CPU the process CPU time (with one
+    intra-op thread this is the compute time, robust to other jobs sharing the CPU)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
         t = time.perf_counter()
         fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
+        torch.cuda.synchronize()
+        return time.perf_counter() - t
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
+    t = clock()
+    fn()
+    return clock() - t
+
+
+def best_times(fns: dict, repeats: int, device: str) -> dict[str, float]:
+    """Best time of each function, the runs interleaved so that load changes hit all alike."""
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            best[k] = min(best[k], timed(fn, device))
     return best
 
 
@@ -72,15 +83,14 @@ def main() -> None:
           f"{args.device} {args.dtype}, threads={torch.get_num_threads()}")
     print(f"window {L} bp, variant at {pos}, {args.batch} variant(s) per call")
 
-    model.forward(ref)  # warm-up
-    t_full = best_time(lambda: model.forward(alt), args.repeats, args.device)
-    print(f"ours   full forward          : {t_full:8.3f} s  {args.batch * L / t_full:10.0f} tokens/s")
-
     prefix = model.prefill(ref)
-    t_prefill = best_time(lambda: model.prefill(ref), args.repeats, args.device)
     model.forward_suffix(prefix, alt, pos)  # warm-up (fills the long-filter prefix response)
-    t_suffix = best_time(lambda: model.forward_suffix(prefix, alt, pos), args.repeats, args.device)
-    t_ref = best_time(lambda: model.forward(ref), args.repeats, args.device)
+    t = best_times({"full": lambda: model.forward(alt), "suffix": lambda: model.forward_suffix(prefix, alt, pos),
+                    "prefill": lambda: model.prefill(ref), "ref": lambda: model.forward(ref)},
+                   args.repeats, args.device)
+    t_full, t_suffix, t_prefill, t_ref = t["full"], t["suffix"], t["prefill"], t["ref"]
+    clock = "wall" if args.device.startswith("cuda") or torch.get_num_threads() > 1 else "CPU"
+    print(f"ours   full forward          : {t_full:8.3f} s {clock}  {args.batch * L / t_full:10.0f} tokens/s")
     print(f"ours   prefill (reference)   : {t_prefill:8.3f} s  (full forward of ref: {t_ref:.3f} s; "
           f"state {prefix.nbytes / 2**20:.0f} MiB)")
     print(f"ours   forward_suffix @ {pos:<5}: {t_suffix:8.3f} s")
