@@ -161,6 +161,31 @@ def _decompressed_copy(path: Path, folder: str | Path | None) -> Path:
     return out
 
 
+def _build_index_atomically(path: Path, fai: str | None, gzi: str | None) -> None:
+    """Build a missing or stale .fai (.gzi) under a temporary name, then rename it into place.
+
+    Parallel jobs (Snakemake) opening the same FASTA never read a half-written index.
+    """
+    fai_p = Path(fai or str(path) + ".fai")
+    gzi_p = Path(gzi or str(path) + ".gzi") if gzi is not None or _gzip_kind(path) == "bgzf" else None
+    fresh = fai_p.exists() and fai_p.stat().st_mtime >= path.stat().st_mtime and (gzi_p is None or gzi_p.exists())
+    if fresh:
+        return
+    tag = f".tmp{os.getpid()}"
+    tmp_fai = fai_p.with_name(fai_p.name + tag)
+    tmp_gzi = gzi_p.with_name(gzi_p.name + tag) if gzi_p is not None else None
+    try:
+        pyfaidx.Faidx(str(path), indexname=str(tmp_fai), gzi_indexname=str(tmp_gzi) if tmp_gzi else None,
+                      rebuild=True).close()
+        if tmp_gzi is not None and tmp_gzi.exists():
+            os.replace(tmp_gzi, gzi_p)
+        os.replace(tmp_fai, fai_p)
+    finally:
+        for t in (tmp_fai, tmp_gzi):
+            if t is not None and t.exists():
+                t.unlink()
+
+
 class Genome:
     """A reference genome read through pyfaidx, addressed in genome coordinates.
 
@@ -202,6 +227,7 @@ class Genome:
             raise GenomeError(f"{self.path}: not a FASTA file (the first character is {first!r}, expected '>')")
         fai, gzi = _index_paths(self.path, index_dir, kind == "bgzf")
         try:
+            _build_index_atomically(self.path, fai, gzi)
             self._fa = pyfaidx.Fasta(str(self.path), indexname=fai, gzi_indexname=gzi,
                                      sequence_always_upper=True, as_raw=True, rebuild=True)
         except pyfaidx.UnsupportedCompressionFormat as err:

@@ -162,3 +162,29 @@ def test_several_region_records_of_one_contig(tmp_path):
     t = read_variants(tmp_path / "v.vcf", g)
     assert t["status"].tolist() == ["ok", "out_of_bounds", "ok", "ok"]
     assert t["variant_id"].tolist()[3] == "chrM:3:T:A"
+
+
+def _open_and_fetch(args) -> str:
+    path, cache = args
+    os.environ["BIOINTERP_CACHE"] = cache
+    g = Genome(path)
+    return g.fetch("c2", 1_000_000, 1_000_040) + g.fetch("c1", 5, 9)
+
+
+def test_parallel_first_open_builds_one_good_index(tmp_path, cache):
+    """Several processes opening a FASTA without .fai at once (Snakemake jobs) all read it right."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    seqs = {c: "".join(np.array(list("ACGT"))[rng.integers(0, 4, 1_200_000)]) for c in ("c1", "c2")}
+    fa = tmp_path / "p.fa"
+    with open(fa, "w") as fh:
+        for c, s in seqs.items():
+            fh.write(f">{c}\n" + "\n".join(s[i:i + 60] for i in range(0, len(s), 60)) + "\n")
+    want = seqs["c2"][999_999:1_000_040] + seqs["c1"][4:9]
+    with ProcessPoolExecutor(4) as ex:
+        got = list(ex.map(_open_and_fetch, [(str(fa), str(cache))] * 8))
+    assert got == [want] * 8
+    assert not list(tmp_path.glob("*.tmp*"))  # no temporary index left behind
