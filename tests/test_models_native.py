@@ -214,3 +214,18 @@ def test_registry_name_with_local_checkpoint_and_config(parity_dir):
     assert mb.module.blocks[1].filter.h.dtype == torch.bfloat16
     assert mb.module.blocks[6].filter.log_poles.dtype == torch.float32
     assert mb.module.blocks[7].inner_mha_cls.rotary_emb.inv_freq.dtype == torch.float32
+
+
+def test_te_extra_state_bytesio_entries_are_dropped(parity_dir, tmp_path):
+    """Official TE checkpoints hold `_extra_state` io.BytesIO entries: weights_only load must
+    accept them and the loader must ignore them (and a redundant `unembed.weight`)."""
+    import io
+
+    state = load_file(str(parity_dir / "weights.safetensors"))
+    state["blocks.0.projections._extra_state"] = io.BytesIO(b"fp8-meta")
+    state["unembed.weight"] = state["embedding_layer.weight"].clone()
+    torch.save(state, tmp_path / "te.pt")
+    m = load_model("evo2_7b", checkpoint=tmp_path / "te.pt", config=parity_dir / "config.yml")
+    ids = load_file(str(parity_dir / "inputs.safetensors"))["case0/input_ids"]
+    exp = load_file(str(parity_dir / "expected.safetensors"))["case0/logits"]
+    assert (m.forward(ids).logits - exp).abs().max() <= _tol(exp)

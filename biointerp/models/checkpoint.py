@@ -6,6 +6,7 @@ merged once into the ``.pt`` they were split from."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -86,12 +87,15 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             for key in f.keys():
                 out[key] = f.get_tensor(key)
         return out
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as err:
-        if "mmap" not in str(err):
-            raise
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    # Transformer-Engine checkpoints carry FP8 metadata as io.BytesIO (plain bytes, no code):
+    # allow that one class in the weights-only unpickler; the entries are dropped later.
+    with torch.serialization.safe_globals([io.BytesIO]):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
