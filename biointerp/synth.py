@@ -101,6 +101,7 @@ class SynthConfig:
     gap_range: tuple[int, int] = (1500, 6000)
     n_domain_families: int = 8
     domain_aa_range: tuple[int, int] = (30, 50)
+    domains_per_gene: tuple[int, int] = (1, 3)  # [low, high) conserved domains per protein
     protein_aa_range: tuple[int, int] = (150, 380)
     exons_range: tuple[int, int] = (2, 7)
     intron_range: tuple[int, int] = (120, 900)
@@ -250,7 +251,7 @@ def _make_gene(rng, cfg: SynthConfig, usage, domains, gid: str) -> tuple[str, li
 
     # protein with 1-2 conserved domains
     n_aa = int(rng.integers(*cfg.protein_aa_range))
-    n_dom = int(rng.integers(1, 3))
+    n_dom = int(rng.integers(*cfg.domains_per_gene))
     fams = rng.choice(len(domains), size=n_dom, replace=False)
     dom_total = sum(len(domains[f][0]) for f in fams)
     free = max(n_aa - 1 - dom_total, 10)
@@ -852,7 +853,11 @@ def write_cohort(beta: pd.DataFrame, samples: pd.DataFrame, cpgs: pd.DataFrame,
 #: Named sizes: ``default`` ~3 Mb, ``demo`` ~0.8 Mb (the bundled demo model), ``tiny`` for tests.
 PRESETS: dict[str, dict] = {
     "default": dict(n_contigs=4, contig_length=750_000),
-    "demo": dict(n_contigs=4, contig_length=200_000),
+    # denser in planted biology than `default` (short gaps and introns, proteins mostly made of
+    # conserved domains), so a small model learns it within minutes of CPU training
+    "demo": dict(n_contigs=4, contig_length=200_000, gap_range=(600, 2500), intron_range=(80, 400),
+                 protein_aa_range=(150, 260), n_domain_families=6, domain_aa_range=(40, 70),
+                 domains_per_gene=(2, 4)),
     "tiny": dict(n_contigs=2, contig_length=40_000, variants_per_class=8),
 }
 
