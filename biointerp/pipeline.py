@@ -207,8 +207,8 @@ def add_labels(table: pd.DataFrame, spec: Mapping, columns: Mapping[str, str] | 
 
 
 def add_split(table: pd.DataFrame, by: str = "gene", column: str | None = None,
-              test_fraction: float = 0.3, seed: int = 0) -> pd.DataFrame:
-    """Add ``split`` (train/test) with :func:`biointerp.probes.splits.make_split`.
+              test_fraction: float = 0.3, val_fraction: float = 0.1, seed: int = 0) -> pd.DataFrame:
+    """Add ``split`` (train/val/test) with :func:`biointerp.probes.splits.make_split`.
 
     ``by``: ``gene`` (whole genes held out; ``column`` names the gene column,
     default ``gene``), ``chromosome``, ``column`` (``column`` already holds
@@ -226,7 +226,7 @@ def add_split(table: pd.DataFrame, by: str = "gene", column: str | None = None,
         how = f"column:{column}"
     if how is None:
         raise ValueError(f"unknown split {by!r}; use gene, chromosome, column or random")
-    out["split"] = make_split(out, how=how, test_frac=test_fraction, val_frac=0.0, seed=seed).to_numpy()
+    out["split"] = make_split(out, how=how, test_frac=test_fraction, val_frac=val_fraction, seed=seed).to_numpy()
     return out
 
 

@@ -110,14 +110,16 @@ def labels_cmd(table, out, spec, columns) -> None:
 @click.option("--column", default="", help="Gene column (by gene) or split column (by column).")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.3,
               show_default=True)
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def split_cmd(table, out, by, column, test_fraction, seed) -> None:
-    """Add a leakage-free `split` column (train/test) to a labelled table (rule split_variants)."""
+def split_cmd(table, out, by, column, test_fraction, val_fraction, seed) -> None:
+    """Add a leakage-free `split` column (train/val/test) to a labelled table (rule split_variants)."""
     import pandas as pd
 
     from biointerp.pipeline import add_split
 
-    df = add_split(pd.read_parquet(table), by=by, column=column or None, test_fraction=test_fraction, seed=seed)
+    df = add_split(pd.read_parquet(table), by=by, column=column or None, test_fraction=test_fraction,
+                   val_fraction=val_fraction, seed=seed)
     df.to_parquet(out, index=False)
     click.echo(f"split by {by}: " + ", ".join(f"{k} {v}" for k, v in df["split"].value_counts().items())
                + f" -> {out}")

@@ -8,8 +8,9 @@ rule split_variants:
         f"{OUT}/variants/split.parquet",
     params:
         by=config["split"]["by"],
-        column=config["split"]["column"] or "",
+        column=f"--column {config['split']['column']}" if config["split"]["column"] else "",
         test_fraction=config["split"]["test_fraction"],
+        val_fraction=config["split"]["val_fraction"],
         seed=config["split"]["seed"],
     log:
         f"{OUT}/logs/split_variants.log",
@@ -19,8 +20,9 @@ rule split_variants:
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
     shell:
-        "biointerp pipeline split {input} --by {params.by} --column {params.column:q} "
-        "--test-fraction {params.test_fraction} --seed {params.seed} --out {output} > {log} 2>&1"
+        "biointerp pipeline split {input} --by {params.by} {params.column} "
+        "--test-fraction {params.test_fraction} --val-fraction {params.val_fraction} "
+        "--seed {params.seed} --out {output} > {log} 2>&1"
 
 
 rule train_probe:
@@ -32,6 +34,8 @@ rule train_probe:
     params:
         stores=lambda wc, input: " ".join(f"--store {s}" for s in input.stores),
         extra=lambda wc: config["train"]["extra"].get(wc.kind, ""),
+        n_boot=config["evaluate"]["n_boot"],
+        seed=config["split"]["seed"],
     log:
         f"{OUT}/logs/train_probe.{{kind}}.log",
     wildcard_constraints:
@@ -46,7 +50,7 @@ rule train_probe:
     shell:
         "biointerp probe train --kind {wildcards.kind} {params.stores} "
         "--labels {input.labels} --label-column label --split-column split "
-        "--out {output} {params.extra} > {log} 2>&1"
+        "--n-boot {params.n_boot} --seed {params.seed} --out {output} {params.extra} > {log} 2>&1"
 
 
 rule evaluate_probe:
@@ -55,7 +59,8 @@ rule evaluate_probe:
         labels=f"{OUT}/variants/split.parquet",
         stores=shard_stores(),
     output:
-        f"{OUT}/eval/{{kind}}.json",
+        json=f"{OUT}/eval/{{kind}}.json",
+        plots=directory(f"{OUT}/eval/{{kind}}"),
     params:
         stores=lambda wc, input: " ".join(f"--store {s}" for s in input.stores),
         n_boot=config["evaluate"]["n_boot"],
@@ -72,7 +77,7 @@ rule evaluate_probe:
     shell:
         "biointerp probe evaluate --probe {input.probe} {params.stores} "
         "--labels {input.labels} --label-column label --split-column split --split test "
-        "--n-boot {params.n_boot} --out {output} > {log} 2>&1"
+        "--n-boot {params.n_boot} --out {output.json} --out-dir {output.plots} > {log} 2>&1"
 
 
 rule training_report:

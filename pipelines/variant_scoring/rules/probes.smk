@@ -21,4 +21,4 @@ rule apply_probe:
         "../envs/biointerp.yaml"
     shell:
         "biointerp probe apply --probe {input.probe} {params.stores} "
-        "--variants {input.variants} --name {wildcards.probe} --out {output} > {log} 2>&1"
+        "--variants {input.variants} --name probe_{wildcards.probe} --out {output} > {log} 2>&1"
