@@ -386,7 +386,7 @@ def apply_cmd(probe_path, stores, scores, variants, kind, d_model, tensor, name,
     click.echo(f"scoring {len(want)} of {adata.n_obs} variants with {card.get('kind')} probe "
                f"({adata.n_obs - len(want)} without activations -> NaN)")
     try:
-        pred = predict(module, src, tensor, want, heads, batch_size, device=device, pair=pair)
+        pred = predict(module, src, tensor, want, heads, batch_size, device=device, pair=pair, progress=True)
     except ValueError as err:
         raise click.ClickException(f"probe and store do not fit together: {err}") from err
     cols = {}

@@ -535,7 +535,8 @@ def _fit_linear_lbfgs(probe: LinearProbe, src, tensor, ids, tg, heads, batch_siz
 
 @torch.no_grad()
 def predict(probe: nn.Module, source, tensor: str, ids: Sequence[str] | None, heads: Mapping[str, Mapping],
-            batch_size: int = 64, device: str | torch.device = "cpu", pair: bool = False) -> pd.DataFrame:
+            batch_size: int = 64, device: str | torch.device = "cpu", pair: bool = False,
+            progress: bool = False) -> pd.DataFrame:
     """Stream ``ids`` (all stored when None) through ``probe``: one score column per head.
 
     Binary heads give P(positive), continuous the expected value, categorical the class index.
@@ -545,7 +546,13 @@ def predict(probe: nn.Module, source, tensor: str, ids: Sequence[str] | None, he
     probe = probe.to(device).eval()
     use_mask = tensor in ("acts", "diff") and "positions" in _tensor_names(src)
     out_ids, cols = [], {k: [] for k in heads}
-    for b_ids, b in src.iter_batches(input_names(tensor, pair, use_mask), batch_size, ids):
+    batches = src.iter_batches(input_names(tensor, pair, use_mask), batch_size, ids)
+    if progress:
+        from tqdm.auto import tqdm
+
+        n = len(ids) if ids is not None else len(_stored_ids(src))
+        batches = tqdm(batches, total=-(-n // batch_size), desc="probe", unit="batch")
+    for b_ids, b in batches:
         x, mask = batch_input(b, tensor, pair, use_mask)
         out = _as_dict(probe(x.to(device), None if mask is None else mask.to(device)), heads)
         for k, spec in heads.items():

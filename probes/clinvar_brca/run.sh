@@ -12,10 +12,12 @@ MODEL=${MODEL:-demo}
 LAYER=${LAYER:-blocks.2}
 OUT=${OUT:-results/clinvar_brca}
 K=${K:-32}
+FIXED=${FIXED:-$((K / 4))}   # fixed window after the variant (EVEE: 64 of K=256)
 UP=${UP:-512}
 DOWN=${DOWN:-512}
 WINDOW=${WINDOW:-1024}
 NBOOT=${NBOOT:-1000}
+LIMIT=${LIMIT:-0}   # >0: only the first LIMIT labelled variants per region (smoke runs)
 BI=${BI:-.venv/bin/biointerp}
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data}
@@ -27,10 +29,12 @@ for spec in brca1:17:41100001-41300000 brca2:13:32800001-33000000; do
   fa=$DATA/reference/${name}_region.GRCh37.fa
   [ -s "$OUT/$name.variants.parquet" ] || \
     $BI variants check --fasta "$fa" --vcf "$VCF" --region "$chrom:$range" --label --out "$OUT/$name.variants.parquet"
-  $PY - "$OUT/$name.variants.parquet" "$OUT/$name.labelled.parquet" <<'PY'
+  $PY - "$OUT/$name.variants.parquet" "$OUT/$name.labelled.parquet" "$LIMIT" <<'PY'
 import sys, pandas as pd
 d = pd.read_parquet(sys.argv[1])
 d = d[d["label"].isin(["pathogenic", "benign"])]
+if int(sys.argv[3]) > 0:
+    d = d.sample(n=min(int(sys.argv[3]), len(d)), random_state=0).sort_values("pos")
 d.to_parquet(sys.argv[2], index=False)
 print(f"{sys.argv[2]}: {len(d)} labelled ({d['label'].value_counts().to_dict()}), status {d['status'].value_counts().to_dict()}")
 PY
@@ -38,7 +42,7 @@ PY
     $BI score --model "$MODEL" --fasta "$fa" --variants "$OUT/$name.labelled.parquet" --window "$WINDOW" \
       --strand both --out "$OUT/$name.zeroshot.h5ad"
   $BI harvest --model "$MODEL" --fasta "$fa" --variants "$OUT/$name.labelled.parquet" --layer "$LAYER" \
-    --view evee -K "$K" --upstream "$UP" --downstream "$DOWN" --store "$OUT/$name.store"
+    --view evee -K "$K" --fixed "$FIXED" --upstream "$UP" --downstream "$DOWN" --store "$OUT/$name.store"
 done
 
 # labels + split: BRCA1 -> train (85%) / val (15%, random, seeded), BRCA2 -> test
@@ -50,6 +54,8 @@ rng = np.random.default_rng(0)
 d["split"] = np.where(d["region"] == "brca2", "test", np.where(rng.uniform(size=len(d)) < 0.15, "val", "train"))
 lr, la = d["ref"].str.len(), d["alt"].str.len()
 d["variant_type"] = np.where((lr == 1) & (la == 1), "snv", np.where(lr > la, "deletion", np.where(lr < la, "insertion", "mnv")))
+# a model-free reference score: indels are mostly pathogenic in these genes
+d["indel_baseline"] = (d["variant_type"] != "snv").astype(float)
 d.to_parquet(f"{out}/labels.parquet", index=False)
 print(pd.crosstab(d["split"], d["label"]))
 PY
@@ -66,4 +72,4 @@ $BI probe apply --probe "$OUT/linear.safetensors" $STORES --scores "$OUT/scores.
 $BI probe apply --probe "$OUT/covariance.safetensors" $STORES --scores "$OUT/scores.h5ad" --name probe_covariance --out "$OUT/scores.h5ad"
 $BI probe evaluate --scores "$OUT/scores.h5ad" --labels "$OUT/labels.parquet" --label-column label \
   --split-column split --split test --strata variant_type --n-boot "$NBOOT" \
-  --score probe_linear --score probe_covariance --score -delta_ll --out-dir "$OUT/eval"
+  --score probe_linear --score probe_covariance --score -delta_ll --score indel_baseline --out-dir "$OUT/eval"
