@@ -162,6 +162,7 @@ def test_cli_score_real_clinvar_sharded(tmp_path, brca1_fasta, clinvar_vcf):
     assert st.count("ok") == n - 2 and "ref_mismatch" in st and "unknown_contig" in st
     d = np.asarray(a[:, "delta_ll"].X).ravel()
     assert np.isfinite(d[np.array(st) == "ok"]).all() and np.isnan(d[np.array(st) != "ok"]).all()
+    assert set(a.obs["label"]) <= {"pathogenic", "benign", "other"} and a.obs["label"].iloc[0]
     assert a.uns["biointerp"]["window"] == 128 and "fasta_fingerprint" in a.uns["biointerp"]
     res = runner.invoke(main, ["tables", "show", str(tmp_path / "all.h5ad"), "-n", "3"])
     assert res.exit_code == 0 and "delta_ll" in res.output

@@ -42,6 +42,11 @@ def load_inputs(model_spec: str, fasta: str, variants_path: str, info: tuple[str
         table = read_variants(variants_path, genome, info_fields=info, progress=True)
     except (VariantInputError, OSError) as err:
         raise click.ClickException(f"--variants {variants_path}: {err}") from err
+    if "CLINICAL_SIGNIFICANCE" in table.columns and "label" not in table.columns:
+        from biointerp.variants import clinvar_labels
+
+        stars = table["GOLD_STARS"] if "GOLD_STARS" in table.columns else None
+        table["label"] = clinvar_labels(table["CLINICAL_SIGNIFICANCE"], stars).to_numpy()
     if n_shards is not None:
         from biointerp.scoring import select_shard
 
@@ -70,7 +75,8 @@ def common_options(f):
                      help="Reference FASTA (plain or bgzip)."),
         click.option("--variants", "variants_path", required=True, type=click.Path(exists=True, dir_okay=False),
                      help="VCF/BCF, TSV/CSV, or the Parquet table of `biointerp variants check`."),
-        click.option("--info", multiple=True, help="VCF INFO key to keep as a column (repeatable)."),
+        click.option("--info", multiple=True, help="VCF INFO key to keep as a column (repeatable); "
+                     "CLINICAL_SIGNIFICANCE (+ GOLD_STARS) also fills the `label` column."),
         click.option("--device", default="auto", show_default=True, help=DEVICE_HELP),
         click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
                      show_default=True, help=DTYPE_HELP),
