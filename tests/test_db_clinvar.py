@@ -50,6 +50,8 @@ def test_build_from_clinvar(clinvar_db):
     assert meta["n_rows"] == len(var) == 3711
     with vdb.open(clinvar_db["db"]) as db:
         assert set(db.contigs) == {"chr17"}  # contig names as in the reference
+        assert db.heads == ["delta_ll"]  # only X columns become heads; record/alt_index/... are listed as not kept
+        assert "alt_index" in db.metadata["inputs"][0]["ignored_columns"]
         ids = db._run("SELECT variant_id, status, score FROM variants", []).frame()
         assert sorted(ids.variant_id) == sorted(var.variant_id)
         n_bad = int((var.status != "ok").sum())

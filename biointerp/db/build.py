@@ -72,6 +72,7 @@ def _register_input(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> di
         con.register(name + "_df", df)
         con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {name}_df")
         info["provenance"] = json.loads(json.dumps(dict(adata.uns.get("biointerp", {})), default=str))
+        info["score_names"] = [str(v) for v in adata.var_names]
     elif suffix == ".parquet":
         con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet({_lit(str(path))})")
     else:
@@ -144,7 +145,8 @@ def build(
             name = f"src_{i}"
             info = _register_input(con, path, name)
             schema = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {name})").fetchall())
-            plan = map_columns(schema, kind=kind, zero_based=zero_based, score_column=score_column, heads=heads)
+            plan = map_columns(schema, kind=kind, zero_based=zero_based, score_column=score_column, heads=heads,
+                               score_names=info.pop("score_names", None))
             status_col = next((c for c in schema if c.lower() == "status"), None)
             ok = f"coalesce(CAST({q(status_col)} AS VARCHAR), 'ok') = 'ok'" if status_col else "TRUE"
             exprs = [f"{e} AS {q(k)}" for k, e in plan["select"].items()]

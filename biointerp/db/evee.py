@@ -109,6 +109,7 @@ def map_columns(
     zero_based: bool | None = None,
     score_column: str | None = None,
     heads: Sequence[str] | None = None,
+    score_names: Sequence[str] | None = None,
 ) -> dict:
     """Plan the SELECT that maps an input relation onto the database schema.
 
@@ -124,6 +125,9 @@ def map_columns(
         Input column used as the primary ``score``.
     heads
         Glob patterns selecting head columns (default: every numeric column).
+    score_names
+        When known (AnnData ``var_names``), only these columns are scores/heads;
+        other numeric columns (``record``, ``alt_index``...) are not.
 
     Returns
     -------
@@ -168,7 +172,9 @@ def map_columns(
             sel[f] = f"coalesce(CAST({q(c)} AS VARCHAR), '')" if c else "''"
         else:
             sel[f] = f"nullif(CAST({q(c)} AS VARCHAR), '')" if c else "CAST(NULL AS VARCHAR)"
-    numeric = [c for c in cols if c not in used and is_numeric(schema[c]) and c.lower() not in ("record", "input_pos")]
+    numeric = [c for c in cols if c not in used and is_numeric(schema[c])
+               and c.lower() not in ("record", "input_pos", "alt_index")
+               and (score_names is None or c in set(score_names))]
     if score_column is not None:
         if score_column not in schema:
             raise ValueError(f"score column {score_column!r} not in input (columns: {cols[:12]}...)")
