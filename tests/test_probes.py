@@ -334,3 +334,11 @@ def test_multihead_and_add_head_finetune():
     p = predict(ft.probe, src, "acts", test, ft.heads)
     assert (p["cls"].to_numpy() == (labels.loc[test, "cls"] == "up").to_numpy()).mean() > 0.85
     assert np.corrcoef(p["cont"], labels.loc[test, "cont"])[0, 1] > 0.5
+
+
+def test_linear_probe_streamed_minibatch_through_lightning():
+    acts, y = planted_acts(400, kind="first", seed=6)
+    a_exact, _ = _fit_and_score("linear", acts, y)
+    a, res = _fit_and_score("linear", acts, y, method="minibatch", max_epochs=60, patience=10)
+    assert res.info["method"] == "lightning" and len(res.info["history"]) > 1
+    assert a > 0.9 and a >= a_exact - 0.02, (a, a_exact)
