@@ -229,3 +229,15 @@ def test_te_extra_state_bytesio_entries_are_dropped(parity_dir, tmp_path):
     ids = load_file(str(parity_dir / "inputs.safetensors"))["case0/input_ids"]
     exp = load_file(str(parity_dir / "expected.safetensors"))["case0/logits"]
     assert (m.forward(ids).logits - exp).abs().max() <= _tol(exp)
+
+
+def test_official_backend_needs_the_evo2_package():
+    pytest.importorskip("biointerp")  # always present; the check below is about `evo2`
+    try:
+        import evo2  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="official evo2 package"):
+            load_model("evo2-official:evo2_7b", checkpoint="/nonexistent/evo2_7b.pt")
+    else:  # pragma: no cover - only where the official stack is installed
+        with pytest.raises(ValueError, match="checkpoint"):
+            load_model("evo2-official:evo2_7b")
