@@ -8,7 +8,7 @@ Measured (best of ``--repeats``):
 * ours: ``forward`` tokens/s;
 * prefix reuse: ``forward_suffix`` of the variant from the reference's prefix state vs the
   baseline, a full ``forward`` of the variant window (what scoring does without reuse);
-* per-variant pair: ``prefill(ref) + forward_suffix(alt)`` vs baseline ``forward(ref) + forward(alt)``.
+* reference + variants: ``prefill(ref) + forward_suffix(alts)`` vs baseline ``forward(ref) + forward(alts)``.
 
 Run: ``.venv/bin/python benchmarks/bench_model_forward.py [--quick] [--device cuda --dtype bf16]``
 """
@@ -102,7 +102,7 @@ def main() -> None:
     print(f"check  suffix vs full logits : max abs err {err:.2e} (max |logit| {scale:.1f})")
     print(f"RATIO  prefix reuse vs baseline (full forward of the variant window): "
           f"{t_full / t_suffix:.2f}x")
-    print(f"RATIO  per variant incl. its reference (prefill+suffix vs 2 full forwards): "
+    print(f"RATIO  reference + {args.batch} variant(s) (prefill+suffix vs full forwards of ref and variants): "
           f"{(t_ref + t_full) / (t_prefill + t_suffix):.2f}x")
 
 
