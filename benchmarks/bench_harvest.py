@@ -35,6 +35,24 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
+def pick_variants(table, n: int, how: str):
+    """``first``: the first n ok records; ``random``: all alleles at randomly chosen
+    positions (seed 0) until n, so alleles per position follow ClinVar's own mix."""
+    import numpy as np
+
+    table = table[table["status"] == "ok"]
+    if how == "first":
+        return table.head(n).reset_index(drop=True)
+    pos = table["pos"].unique()
+    keep, total = [], 0
+    for p in np.random.RandomState(0).permutation(pos):
+        keep.append(p)
+        total += int((table["pos"] == p).sum())
+        if total >= n:
+            break
+    return table[table["pos"].isin(keep)].reset_index(drop=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -45,7 +63,9 @@ def main() -> None:
     ap.add_argument("--fixed", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=256, help="model width (7B: 4096)")
     ap.add_argument("--layer", default="blocks.27")
-    ap.add_argument("--region", default="17:41245000-41246000", help="ClinVar records taken from here (GRCh37)")
+    ap.add_argument("--region", default="17:41196312-41277500", help="ClinVar records taken from here (GRCh37; default: BRCA1)")
+    ap.add_argument("--sample", choices=["random", "first"], default="random",
+                    help="random positions (all their alleles) or the first records")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: shared, contended machine)")
@@ -60,7 +80,7 @@ def main() -> None:
 
     genome = Genome(DATA / "reference" / "brca1_region.GRCh37.fa")
     table = read_variants(DATA / "variants" / "clinvar_20161102.GRCh37.vcf.gz", genome, region=args.region)
-    table = table[table["status"] == "ok"].head(args.n).reset_index(drop=True)
+    table = pick_variants(table, args.n, args.sample)
     L = args.upstream + args.downstream
     cfg = tiny_config(hidden_size=args.hidden, num_layers=32, num_attention_heads=max(1, args.hidden // 16),
                       max_seqlen=max(8192, L))
