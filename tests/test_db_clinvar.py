@@ -127,3 +127,21 @@ def test_cli_annotate_summary(clinvar_db, clinvar_vcf, tmp_path):
     bad.write_text("not a vcf\n")
     res = r.invoke(main, ["db", "annotate", str(bad), "--db", str(clinvar_db["db"]), "-o", str(out)])
     assert res.exit_code == 1 and "bad.vcf" in res.output
+
+
+def test_annotate_streams_in_batches(clinvar_db, clinvar_vcf, tmp_path):
+    """Small blocks (many batches) give byte-identical output; a header-only VCF gives a valid empty one."""
+    import gzip
+
+    vin = tmp_path / "s.vcf.gz"
+    n = _vcf_slice(clinvar_vcf, vin, [BRCA1])
+    one = vdb.annotate(clinvar_db["db"], vin, tmp_path / "one.vcf.gz")
+    many = vdb.annotate(clinvar_db["db"], vin, tmp_path / "many.vcf.gz", batch_bytes=1 << 15)
+    assert one["records"] == many["records"] == n
+    assert one["annotated_records"] == many["annotated_records"] > 0
+    assert gzip.decompress((tmp_path / "one.vcf.gz").read_bytes()) == \
+        gzip.decompress((tmp_path / "many.vcf.gz").read_bytes())
+    head = tmp_path / "head.vcf"
+    head.write_text("".join(ln + "\n" for ln in pysam.TabixFile(str(clinvar_vcf), encoding="utf-8").header))
+    s = vdb.annotate(clinvar_db["db"], head, tmp_path / "empty.vcf.gz")
+    assert s["records"] == 0 and list(pysam.VariantFile(str(tmp_path / "empty.vcf.gz"))) == []

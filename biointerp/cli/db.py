@@ -141,16 +141,17 @@ def query(db_path, variant, region, gene, rsid, top, limit, min_score, max_score
 @click.option("--heads", default="", help="Comma list of head columns to add as INFO fields.")
 @click.option("--prefix", default="BI_", show_default=True, help="INFO key prefix.")
 @click.option("--index", is_flag=True, help="Also write a tabix index (input must be sorted).")
+@click.option("--level", type=click.IntRange(0, 9), default=1, show_default=True, help="BGZF compression level.")
 @click.option("--summary", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the summary counts as JSON here.")
-def annotate(db_path, vcf, out, heads, prefix, index, summary) -> None:
+def annotate(db_path, vcf, out, heads, prefix, index, level, summary) -> None:
     """Add score/label (and chosen heads) INFO fields to VCF; unmatched records pass through unchanged."""
     from biointerp.db.annotate import annotate_vcf
 
     vdb = _open(db_path)
     try:
         s = annotate_vcf(vdb, vcf, out, heads=[h.strip() for h in heads.split(",") if h.strip()],
-                         prefix=prefix, index=index, progress=True)
+                         prefix=prefix, index=index, level=level, progress=True)
     except ValueError as err:
         raise click.ClickException(f"{vcf}: {err}") from None
     finally:

@@ -1,16 +1,16 @@
 """Annotate a VCF with scores from a variant database, in bulk.
 
-The VCF body is parsed as text columns by pyarrow's multi-threaded CSV reader,
-joined to the database inside DuckDB (one vectorised hash join on
-``key = contig_rank << 32 | pos`` plus ref/alt, multi-allelic records expanded
-per ALT), and the output lines are assembled in SQL and written through htslib's
+The VCF body is streamed in large blocks through pyarrow's multi-threaded CSV
+reader (all fields as text), joined to the database inside DuckDB (one
+vectorised hash join on the integer ``key = contig_rank << 32 | pos``, ref/alt
+checked on key matches, multi-allelic records expanded per ALT), the INFO text
+and output lines are assembled with Arrow kernels and written through htslib's
 BGZF writer (pysam). No per-record Python work, so it runs at hundreds of
 thousands of records per second; the output is a valid bgzipped VCF.
 """
 
 from __future__ import annotations
 
-import gzip
 import re
 import time
 from collections.abc import Sequence
@@ -28,35 +28,36 @@ from biointerp.db.query import VariantDB
 _INFO_ID = re.compile(r"^[A-Za-z_][0-9A-Za-z_.]*$")
 
 
-def _read_bytes(path: Path) -> bytes:
+def _open_stream(path: Path) -> pa.NativeFile:
+    """The decompressed byte stream of a plain, gzip or bgzip file."""
     with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        try:
-            with pa.input_stream(str(path), compression="gzip") as s:
-                return s.read()
-        except OSError:
-            return gzip.decompress(path.read_bytes())
-    return path.read_bytes()
+        gz = fh.read(2) == b"\x1f\x8b"
+    return pa.input_stream(str(path), compression="gzip" if gz else None)
 
 
-def _split_header(data: bytes, path: Path) -> tuple[list[bytes], list[str], bytes]:
-    if data.startswith(b"#CHROM"):
-        start = 0
-    else:
-        i = data.find(b"\n#CHROM")
-        if i < 0:
-            raise ValueError(f"{path}: no '#CHROM' header line; is this a VCF?")
-        start = i + 1
-    end = data.find(b"\n", start)
-    end = len(data) if end < 0 else end + 1
-    meta = [ln for ln in data[:start].split(b"\n") if ln]
-    if not meta or not meta[0].startswith(b"##fileformat=VCF"):
-        raise ValueError(f"{path}: first line must be ##fileformat=VCF...")
-    cols = data[start:end].decode().rstrip("\r\n").split("\t")
+def _read_header(path: Path) -> tuple[list[bytes], list[str], int]:
+    """``(## lines, #CHROM columns, number of header lines)`` read from the start of the stream."""
+    buf = b""
+    with _open_stream(path) as s:
+        while True:
+            chunk = s.read(1 << 20)
+            buf += chunk
+            start = 0 if buf.startswith(b"#CHROM") else buf.find(b"\n#CHROM") + 1
+            end = buf.find(b"\n", start) if start > 0 or buf.startswith(b"#CHROM") else -1
+            if end >= 0 or not chunk:
+                break
+            if len(buf) > 1 << 28:
+                break
+    if not buf.startswith(b"##fileformat=VCF"):
+        raise ValueError(f"{path}: first line must be ##fileformat=VCF...; is this a VCF?")
+    if start <= 0 and not buf.startswith(b"#CHROM"):
+        raise ValueError(f"{path}: no '#CHROM' header line; is this a VCF?")
+    end = len(buf) if end < 0 else end
+    meta = [ln.rstrip(b"\r") for ln in buf[:start].split(b"\n") if ln]
+    cols = buf[start:end].decode(errors="replace").rstrip("\r\n").split("\t")
     if len(cols) < 8:
         raise ValueError(f"{path}: #CHROM line has {len(cols)} columns, a VCF needs at least 8")
-    return meta, cols, data[end:]
+    return meta, cols, buf[:end].count(b"\n") + 1
 
 
 def _assemble(table: pa.Table, names: list[str], adds: pa.Table) -> bytes:
@@ -91,6 +92,7 @@ def annotate_vcf(
     prefix: str = "BI_",
     index: bool = False,
     level: int = 1,
+    batch_bytes: int = 1 << 26,
     progress: bool = False,
 ) -> dict:
     """Add ``{prefix}SCORE``, ``{prefix}LABEL`` and ``{prefix}<head>`` INFO fields (Number=A).
@@ -109,6 +111,8 @@ def annotate_vcf(
         Also write a tabix index (needs a coordinate-sorted input).
     level
         BGZF compression level 0-9 (1: fast, the output stays a valid bgzipped VCF).
+    batch_bytes
+        The VCF is streamed in blocks of about this many bytes (memory stays bounded).
 
     Returns
     -------
@@ -121,34 +125,103 @@ def annotate_vcf(
     t0 = time.perf_counter()
     vcf_in, vcf_out = Path(vcf_in), Path(vcf_out)
     vdb = db if isinstance(db, VariantDB) else VariantDB(db)
-    bad = [h for h in heads if h not in vdb.heads]
-    if bad:
-        raise ValueError(f"unknown head columns {bad[:5]}; the database has e.g. {vdb.heads[:5]}")
-    if not 0 <= int(level) <= 9:
-        raise ValueError(f"compression level must be 0-9, got {level}")
-    if not _INFO_ID.match(prefix + "X"):
-        raise ValueError(f"prefix {prefix!r} does not make valid INFO keys")
-    bar = tqdm(total=4, desc="db annotate", unit="step", disable=not progress)
-    data = _read_bytes(vcf_in)
-    meta, cols, body = _split_header(data, vcf_in)
-    del data
-    names = [f"c{i}" for i in range(len(cols))]
-    bar.update()
-    if body.strip():
-        table = pcsv.read_csv(
-            pa.py_buffer(body),
-            read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 24),
-            parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False,
-                                            double_quote=False, newlines_in_values=False),
-            convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                strings_can_be_null=False, quoted_strings_can_be_null=False),
-        )
-    else:
-        table = pa.table({n: pa.array([], pa.string()) for n in names})
-    del body
-    t_read = time.perf_counter()
-    bar.update()
+    try:
+        bad = [h for h in heads if h not in vdb.heads]
+        if bad:
+            raise ValueError(f"unknown head columns {bad[:5]}; the database has e.g. {vdb.heads[:5]}")
+        if not 0 <= int(level) <= 9:
+            raise ValueError(f"compression level must be 0-9, got {level}")
+        if not _INFO_ID.match(prefix + "X"):
+            raise ValueError(f"prefix {prefix!r} does not make valid INFO keys")
+        return _annotate(vdb, vcf_in, vcf_out, list(heads), prefix, index, int(level), batch_bytes, progress, t0)
+    finally:
+        if not isinstance(db, VariantDB):
+            vdb.close()
 
+
+def _annotate(vdb: VariantDB, vcf_in: Path, vcf_out: Path, heads: list[str], prefix: str, index: bool,
+              level: int, batch_bytes: int, progress: bool, t0: float) -> dict:
+    import pysam
+    from tqdm.auto import tqdm
+
+    meta, cols, n_header = _read_header(vcf_in)
+    names = [f"c{i}" for i in range(len(cols))]
+    fields = [("SCORE", "score", "Float", "biointerp score (primary score of the variant database)"),
+              ("LABEL", "label", "String", "biointerp label from the variant database")]
+    fields += [(re.sub(r"[^0-9A-Za-z_.]", "_", h).upper(), h, "Float", f"biointerp head {h}") for h in heads]
+    new_ids = {f"{prefix}{key}" for key, *_ in fields}
+    header = [ln for ln in meta if not any(ln.startswith(f"##INFO=<ID={i},".encode()) for i in new_ids)]
+    for key, _col, typ, desc in fields:
+        header.append(f'##INFO=<ID={prefix}{key},Number=A,Type={typ},Description="{desc}">'.encode())
+    md = vdb.metadata
+    header.append(f"##biointerp_db={vdb.path.name} (built {md.get('build_date')}, schema {md.get('schema_version')}, "
+                  f"model {md.get('model')}, probe {md.get('probe')})".encode())
+    header.append("\t".join(cols).encode())
+
+    stats = dict.fromkeys(("records", "alleles", "annotated_records", "matched_alleles", "known_contig"), 0)
+    steps = dict.fromkeys(("read_parse", "join", "format", "assemble", "compress_write"), 0.0)
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"ATTACH {_lit(str(vdb.path))} AS vdb (READ_ONLY)")
+    vcf_out.parent.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(desc="db annotate", unit=" records", unit_scale=True, disable=not progress)
+    try:
+        with pysam.BGZFile(str(vcf_out), f"wb{level}") as fh, _open_stream(vcf_in) as stream:
+            fh.write(b"\n".join(header) + b"\n")
+            try:
+                reader = pcsv.open_csv(
+                    stream,
+                    read_options=pcsv.ReadOptions(skip_rows=n_header, column_names=names, block_size=batch_bytes),
+                    parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False,
+                                                    double_quote=False, newlines_in_values=False),
+                    convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                        strings_can_be_null=False,
+                                                        quoted_strings_can_be_null=False))
+            except pa.ArrowInvalid as err:
+                if "Empty CSV" not in str(err):
+                    raise ValueError(f"{vcf_in}: cannot parse the VCF body ({err})") from None
+                reader = None  # header only, no records
+            while reader is not None:
+                t = time.perf_counter()
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                except pa.ArrowInvalid as err:
+                    raise ValueError(f"{vcf_in}: cannot parse the VCF body ({err}); records need "
+                                     f"{len(names)} tab-separated fields and UTF-8 text") from None
+                table = pa.Table.from_batches([batch])
+                steps["read_parse"] += time.perf_counter() - t
+                body = _annotate_batch(con, vdb, table, names, fields, prefix, stats, steps)
+                t = time.perf_counter()
+                fh.write(body)
+                steps["compress_write"] += time.perf_counter() - t
+                bar.update(table.num_rows)
+    finally:
+        con.close()
+        bar.close()
+    if index:
+        pysam.tabix_index(str(vcf_out), preset="vcf", force=True)
+    secs = time.perf_counter() - t0
+    records = stats["records"]
+    return {
+        "records": records,
+        "alleles": stats["alleles"],
+        "annotated_records": stats["annotated_records"],
+        "matched_alleles": stats["matched_alleles"],
+        "unmatched_records": records - stats["annotated_records"],
+        "unknown_contig_records": records - stats["known_contig"],
+        "seconds": round(secs, 3),
+        "records_per_s": round(records / secs, 1) if secs > 0 else None,
+        "seconds_by_step": {k: round(v, 3) for k, v in steps.items()},
+        "output": str(vcf_out),
+    }
+
+
+def _annotate_batch(con: duckdb.DuckDBPyConnection, vdb: VariantDB, table: pa.Table, names: list[str],
+                    fields: list[tuple], prefix: str, stats: dict, steps: dict) -> bytes:
+    """Annotate one batch of parsed records; returns its output lines as bytes."""
+    t_read = time.perf_counter()
     # Join keys computed with Arrow kernels: key = contig_rank << 32 | POS (NULL on unknown contigs).
     c0 = table.column("c0")
     rank_of = {}
@@ -170,13 +243,8 @@ def annotate_vcf(
         "alt": pc.utf8_upper(table.column("c4")),
         "multi": pc.match_substring(table.column("c4"), ","),
     })
-    known_contig = table.num_rows - keys.column("key").null_count
-
-    fields = [("SCORE", "score", "Float", "biointerp score (primary score of the variant database)"),
-              ("LABEL", "label", "String", "biointerp label from the variant database")]
-    fields += [(re.sub(r"[^0-9A-Za-z_.]", "_", h).upper(), h, "Float", f"biointerp head {h}") for h in heads]
+    stats["known_contig"] += table.num_rows - keys.column("key").null_count
     hidx = {h: i + 1 for i, h in enumerate(vdb.heads)}
-
     def raw(col: str) -> str:
         return f"d.heads[{hidx[col]}]" if col in hidx and col not in ("score", "label") else f"d.{q(col)}"
 
@@ -185,46 +253,38 @@ def annotate_vcf(
             return f"coalesce(CAST(v{j} AS VARCHAR), '.')"
         return f"coalesce(translate(v{j}, ';=, \t', '_____'), '.')"
 
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    try:
-        con.execute(f"ATTACH {_lit(str(vdb.path))} AS vdb (READ_ONLY)")
-        con.register("vk", keys)
-        dedupe = ("QUALIFY row_number() OVER (PARTITION BY a.rn, a.k ORDER BY (d.status = 'ok') DESC, d.variant_id) = 1"
-                  if vdb.metadata.get("n_duplicate_ids") else "")
-        vals = ", ".join(f"{raw(col)} AS v{j}" for j, (_, col, _t, _d) in enumerate(fields))
-        multi_add = " || ';' || ".join(
-            f"'{prefix}{key}=' || string_agg({fmt_sql(j, typ)}, ',' ORDER BY k)"
-            for j, (key, _c, typ, _d) in enumerate(fields))
-        con.execute("""
-            CREATE TEMP TABLE alle_multi AS
-            SELECT rn, key, ref, unnest(string_split(alt, ',')) AS alt,
-                   generate_subscripts(string_split(alt, ','), 1) AS k
-            FROM vk WHERE multi AND key IS NOT NULL""")
-        # Hash on the integer key only; ref/alt are checked on the (few) key matches: the CASE keeps
-        # the optimizer from turning them into string hash-join keys (about 1.5x faster).
-        con.execute(f"""
-            CREATE TEMP TABLE hits AS
-            WITH a AS (SELECT rn, key, ref, alt, 1 AS k, FALSE AS multi FROM vk WHERE NOT multi AND key IS NOT NULL
-                       UNION ALL SELECT rn, key, ref, alt, k, TRUE AS multi FROM alle_multi)
-            SELECT a.rn, a.k, a.multi, {vals}
-            FROM a JOIN vdb.variants d
-              ON d.key = a.key AND (CASE WHEN d.ref = a.ref THEN d.alt = a.alt ELSE FALSE END) {dedupe}""")
-        t_join = time.perf_counter()
-        bar.update()
-        single = con.sql(f"SELECT rn, {', '.join(f'v{j}' for j in range(len(fields)))} FROM hits WHERE NOT multi"
-                         ).to_arrow_table()
-        multi = con.sql(f"""
-            SELECT m.rn, {multi_add} AS add FROM (
-                SELECT a.rn, a.k, {", ".join(f"h.v{j}" for j in range(len(fields)))}
-                FROM alle_multi a LEFT JOIN hits h ON h.rn = a.rn AND h.k = a.k
-                WHERE a.rn IN (SELECT rn FROM hits WHERE multi)) m
-            GROUP BY m.rn""").to_arrow_table()
-        matched = con.execute("SELECT count(*) FROM hits").fetchone()[0]
-    finally:
-        con.close()
-        if not isinstance(db, VariantDB):
-            vdb.close()
+    con.register("vk", keys)
+    dedupe = ("QUALIFY row_number() OVER (PARTITION BY a.rn, a.k ORDER BY (d.status = 'ok') DESC, d.variant_id) = 1"
+              if vdb.metadata.get("n_duplicate_ids") else "")
+    vals = ", ".join(f"{raw(col)} AS v{j}" for j, (_, col, _t, _d) in enumerate(fields))
+    multi_add = " || ';' || ".join(
+        f"'{prefix}{key}=' || string_agg({fmt_sql(j, typ)}, ',' ORDER BY k)"
+        for j, (key, _c, typ, _d) in enumerate(fields))
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE alle_multi AS
+        SELECT rn, key, ref, unnest(string_split(alt, ',')) AS alt,
+               generate_subscripts(string_split(alt, ','), 1) AS k
+        FROM vk WHERE multi AND key IS NOT NULL""")
+    # Hash on the integer key only; ref/alt are checked on the (few) key matches: the CASE keeps
+    # the optimizer from turning them into string hash-join keys (about 1.5x faster).
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE hits AS
+        WITH a AS (SELECT rn, key, ref, alt, 1 AS k, FALSE AS multi FROM vk WHERE NOT multi AND key IS NOT NULL
+                   UNION ALL SELECT rn, key, ref, alt, k, TRUE AS multi FROM alle_multi)
+        SELECT a.rn, a.k, a.multi, {vals}
+        FROM a JOIN vdb.variants d
+          ON d.key = a.key AND (CASE WHEN d.ref = a.ref THEN d.alt = a.alt ELSE FALSE END) {dedupe}""")
+    t_join = time.perf_counter()
+    single = con.sql(f"SELECT rn, {', '.join(f'v{j}' for j in range(len(fields)))} FROM hits WHERE NOT multi"
+                     ).to_arrow_table()
+    multi = con.sql(f"""
+        SELECT m.rn, {multi_add} AS add FROM (
+            SELECT a.rn, a.k, {", ".join(f"h.v{j}" for j in range(len(fields)))}
+            FROM alle_multi a LEFT JOIN hits h ON h.rn = a.rn AND h.k = a.k
+            WHERE a.rn IN (SELECT rn FROM hits WHERE multi)) m
+        GROUP BY m.rn""").to_arrow_table()
+    stats["matched_alleles"] += con.execute("SELECT count(*) FROM hits").fetchall()[0][0]
+    con.unregister("vk")
     # single-ALT records (the bulk): INFO text built with Arrow kernels
     pieces = []
     for j, (key, _col, typ, _d) in enumerate(fields):
@@ -239,44 +299,13 @@ def annotate_vcf(
     t_format = time.perf_counter()
     out_body = _assemble(table, names, adds)
     t_assemble = time.perf_counter()
-    n_alt = pc.add(pc.count_substring(table.column("c4"), ","), 1)
-    records, annotated = table.num_rows, adds.num_rows
-    alleles = int(pc.sum(n_alt).as_py() or 0)
-    del table, adds
-    new_ids = {f"{prefix}{key}" for key, *_ in fields}
-    header = [ln for ln in meta if not any(ln.startswith(f"##INFO=<ID={i},".encode()) for i in new_ids)]
-    for key, _col, typ, desc in fields:
-        header.append(f'##INFO=<ID={prefix}{key},Number=A,Type={typ},Description="{desc}">'.encode())
-    md = vdb.metadata
-    header.append(f"##biointerp_db={vdb.path.name} (built {md.get('build_date')}, schema {md.get('schema_version')}, "
-                  f"model {md.get('model')}, probe {md.get('probe')})".encode())
-    header.append("\t".join(cols).encode())
-    import pysam
-
-    vcf_out.parent.mkdir(parents=True, exist_ok=True)
-    with pysam.BGZFile(str(vcf_out), f"wb{int(level)}") as fh:
-        fh.write(b"\n".join(header) + b"\n")
-        fh.write(out_body)
-    if index:
-        pysam.tabix_index(str(vcf_out), preset="vcf", force=True)
-    bar.update()
-    bar.close()
-    unknown_contig = records - known_contig
-    secs = time.perf_counter() - t0
-    return {
-        "records": records,
-        "alleles": int(alleles),
-        "annotated_records": annotated,
-        "matched_alleles": matched,
-        "unmatched_records": records - annotated,
-        "unknown_contig_records": unknown_contig,
-        "seconds": round(secs, 3),
-        "records_per_s": round(records / secs, 1) if secs > 0 else None,
-        "seconds_by_step": {"read_parse": round(t_read - t0, 3), "join": round(t_join - t_read, 3),
-                            "format": round(t_format - t_join, 3), "assemble": round(t_assemble - t_format, 3),
-                            "compress_write": round(time.perf_counter() - t_assemble, 3)},
-        "output": str(vcf_out),
-    }
+    stats["records"] += table.num_rows
+    stats["annotated_records"] += adds.num_rows
+    stats["alleles"] += int(pc.sum(pc.add(pc.count_substring(table.column("c4"), ","), 1)).as_py() or 0)
+    steps["join"] += t_join - t_read
+    steps["format"] += t_format - t_join
+    steps["assemble"] += t_assemble - t_format
+    return out_body
 
 
 def _lit(s: str) -> str:
