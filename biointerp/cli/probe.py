@@ -54,8 +54,11 @@ def _read_table(path: str):
     if "variant_id" not in df.columns:
         raise click.ClickException(f"{path}: no 'variant_id' column (columns: {list(df.columns)[:12]}); "
                                    "write it with `biointerp variants check --out`")
-    if df["variant_id"].duplicated().any():
-        df = df.drop_duplicates("variant_id")
+    dup = df["variant_id"].duplicated()
+    if dup.any():
+        click.echo(f"warning: {path}: {int(dup.sum())} repeated variant_id rows; the first of each is used "
+                   f"(e.g. {df.loc[dup, 'variant_id'].iloc[0]})", err=True)
+        df = df[~dup]
     return df.set_index(df["variant_id"].astype(str)).drop(columns="variant_id")
 
 
@@ -129,7 +132,8 @@ def _evaluate_test(result, src, labels, split, n_boot, batch_size, strata_column
     from biointerp.probes.evaluate import binary_labels, evaluate, stratified
     from biointerp.probes.training import predict
 
-    test_ids = [v for v in labels.index[(split == "test").to_numpy()] if v in set(_stored(src))]
+    stored = set(_stored(src))
+    test_ids = [v for v in labels.index[(split == "test").to_numpy()] if v in stored]
     metrics, strata = {}, {}
     if not test_ids:
         return {}, {}, None
@@ -270,10 +274,14 @@ def train_cmd(stores, labels, label_columns, tensor, how, split_column, test_fra
     info = result.info
     click.echo(f"trained {kind} on {info['n_train']} variants (val {info['n_val']}), method {info['method']}, "
                f"epochs {info.get('epochs')}")
+    if info["n_labelled_without_activations"]:
+        click.echo(f"{info['n_labelled_without_activations']} labelled variants have no activations in the store "
+                   "(non-ok status or not harvested): not used")
     calibration = None
     first = next(iter(result.heads))
     if calibrate != "none":
-        val_ids = [v for v in table.index[(split == "val").to_numpy()] if v in set(_stored(src))]
+        stored = set(_stored(src))
+        val_ids = [v for v in table.index[(split == "val").to_numpy()] if v in stored]
         if not val_ids:
             raise click.ClickException("--calibrate needs a validation split (--val-frac > 0)")
         pv = predict(result.probe, src, tensor, val_ids, result.heads, batch_size, pair=info["input"]["pair"])

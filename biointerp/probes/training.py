@@ -428,6 +428,7 @@ def train_probe(
         pair = tensor.startswith("emb.") and (tensor + ".ref") in names and hp.get("features") != "pooled"
     use_mask = tensor in ("acts", "diff") and "positions" in names
     info = {"n_train": len(ids["train"]), "n_val": len(ids["val"]), "seed": seed,
+            "n_labelled_without_activations": int((has_target & ~in_store).sum()),
             "input": {"tensor": tensor, "pair": bool(pair)},
             "data_fingerprint": data_fingerprint(ids["train"] + ids["val"],
                                                  {k: np.r_[tg["train"][k], tg["val"][k]] for k in heads})}
