@@ -252,7 +252,7 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
             upstream: int | None = None, downstream: int | None = None, K: int = 256, fixed: int = 64,
             fixed_rev: int = 0, pool_window: int = 64, shard_size: int = 64, batch_size: int = 8,
             reuse_prefix: bool = True, storage_dtype: torch.dtype = torch.float16,
-            progress: bool = True) -> ActivationStore:
+            progress: bool = True, chunk_rows: int = 256) -> ActivationStore:
     """Harvest activations of ``variants`` into an activation store (resumable).
 
     Parameters
@@ -277,6 +277,8 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         variant (fwd) / upstream of it (rev).
     shard_size
         Rows per shard (shards close after whole groups of variants).
+    chunk_rows
+        Input rows whose windows are prepared (held in memory) at once.
 
     Returns
     -------
@@ -305,18 +307,25 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
     manifest = harvest_manifest(model, layers, view, upstream, downstream, K, fixed, fixed_rev,
                                 pool_window, storage_dtype)
     st = store if isinstance(store, ActivationStore) else ActivationStore.open_or_create(store, manifest)
-    preps = prepare_variants(genome, variants, upstream, downstream, same_length=True)
     # the store is keyed by variant id: a repeated id (status "duplicate" in
     # read_variants' table) is stored once, under its first occurrence
-    uniq: list[PreparedVariant] = []
-    seen: set[str] = set()
-    for p in preps:
-        if p.variant_id in seen or p.variant_id in st:
-            continue
-        seen.add(p.variant_id)
-        uniq.append(p)
+    if "variant_id" in variants.columns:
+        all_ids = variants["variant_id"].astype(str)
+    else:
+        all_ids = (variants["chrom"].astype(str) + ":" + variants["pos"].astype(str) + ":"
+                   + variants["ref"].astype(str) + ":" + variants["alt"].astype(str))
+    todo_mask = (~all_ids.duplicated() & ~all_ids.isin(st.done)).to_numpy()
+
+    def blocks():
+        # fixed blocks of *input* rows: a resumed run splits its work exactly where the
+        # first run did, so shards come out identical; only one block's windows in memory
+        for lo in range(0, len(variants), chunk_rows):
+            block = variants.iloc[lo:lo + chunk_rows][todo_mask[lo:lo + chunk_rows]]
+            if len(block):
+                yield prepare_variants(genome, block, upstream, downstream, same_length=True)
+
     layer = layers[0]
-    bar = tqdm(total=len(uniq), desc=f"harvest {view}", unit="var", disable=not progress)
+    bar = tqdm(total=int(todo_mask.sum()), desc=f"harvest {view}", unit="var", disable=not progress)
     buf_ids: list[str] = []
     buf_status: list[str] = []
     buf_detail: list[str] = []
@@ -348,7 +357,7 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                               list(buf_status), list(buf_detail))
                 buf_ids.clear(), buf_status.clear(), buf_detail.clear(), buf_t.clear()
 
-        for run in _runs(uniq):
+        for run in (r for preps in blocks() for r in _runs(preps)):
             if run[0].status != "ok":
                 add(run[0], None)
             else:

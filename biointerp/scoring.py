@@ -256,7 +256,8 @@ def _masked_scores(model, preps: list[PreparedVariant], batch_size: int, progres
 
 def score_variants(model, genome: Genome, variants: pd.DataFrame, window: int = 8192,
                    reduce: str = "mean", strand: str = "fwd", span: int | None = None,
-                   batch_size: int = 8, reuse_prefix: bool = True, progress: bool = True) -> pd.DataFrame:
+                   batch_size: int = 8, reuse_prefix: bool = True, progress: bool = True,
+                   chunk_rows: int = 1024) -> pd.DataFrame:
     """Zero-shot Δ log-likelihood for every row of ``variants``.
 
     Parameters
@@ -274,6 +275,9 @@ def score_variants(model, genome: Genome, variants: pd.DataFrame, window: int = 
         within ``span`` bases of the allele are scored.
     batch_size, reuse_prefix
         Sequences per model call; prefix reuse on models that support it.
+    chunk_rows
+        Rows whose windows are held in memory at once (variants of one
+        position in different chunks just do not share their reference pass).
 
     Returns
     -------
@@ -288,6 +292,28 @@ def score_variants(model, genome: Genome, variants: pd.DataFrame, window: int = 
         raise ValueError(f"strand must be 'fwd', 'rev' or 'both', not {strand!r}")
     if window < 2:
         raise ValueError("window must be at least 2 bp")
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be >= 1")
+    bar = tqdm(total=len(variants), desc="score", unit="var", disable=not progress or len(variants) == 0)
+    parts = []
+    for lo in range(0, len(variants), chunk_rows):
+        block = variants.iloc[lo:lo + chunk_rows]
+        parts.append(_score_block(model, genome, block, window, reduce, strand, span, batch_size, reuse_prefix))
+        bar.update(len(block))
+    bar.close()
+    if not parts:
+        return _score_block(model, genome, variants, window, reduce, strand, span, batch_size, reuse_prefix)
+    out = pd.concat(parts)
+    if strand == "both":  # keep the column set stable when a chunk had no ok row
+        for c in ("delta_ll_fwd", "delta_ll_rev"):
+            if c not in out.columns:
+                out[c] = math.nan
+    return out
+
+
+def _score_block(model, genome: Genome, variants: pd.DataFrame, window: int, reduce: str, strand: str,
+                 span: int | None, batch_size: int, reuse_prefix: bool) -> pd.DataFrame:
+    progress = False
     preps = prepare_variants(genome, variants, window // 2, window - window // 2)
     ok = [p for p in preps if p.status == "ok"]
     n = len(preps)

@@ -61,7 +61,7 @@ def test_evee_equals_recipe(model, genome, tmp_path):
     v = _variants(genome)
     ids, base = evee_reference(model, genome, v, LAYER, **KW)
     st = harvest(model, genome, v, LAYER, view="evee", store=tmp_path / "s", storage_dtype=torch.float32,
-                 shard_size=2, progress=False, **KW)
+                 shard_size=2, chunk_rows=3, progress=False, **KW)
     assert st.index["variant_id"].tolist() == v["variant_id"].tolist()  # every row, incl. the mismatch
     assert st.index["status"].tolist()[-1] == "ref_mismatch"
     got_ids, got = st.read()

@@ -62,7 +62,8 @@ def test_equals_evo2_recipe_and_keeps_every_row(model, genome):
     v = _variants(genome)
     base = evo2_zero_shot_reference(model, genome, v, window=WINDOW)
     fast = score_variants(model, genome, v, window=WINDOW, progress=False)
-    full = score_variants(model, genome, v, window=WINDOW, reuse_prefix=False, batch_size=3, progress=False)
+    full = score_variants(model, genome, v, window=WINDOW, reuse_prefix=False, batch_size=3, progress=False,
+                          chunk_rows=2)
     assert list(fast["variant_id"]) == list(v["variant_id"])
     assert list(fast["status"][-2:]) == ["ref_mismatch", "unknown_contig"]
     assert fast["delta_ll"][-2:].isna().all() and fast["status_detail"].iloc[-1]
