@@ -255,3 +255,74 @@ def test_missing_shard_reruns_alone(brca1_run):
     after = {i: (out / "shards" / f"scores.{i}.h5ad").stat().st_mtime_ns for i in (0, 2)}
     assert after == brca1_run["before"]
     assert (out / "shards" / "scores.1.h5ad").exists()
+
+
+# ----------------------------------------------------------------------------- synthetic genome: both pipelines
+@pytest.fixture(scope="module")
+def synth_runs(tmp_path_factory):
+    """probe_training then variant_scoring (with the trained probes) on a small synthetic genome."""
+    tmp = tmp_path_factory.mktemp("synth")
+    inputs = tmp / "inputs"
+    common = {"synthetic": {"enabled": True, "preset": "tiny", "seed": 1, "extra": "--variants-per-class 2"},
+              "fasta": str(inputs / "genome.fa"), "variants": str(inputs / "variants.vcf.gz"),
+              "model": MODEL, "n_shards": 1, **SMALL}
+    harvest = {"enabled": True, "layers": ["blocks.2"], "view": "mean", "extra": "--upstream 64 --downstream 64"}
+    train_cfg = write_config(tmp / "train.yaml", yaml.safe_load(bp.default_config("probe_training").read_text()),
+                             **common, outdir=str(tmp / "train"), harvest=harvest,
+                             evaluate={"n_boot": 100})
+    assert bp.run("probe_training", train_cfg, cores=2, quiet=True)
+    probes = {k: str(tmp / "train" / "probes" / f"{k}.safetensors") for k in ("linear", "covariance")}
+    score_base = {**yaml.safe_load(bp.default_config("variant_scoring").read_text()), **common,
+                  "synthetic": {"enabled": False}, "harvest": harvest}
+    score_cfg = write_config(tmp / "score.yaml", score_base, outdir=str(tmp / "score"), probes=probes)
+    assert bp.run("variant_scoring", score_cfg, cores=2, quiet=True)
+    return {"tmp": tmp, "train": tmp / "train", "score": tmp / "score", "score_base": score_base,
+            "probes": probes, "score_cfg": score_cfg}
+
+
+def test_probe_training_outputs(synth_runs):
+    from safetensors import safe_open
+
+    out = synth_runs["train"]
+    for kind in ("linear", "covariance"):
+        with safe_open(str(out / "probes" / f"{kind}.safetensors"), "pt") as fh:
+            assert fh.metadata() and len(fh.keys()) > 0
+        metrics = json.loads((out / "eval" / f"{kind}.json").read_text())
+        m = metrics.get("metrics", metrics)
+        assert m["n"] > 0 and 0 <= m["auroc"] <= 1 and len(m["auroc_ci"]) == 2
+    table = pd.read_csv(out / "report" / "summary.tsv", sep="\t")
+    assert set(table["method"]) == {"probe:linear", "probe:covariance", "zero-shot:delta_ll"}
+    assert (out / "report" / "comparison.png").stat().st_size > 0
+    split = pd.read_parquet(out / "variants" / "split.parquet")
+    genes = split[split["gene"].astype(str) != ""].groupby("gene")["split"].nunique()
+    assert (genes == 1).all()  # no gene in two splits
+
+
+def test_variant_scoring_with_probes(synth_runs):
+    import anndata as ad
+
+    out = synth_runs["score"]
+    a = ad.read_h5ad(out / "scores.h5ad")
+    n_in = len(_vcf_records(Path(synth_runs["score_base"]["variants"])))
+    assert a.n_obs == n_in
+    assert {"delta_ll", "probe_linear", "probe_covariance"} <= set(a.var_names)
+    ok = (a.obs["status"].astype(str) == "ok").to_numpy()
+    assert np.isfinite(np.asarray(a[:, "probe_linear"].X).ravel()[ok]).all()
+    assert set(a.obs["consequence"].astype(str)) - {""}  # consequence classes carried from the VCF
+    summary = pd.read_csv(out / "report" / "summary.tsv", sep="\t").set_index("metric")["value"]
+    assert {"probe_linear.auroc", "delta_ll.auroc"} <= set(summary.index)
+    assert (out / "report" / "roc_by_consequence.png").stat().st_size > 0
+    assert (out / "variants.duckdb").stat().st_size > 0
+
+
+def test_changing_probe_reruns_only_probe_steps(synth_runs):
+    cfg = write_config(synth_runs["tmp"] / "score2.yaml", synth_runs["score_base"],
+                       outdir=str(synth_runs["score"]),
+                       probes={**synth_runs["probes"], "linear": synth_runs["probes"]["covariance"]})
+    r = snakemake("-s", "pipelines/variant_scoring/Snakefile", "--configfile", str(cfg), "-n")
+    jobs = planned_jobs(r.stdout + r.stderr)
+    assert jobs.get("apply_probe") == 1, r.stdout + r.stderr
+    assert not {"check_variants", "score_shard", "harvest_shard", "merge_scores"} & set(jobs), jobs
+    assert {"finalize_scores", "build_database", "scoring_report"} <= set(jobs)
+    same = snakemake("-s", "pipelines/variant_scoring/Snakefile", "--configfile", str(synth_runs["score_cfg"]), "-n")
+    assert "Nothing to be done" in same.stdout + same.stderr
