@@ -205,7 +205,9 @@ def missing_pieces() -> list[str]:
 @click.option("--outdir", default="results/demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--cores", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--shards", type=click.IntRange(1), default=2, show_default=True)
-def demo(outdir, cores, shards) -> None:
+@click.option("--model", default="demo", show_default=True,
+              help="Model spec; the bundled demo model by default (e.g. evo2_7b on a GPU machine).")
+def demo(outdir, cores, shards, model) -> None:
     """Run both pipelines on the embedded default: a synthetic genome with planted
     biology, its labelled variants and the bundled demo model.
 
@@ -223,7 +225,7 @@ def demo(outdir, cores, shards) -> None:
     out = Path(outdir)
     t0 = time.time()
     train_dir, score_dir = out / "probe_training", out / "variant_scoring"
-    common = {"n_shards": shards, "fasta": str(out / "inputs" / "genome.fa"),
+    common = {"n_shards": shards, "model": model, "fasta": str(out / "inputs" / "genome.fa"),
               "variants": str(out / "inputs" / "variants.vcf.gz")}
     click.echo(f"[1/2] probe_training -> {train_dir}")
     if not run("probe_training", default_config("probe_training"), {**common, "outdir": str(train_dir)},
