@@ -121,6 +121,10 @@ def main() -> None:
     print(f"agreement: positions identical {same_pos:.1%}; max |diff| " +
           ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
     print(f"speed-up over EVEE recipe: {t_base / t_ours:.2f}x")
+    n_pos, up = table["pos"].nunique(), args.upstream / L
+    ours_passes = 2 * n_pos + n * ((1 - up) + up)  # fwd: var from the variant on; rev: var after the downstream part
+    print(f"ideal at batch 1 (full-pass equivalents): {4 * n / ours_passes:.2f}x = {4 * n} / "
+          f"({2 * n_pos} ref passes + {n} x ({1 - up:.2f} fwd + {up:.2f} rev) var passes)")
     few = table.head(2)
     s16 = harvest(model, genome, few, args.layer, store=tmp / "fp16", progress=False, **kw)
     sdiff = harvest(model, genome, few, args.layer, view="evee_diff", store=tmp / "diff", progress=False, **kw)
