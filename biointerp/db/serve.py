@@ -21,9 +21,13 @@ def _clean(v):
     return v
 
 
-def _payload(res: Result, **extra) -> dict:
+def _payload(res: Result, **extra):
+    """JSON response built directly (values are plain str/int/float/None; FastAPI's generic
+    encoder walk is skipped, which matters for rows with hundreds of head columns)."""
+    from fastapi.responses import JSONResponse
+
     rows = [{c: _clean(v) for c, v in zip(res.columns, r)} for r in res.rows]
-    return {**extra, "count": len(rows), "truncated": res.truncated, "results": rows}
+    return JSONResponse({**extra, "count": len(rows), "truncated": res.truncated, "results": rows})
 
 
 def create_app(db_path: str | Path, *, max_results: int = 1000, max_region_bp: int = 5_000_000):
@@ -71,7 +75,7 @@ def create_app(db_path: str | Path, *, max_results: int = 1000, max_region_bp: i
     @app.get("/variants/{variant_id}")
     def variant(variant_id: str = P(..., max_length=300, description="e.g. chr17:43045712:T:C"),
                 zero_based: bool = Query(False, description="read the position as 0-based (EVEE ids)"),
-                heads: str | None = Query("all", max_length=2000, description="'all', '' or comma list")) -> dict:
+                heads: str | None = Query("all", max_length=2000, description="'all', '' or comma list")):
         """One variant by id (all columns by default)."""
         res = db.lookup(variant_id, zero_based=zero_based, heads=heads_arg(heads))
         if not res.rows:
@@ -83,7 +87,7 @@ def create_app(db_path: str | Path, *, max_results: int = 1000, max_region_bp: i
                  limit: int = Query(100, ge=1, le=max_results),
                  min_score: float | None = Query(None, allow_inf_nan=False),
                  max_score: float | None = Query(None, allow_inf_nan=False),
-                 heads: str | None = Query(None, max_length=2000)) -> dict:
+                 heads: str | None = Query(None, max_length=2000)):
         """Variants in a region (at most ``max_region_bp`` wide), in position order."""
         res = db.region(region, min_score=min_score, max_score=max_score, limit=limit, max_bp=max_region_bp,
                         heads=heads_arg(heads))
@@ -95,7 +99,7 @@ def create_app(db_path: str | Path, *, max_results: int = 1000, max_region_bp: i
              limit: int = Query(100, ge=1, le=max_results),
              min_score: float | None = Query(None, allow_inf_nan=False),
              max_score: float | None = Query(None, allow_inf_nan=False),
-             heads: str | None = Query(None, max_length=2000)) -> dict:
+             heads: str | None = Query(None, max_length=2000)):
         """A gene's variants (``top=N``: N highest scores)."""
         res = db.gene(gene, top=top, limit=None if top else limit, min_score=min_score, max_score=max_score,
                       heads=heads_arg(heads))
@@ -105,7 +109,7 @@ def create_app(db_path: str | Path, *, max_results: int = 1000, max_region_bp: i
 
     @app.get("/search")
     def search(q: str = Query(..., min_length=1, max_length=200, description="variant id, rsID, region or gene"),
-               limit: int = Query(100, ge=1, le=max_results)) -> dict:
+               limit: int = Query(100, ge=1, le=max_results)):
         """Free-text search: guesses whether ``q`` is a variant id, an rsID, a region or a gene."""
         kind, res = db.search(q, limit=limit, max_bp=max_region_bp)
         return _payload(res, kind=kind, q=q)
