@@ -267,17 +267,18 @@ def synth_runs(tmp_path_factory):
               "fasta": str(inputs / "genome.fa"), "variants": str(inputs / "variants.vcf.gz"),
               "model": MODEL, "n_shards": 1, **SMALL}
     harvest = {"enabled": True, "layers": ["blocks.2"], "view": "mean", "extra": "--upstream 64 --downstream 64"}
+    out = tmp / "out"  # one outdir: variant_scoring reuses probe_training's shards
     train_cfg = write_config(tmp / "train.yaml", yaml.safe_load(bp.default_config("probe_training").read_text()),
-                             **common, outdir=str(tmp / "train"), harvest=harvest,
-                             evaluate={"n_boot": 100})
+                             **common, outdir=str(out), harvest=harvest, evaluate={"n_boot": 100})
     assert bp.run("probe_training", train_cfg, cores=2, quiet=True)
-    probes = {k: str(tmp / "train" / "probes" / f"{k}.safetensors") for k in ("linear", "covariance")}
+    probes = {k: str(out / "training" / "probes" / f"{k}.safetensors") for k in ("linear", "covariance")}
     score_base = {**yaml.safe_load(bp.default_config("variant_scoring").read_text()), **common,
                   "synthetic": {"enabled": False}, "harvest": harvest}
-    score_cfg = write_config(tmp / "score.yaml", score_base, outdir=str(tmp / "score"), probes=probes)
+    score_cfg = write_config(tmp / "score.yaml", score_base, outdir=str(out), probes=probes)
+    plan = snakemake("-s", "pipelines/variant_scoring/Snakefile", "--configfile", str(score_cfg), "-n")
     assert bp.run("variant_scoring", score_cfg, cores=2, quiet=True)
-    return {"tmp": tmp, "train": tmp / "train", "score": tmp / "score", "score_base": score_base,
-            "probes": probes, "score_cfg": score_cfg}
+    return {"tmp": tmp, "train": out / "training", "score": out, "score_base": score_base,
+            "probes": probes, "score_cfg": score_cfg, "plan": plan}
 
 
 def test_probe_training_outputs(synth_runs):
@@ -293,9 +294,16 @@ def test_probe_training_outputs(synth_runs):
     table = pd.read_csv(out / "report" / "summary.tsv", sep="\t")
     assert set(table["method"]) == {"probe:linear", "probe:covariance", "zero-shot:delta_ll"}
     assert (out / "report" / "comparison.png").stat().st_size > 0
-    split = pd.read_parquet(out / "variants" / "split.parquet")
+    split = pd.read_parquet(out / "split.parquet")
     genes = split[split["gene"].astype(str) != ""].groupby("gene")["split"].nunique()
     assert (genes == 1).all()  # no gene in two splits
+
+
+def test_variant_scoring_reuses_training_shards(synth_runs):
+    """Same outdir and model settings: scoring after training runs no model job but the probes."""
+    jobs = planned_jobs(synth_runs["plan"].stdout + synth_runs["plan"].stderr)
+    assert jobs.get("apply_probe") == 2, jobs
+    assert not {"check_variants", "score_shard", "harvest_shard", "merge_scores"} & set(jobs), jobs
 
 
 def test_variant_scoring_with_probes(synth_runs):

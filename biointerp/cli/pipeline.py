@@ -224,36 +224,39 @@ def demo(outdir, cores, shards, model) -> None:
         return
     out = Path(outdir)
     t0 = time.time()
-    train_dir, score_dir = out / "probe_training", out / "variant_scoring"
-    common = {"n_shards": shards, "model": model, "fasta": str(out / "inputs" / "genome.fa"),
-              "variants": str(out / "inputs" / "variants.vcf.gz")}
-    click.echo(f"[1/2] probe_training -> {train_dir}")
-    if not run("probe_training", default_config("probe_training"), {**common, "outdir": str(train_dir)},
-               cores=cores, quiet=True):
-        raise click.ClickException(f"probe_training failed; logs in {train_dir / 'logs'}")
-    probes = {k: str(train_dir / "probes" / f"{k}.safetensors") for k in ("linear", "covariance")}
-    click.echo(f"[2/2] variant_scoring -> {score_dir}")
+    # One outdir for both workflows: variant_scoring reuses the checked variants, the
+    # activation stores and the zero-shot shards that probe_training computed.
+    common = {"outdir": str(out), "n_shards": shards, "model": model,
+              "fasta": str(out / "inputs" / "genome.fa"), "variants": str(out / "inputs" / "variants.vcf.gz")}
+    click.echo(f"[1/2] probe_training: synthetic genome, activations, linear + covariance probes -> {out}")
+    if not run("probe_training", default_config("probe_training"), common, cores=cores, quiet=True):
+        raise click.ClickException(f"probe_training failed; logs in {out / 'logs'}")
+    probes = {k: str(out / "training" / "probes" / f"{k}.safetensors") for k in ("linear", "covariance")}
+    click.echo(f"[2/2] variant_scoring: scores table, database, annotated VCF, report -> {out}")
     harvest = _read_yaml(default_config("probe_training"))["harvest"]
-    if not run("variant_scoring", default_config("variant_scoring"),
-               {**common, "outdir": str(score_dir), "harvest": harvest, "probes": probes},
+    if not run("variant_scoring", default_config("variant_scoring"), {**common, "harvest": harvest, "probes": probes},
                cores=cores, quiet=True):
-        raise click.ClickException(f"variant_scoring failed; logs in {score_dir / 'logs'}")
+        raise click.ClickException(f"variant_scoring failed; logs in {out / 'logs'}")
     dt = time.time() - t0
     click.echo("")
-    click.echo(f"Demo finished in {dt:.0f} s. Results:")
-    click.echo(f"  scores table    {score_dir / 'scores.h5ad'} (+ scores.parquet)")
-    click.echo(f"  database        {score_dir / 'variants.duckdb'}  (biointerp db query ...)")
-    click.echo(f"  annotated VCF   {score_dir / 'annotated.vcf.gz'}")
-    click.echo(f"  scoring report  {score_dir / 'report' / 'report.md'}")
-    click.echo(f"  probes          {train_dir / 'probes'}")
-    click.echo(f"  training report {train_dir / 'report' / 'report.md'}")
+    click.echo(f"Demo finished in {dt:.0f} s. Results in {out}/:")
+    click.echo("  scores.h5ad, scores.parquet   every variant with its status, delta_ll and probe scores")
+    click.echo("  variants.duckdb               biointerp db query --db ... <variant id | --gene G | --region R>")
+    click.echo("  annotated.vcf.gz              the input VCF with BI_* INFO fields")
+    click.echo("  report/report.md              status counts, score distributions, ROC by consequence")
+    click.echo("  training/probes/*.safetensors linear and covariance probes (with cards)")
+    click.echo("  training/report/report.md     probes vs zero-shot on held-out genes")
     click.echo("")
     click.echo("Probes vs zero-shot on held-out genes (AUROC, 95% CI):")
-    _print_tsv(train_dir / "report" / "summary.tsv", sys.stdout)
+    _print_tsv(out / "training" / "report" / "summary.tsv", sys.stdout)
     click.echo("")
-    click.echo("What it shows: on the synthetic genome the damaging variants were planted by design "
-               "(splice sites, nonsense, start/stop loss, domain missense, motif loss); AUROC well above "
-               "0.5 means the demo model and the probes trained on its activations recover that biology.")
+    click.echo("All variants (scoring report summary):")
+    _print_tsv(out / "report" / "summary.tsv", sys.stdout)
+    click.echo("")
+    click.echo("What it shows: the damaging variants of the synthetic genome were planted by design "
+               "(splice sites, nonsense, start/stop loss, domain missense, motif loss). AUROC above 0.5 "
+               "means the model's likelihoods (zero-shot) or its activations (probes) recover that "
+               "biology; the training report's held-out genes are the honest figure.")
 
 
 def _read_yaml(path):

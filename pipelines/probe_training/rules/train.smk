@@ -5,7 +5,7 @@ rule split_variants:
     input:
         f"{OUT}/variants/labelled.parquet",
     output:
-        f"{OUT}/variants/split.parquet",
+        f"{TRAIN}/split.parquet",
     params:
         by=config["split"]["by"],
         column=f"--column {config['split']['column']}" if config["split"]["column"] else "",
@@ -27,10 +27,10 @@ rule split_variants:
 
 rule train_probe:
     input:
-        labels=f"{OUT}/variants/split.parquet",
+        labels=f"{TRAIN}/split.parquet",
         stores=shard_stores(),
     output:
-        f"{OUT}/probes/{{kind}}.safetensors",
+        f"{TRAIN}/probes/{{kind}}.safetensors",
     params:
         stores=lambda wc, input: " ".join(f"--store {s}" for s in input.stores),
         extra=lambda wc: config["train"]["extra"].get(wc.kind, ""),
@@ -55,12 +55,12 @@ rule train_probe:
 
 rule evaluate_probe:
     input:
-        probe=f"{OUT}/probes/{{kind}}.safetensors",
-        labels=f"{OUT}/variants/split.parquet",
+        probe=f"{TRAIN}/probes/{{kind}}.safetensors",
+        labels=f"{TRAIN}/split.parquet",
         stores=shard_stores(),
     output:
-        json=f"{OUT}/eval/{{kind}}.json",
-        plots=directory(f"{OUT}/eval/{{kind}}"),
+        json=f"{TRAIN}/eval/{{kind}}.json",
+        plots=directory(f"{TRAIN}/eval/{{kind}}"),
     params:
         stores=lambda wc, input: " ".join(f"--store {s}" for s in input.stores),
         n_boot=config["evaluate"]["n_boot"],
@@ -82,18 +82,18 @@ rule evaluate_probe:
 
 rule training_report:
     input:
-        evals=expand(f"{OUT}/eval/{{kind}}.json", kind=KINDS),
-        labels=f"{OUT}/variants/split.parquet",
+        evals=expand(f"{TRAIN}/eval/{{kind}}.json", kind=KINDS),
+        labels=f"{TRAIN}/split.parquet",
         zeroshot=f"{OUT}/scores.zeroshot.h5ad" if config["score"]["enabled"] else [],
     output:
-        report=f"{OUT}/report/report.md",
-        summary=f"{OUT}/report/summary.tsv",
+        report=f"{TRAIN}/report/report.md",
+        summary=f"{TRAIN}/report/summary.tsv",
     params:
         outdir=lambda wc, output: str(Path(output.report).parent),
         zeroshot=lambda wc, input: f"--scores {input.zeroshot}" if input.zeroshot else "",
         n_boot=config["evaluate"]["n_boot"],
     log:
-        f"{OUT}/logs/report.log",
+        f"{OUT}/logs/training_report.log",
     resources:
         mem_mb=res("light", "mem_mb"),
         runtime=res("light", "runtime"),
