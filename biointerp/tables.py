@@ -177,6 +177,8 @@ def concat_scores(tables: Sequence[ad.AnnData]) -> ad.AnnData:
     if real.has_duplicates:
         dup = real[real.duplicated()][:5].tolist()
         raise ValueError(f"variant ids appear in more than one shard: {dup}")
+    # re-number repeated ids over the whole table, as if it had not been sharded
+    out.obs_names = _unique_ids(pd.Index(out.obs_names.str.replace(r"#\d+$", "", regex=True), name="variant_id"))
     out.uns["biointerp"] = dict(tables[0].uns.get("biointerp", {}))
     return out
 

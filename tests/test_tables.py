@@ -36,3 +36,11 @@ def test_add_scores_by_id_and_concat():
     assert np.isnan(f.loc["chr1:10:A:C#2", "pathogenicity"])
     halves = concat_scores([b[:2].copy(), b[2:].copy()])
     assert halves.obs_names.tolist() == b.obs_names.tolist()
+
+
+def test_concat_renumbers_duplicates_split_across_shards():
+    v = _variants()
+    whole = make_scores_adata(v, {"delta_ll": np.arange(4.0)})
+    parts = [make_scores_adata(v.iloc[:1], {"delta_ll": [0.0]}), make_scores_adata(v.iloc[1:], {"delta_ll": [1.0, 2, 3]})]
+    merged = concat_scores(parts)
+    assert merged.obs_names.tolist() == whole.obs_names.tolist()
