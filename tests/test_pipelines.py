@@ -126,8 +126,9 @@ def test_wrapper_dry_run_with_profile(tmp_path, capsys):
 # ----------------------------------------------------------------------------- real data: BRCA1
 def _brca1_subset(clinvar_vcf: Path, out: Path, every: int = 250) -> int:
     """Every `every`-th ClinVar record of the BRCA1 region plus records the region
-    FASTA cannot score: one beyond the region, one on chr13, and a copy of a real
-    SNV record with its REF swapped (no REF of the region's records mismatches)."""
+    FASTA cannot score: one beyond the region, one on chr13, a copy of a real SNV
+    record with its REF swapped (no REF of the region's records mismatches) and a
+    repeated record."""
     import pysam
 
     tbx = pysam.TabixFile(str(clinvar_vcf), encoding="utf-8")
@@ -140,7 +141,8 @@ def _brca1_subset(clinvar_vcf: Path, out: Path, every: int = 250) -> int:
     keep.append("\t".join(snv))
     keep.append(next(iter(tbx.fetch("17", 41_300_001, 45_000_000))))  # beyond the region FASTA
     keep.append(next(iter(tbx.fetch("13", 32_890_000, 33_000_000))))  # contig absent from it
-    keep = sorted(set(keep), key=lambda x: (x.split("\t")[0], int(x.split("\t")[1])))
+    keep.append(keep[len(keep) // 2])  # a repeated record: status duplicate
+    keep = sorted(keep, key=lambda x: (x.split("\t")[0], int(x.split("\t")[1])))
     out.write_text("\n".join(header + keep) + "\n")
     return len(keep)
 
@@ -187,7 +189,8 @@ def test_brca1_every_variant_with_status(brca1_run):
                      a.obs["input_ref"].astype(str), a.obs["input_alt"].astype(str)))
     assert got == sorted(records)
     status = a.obs["status"].astype(str)
-    assert {"ok", "ref_mismatch"} <= set(status) and ({"out_of_bounds", "unknown_contig"} & set(status))
+    assert {"ok", "ref_mismatch", "duplicate"} <= set(status)
+    assert {"out_of_bounds", "unknown_contig"} & set(status)
     delta = np.asarray(a[:, "delta_ll"].X).ravel()
     assert np.isfinite(delta[(status == "ok").to_numpy()]).all()
     assert np.isnan(delta[(status != "ok").to_numpy()]).all()
