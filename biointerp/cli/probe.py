@@ -238,10 +238,12 @@ def _card(src, result, kind, split_desc, metrics, strata, calibration, extra=Non
               help="Fit a calibration map on the validation split and store it in the card.")
 @click.option("--report-dir", type=click.Path(file_okay=False), default=None,
               help="Also write split.tsv, test predictions, ROC and calibration PNGs here.")
+@click.option("--strata", default="consequence", show_default=True,
+              help="Column for per-stratum test metrics in the card (skipped when absent).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Probe file (.safetensors).")
 def train_cmd(stores, labels, label_columns, tensor, how, split_column, test_frac, val_frac, epochs, batch_size, lr,
               patience, seed, n_boot, accelerator, kind, name, head_kind, l2, features, h, p, calibrate, report_dir,
-              out):
+              strata, out):
     """Train a probe on store activations, evaluate it on the held-out test split, save it.
 
     Example: biointerp probe train --store acts/ --labels variants.parquet --kind covariance
@@ -290,7 +292,7 @@ def train_cmd(stores, labels, label_columns, tensor, how, split_column, test_fra
                 "column", first)]), pv[first].to_numpy(), calibrate)}
         except ValueError as err:
             raise click.ClickException(f"calibration: {err}") from err
-    metrics, strata, pred = _evaluate_test(result, src, table, split, n_boot, batch_size)
+    metrics, strata, pred = _evaluate_test(result, src, table, split, n_boot, batch_size, strata)
     if metrics:
         click.echo("test split:")
         _print_metrics(metrics)

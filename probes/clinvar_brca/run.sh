@@ -63,7 +63,7 @@ PY
 STORES="--store $OUT/brca1.store --store $OUT/brca2.store"
 for kind in linear covariance; do
   $BI probe train --kind "$kind" $STORES --labels "$OUT/labels.parquet" --split-column split \
-    --h 16 --p 32 --lr 1e-3 --epochs 60 --patience 8 --n-boot "$NBOOT" --calibrate platt \
+    --h 16 --p 32 --lr 1e-3 --epochs 60 --patience 8 --n-boot "$NBOOT" --calibrate platt --strata variant_type \
     --report-dir "$OUT/report_$kind" --out "$OUT/$kind.safetensors"
 done
 
