@@ -131,14 +131,21 @@ def _quiet_all():
 
 def _run_cli(sf, cfg, config, cores, profile, dry_run, targets, forcerun, workdir, quiet) -> bool:
     """Run through ``snakemake.cli`` so that the profile is read exactly as the command line does."""
+    import tempfile
+
+    import yaml
     from snakemake.cli import args_to_api, parse_args
 
-    argv = ["--snakefile", str(sf), "--configfile", str(cfg.resolve()), "--profile", str(profile),
+    configfiles = [str(cfg.resolve())]
+    if config:  # typed overrides as a second config file (--config would turn nested values into strings)
+        tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="biointerp-overrides-", delete=False)
+        with tmp:
+            yaml.safe_dump(json.loads(json.dumps(dict(config))), tmp)
+        configfiles.append(tmp.name)
+    argv = ["--snakefile", str(sf), "--configfile", *configfiles, "--profile", str(profile),
             "--directory", str(workdir)]
     if cores:
         argv += ["--cores", str(cores)]
-    if config:
-        argv += ["--config", *[f"{k}={json.dumps(v)}" for k, v in config.items()]]
     if dry_run:
         argv.append("--dry-run")
     if forcerun:
@@ -146,8 +153,12 @@ def _run_cli(sf, cfg, config, cores, profile, dry_run, targets, forcerun, workdi
     if quiet:
         argv += ["--quiet", "rules"]
     argv += list(targets)
-    parser, args = parse_args(argv)
-    return bool(args_to_api(args, parser))
+    try:
+        parser, args = parse_args(argv)
+        return bool(args_to_api(args, parser))
+    finally:
+        for extra in configfiles[1:]:
+            Path(extra).unlink(missing_ok=True)
 
 
 def lint(name: str, configfile: str | Path | None = None, config: Mapping | None = None) -> bool:
