@@ -51,6 +51,8 @@ def workdir(tmp_path_factory):
         "consequence": np.r_[np.where(np.arange(n) % 2, "missense", "intron"), ["missense", "intron"]],
         "status": ["ok"] * n + ["ref_mismatch", "ok"],
     })
+    # a repeated input record (status duplicate) keeps its own row in score tables
+    labels = pd.concat([labels, labels.iloc[[0]].assign(status="duplicate")], ignore_index=True)
     labels.to_parquet(d / "labels.parquet", index=False)
     return d
 
@@ -90,10 +92,12 @@ def test_train_show_apply_evaluate(workdir):
     _run(["probe", "apply", "--probe", str(d / "linear.safetensors"), *stores, "--scores", str(out),
           "--name", "probe_linear", "--out", str(out)])
     a = read_scores(out)
-    assert a.n_obs == 302  # every input row kept
+    assert a.n_obs == 303  # every input row kept, the repeated record too
+    assert a.obs.loc["chr1:1000:A:G#2", "status"] == "duplicate"
     assert {"pathogenicity", "pathogenicity_calibrated", "probe_linear"} <= set(a.var_names)
     s = pd.Series(np.asarray(a[:, "pathogenicity"].X).ravel(), index=a.obs_names)
-    assert np.isnan(s["chr1:5000:N:A"]) and np.isnan(s["chr1:6000:C:T"]) and s.notna().sum() == 300
+    assert np.isnan(s["chr1:5000:N:A"]) and np.isnan(s["chr1:6000:C:T"]) and np.isnan(s["chr1:1000:A:G#2"])
+    assert s.notna().sum() == 300
 
     r = _run(["probe", "evaluate", "--scores", str(out), "--score", "pathogenicity", "--score", "probe_linear",
               "--labels", str(d / "report_covariance" / "split.tsv"), "--split-column", "split",

@@ -21,7 +21,18 @@ def probe() -> None:
 
 # ------------------------------------------------------------------ helpers
 def _read_table(path: str):
-    """Variant table (h5ad obs, parquet, tsv, csv) indexed by variant_id."""
+    """Variant table (h5ad obs, parquet, tsv, csv) indexed by variant_id (first row of a repeated id)."""
+    df = _read_raw(path)
+    dup = df["variant_id"].duplicated()
+    if dup.any():
+        click.echo(f"warning: {path}: {int(dup.sum())} repeated variant_id rows; the first of each is used "
+                   f"(e.g. {df.loc[dup, 'variant_id'].iloc[0]})", err=True)
+        df = df[~dup]
+    return df.set_index(df["variant_id"].astype(str)).drop(columns="variant_id")
+
+
+def _read_raw(path: str):
+    """Variant table (h5ad obs, parquet, tsv, csv) with a variant_id column, every row kept."""
     import pandas as pd
 
     p = Path(path)
@@ -38,7 +49,7 @@ def _read_table(path: str):
                 if col not in df.columns:
                     df[col] = a.X[:, j]
             df.index.name = "variant_id"
-            return df
+            return df.reset_index()
         if name.endswith((".parquet", ".pq")):
             df = pd.read_parquet(p)
         elif name.endswith((".tsv", ".tsv.gz", ".txt")):
@@ -54,12 +65,8 @@ def _read_table(path: str):
     if "variant_id" not in df.columns:
         raise click.ClickException(f"{path}: no 'variant_id' column (columns: {list(df.columns)[:12]}); "
                                    "write it with `biointerp variants check --out`")
-    dup = df["variant_id"].duplicated()
-    if dup.any():
-        click.echo(f"warning: {path}: {int(dup.sum())} repeated variant_id rows; the first of each is used "
-                   f"(e.g. {df.loc[dup, 'variant_id'].iloc[0]})", err=True)
-        df = df[~dup]
-    return df.set_index(df["variant_id"].astype(str)).drop(columns="variant_id")
+    df["variant_id"] = df["variant_id"].astype(str)
+    return df
 
 
 def _open_stores(stores: tuple[str, ...]):
@@ -386,7 +393,7 @@ def apply_cmd(probe_path, stores, scores, variants, kind, d_model, tensor, name,
         adata = read_scores(scores)
     else:
         if variants:
-            vt = _read_table(variants).reset_index()
+            vt = _read_raw(variants)
         else:
             vt = _store_variant_table(src)
         adata = make_scores_adata(vt, uns=provenance(probe=str(probe_path)))
