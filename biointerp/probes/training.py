@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from biointerp.probes.covariance import (CovarianceBackbone, CovarianceProbe, MultiHeadCovarianceProbe,
                                          evee_diffs, head_prediction, soft_bin_labels)
 from biointerp.probes.evaluate import auroc, binary_labels
-from biointerp.probes.linear import LinearProbe, featurize, fit_linear, linear_loss
+from biointerp.probes.linear import LinearProbe, featurize, fit_linear
 
 DEFAULT_HEAD = "pathogenicity"
 
