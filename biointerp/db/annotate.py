@@ -168,6 +168,7 @@ def _annotate(vdb: VariantDB, vcf_in: Path, vcf_out: Path, heads: list[str], pre
     try:
         with pysam.BGZFile(str(vcf_out), f"wb{level}") as fh, _open_stream(vcf_in) as stream:
             fh.write(b"\n".join(header) + b"\n")
+            t = time.perf_counter()  # open_csv already reads and parses the first block
             try:
                 reader = pcsv.open_csv(
                     stream,
@@ -182,7 +183,6 @@ def _annotate(vdb: VariantDB, vcf_in: Path, vcf_out: Path, heads: list[str], pre
                     raise ValueError(f"{vcf_in}: cannot parse the VCF body ({err})") from None
                 reader = None  # header only, no records
             while reader is not None:
-                t = time.perf_counter()
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
@@ -197,6 +197,7 @@ def _annotate(vdb: VariantDB, vcf_in: Path, vcf_out: Path, heads: list[str], pre
                 fh.write(body)
                 steps["compress_write"] += time.perf_counter() - t
                 bar.update(table.num_rows)
+                t = time.perf_counter()
     finally:
         con.close()
         bar.close()
