@@ -58,7 +58,8 @@ def _md_table(df: pd.DataFrame) -> str:
 
 
 def scoring_report(adata, out_dir: str | Path, n_boot: int = 1000, title: str = "Variant scoring report") -> dict:
-    """Write ``report.md``, ``summary.tsv``, ``status_counts.tsv`` and PNG plots to ``out_dir``.
+    """Write ``report.md``, ``summary.tsv`` (metric, value), ``scores.tsv`` (one row per
+    score), ``status_counts.tsv``, ``per_consequence.tsv`` and PNG plots to ``out_dir``.
 
     Returns the summary as a dict (``n_variants``, ``status_counts``, per-score
     ``metrics``). Works with or without labels and with any score columns.
@@ -121,6 +122,7 @@ def scoring_report(adata, out_dir: str | Path, n_boot: int = 1000, title: str = 
                        auprc=r["auprc"])
         rows.append(row)
     metrics = pd.DataFrame(rows)
+    metrics.to_csv(out / "scores.tsv", sep="\t", index=False)
 
     per_class = None
     if y is not None and names:

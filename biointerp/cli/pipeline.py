@@ -237,6 +237,8 @@ def demo(outdir, cores, shards, model) -> None:
     if not run("variant_scoring", default_config("variant_scoring"), {**common, "harvest": harvest, "probes": probes},
                cores=cores, quiet=True):
         raise click.ClickException(f"variant_scoring failed; logs in {out / 'logs'}")
+    import pandas as pd
+
     dt = time.time() - t0
     click.echo("")
     click.echo(f"Demo finished in {dt:.0f} s. Results in {out}/:")
@@ -250,8 +252,11 @@ def demo(outdir, cores, shards, model) -> None:
     click.echo("Probes vs zero-shot on held-out genes (AUROC, 95% CI):")
     _print_tsv(out / "training" / "report" / "summary.tsv", sys.stdout)
     click.echo("")
-    click.echo("All variants (scoring report summary):")
-    _print_tsv(out / "report" / "summary.tsv", sys.stdout)
+    status = pd.read_csv(out / "report" / "status_counts.tsv", sep="\t")
+    click.echo("All variants (" + ", ".join(f"{r.n} {r.status}" for r in status.itertuples())
+               + "; probe figures here include their own training variants):")
+    _print_tsv(out / "report" / "scores.tsv", sys.stdout,
+               ["score", "n_scored", "auroc", "auroc_lo", "auroc_hi", "auprc"])
     click.echo("")
     click.echo("What it shows: the damaging variants of the synthetic genome were planted by design "
                "(splice sites, nonsense, start/stop loss, domain missense, motif loss). AUROC above 0.5 "
@@ -265,11 +270,13 @@ def _read_yaml(path):
     return yaml.safe_load(Path(path).read_text())
 
 
-def _print_tsv(path: Path, stream) -> None:
+def _print_tsv(path: Path, stream, columns=None) -> None:
     import pandas as pd
 
     if not path.is_file():
         stream.write(f"  ({path} missing)\n")
         return
     df = pd.read_csv(path, sep="\t")
+    if columns:
+        df = df[[c for c in columns if c in df.columns]]
     stream.write(df.to_string(index=False, float_format=lambda x: f"{x:.3f}") + "\n")
