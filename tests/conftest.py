@@ -13,7 +13,8 @@ SHARED = Path(os.environ.get("BIOINTERP_SHARED", REPO.parent / "shared"))
 SHARED_DATA = SHARED / "data"
 PARITY = SHARED / "evo2_parity"
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Test models are tiny: one thread is faster than two and keeps timings stable on a shared machine.
+torch.set_num_threads(1)
 
 
 def _need(path: Path) -> Path:
