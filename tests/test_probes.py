@@ -159,6 +159,8 @@ def test_planted_second_order_signal_covariance_not_linear():
     a_cov, res = _fit_and_score("covariance", acts, y, max_epochs=25, patience=5)
     assert a_cov > 0.95, a_cov
     assert a_lin < 0.65, a_lin
+    a_cat, res_cat = _fit_and_score("covariance_concat", acts, y, max_epochs=25, patience=5)
+    assert res_cat.probe.concat and a_cat > 0.9, a_cat
     assert res.info["method"] == "lightning" and res.info["n_val"] == 75
 
 
