@@ -227,3 +227,28 @@ def test_cli_build_query_export(inputs, tmp_path):
     assert res.exit_code == 1 and "nope" in res.output
     res = r.invoke(main, ["db", "export", "--db", str(out)])
     assert res.exit_code == 2 and "--parquet" in res.output
+
+
+def test_annotate_multiallelic_and_aliases(built, inputs, tmp_path):
+    """Split ALTs are suffix-trimmed (TGG>AGG meets T>A), contigs match by alias, INFO '.' is replaced."""
+    out, _ = built
+    ev = inputs["evee"].to_pandas()
+    c, p0, r, a = ev.variant_id[0].split(":")
+    p = int(p0) + 1
+    other = {"A": "C", "C": "G", "G": "T", "T": "A"}[a]
+    other = other if other != r else {"A": "G", "C": "T", "G": "A", "T": "C"}[r]
+    lines = ["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO",
+             f"{c[3:]}\t{p}\t.\t{r}GG\t{a}GG,{other}GG\t.\t.\t.",          # first ALT in the DB, second not
+             f"{c}\t{p}\t.\t{r}\t{a}\t.\t.\tDP=3",                         # same variant, single ALT
+             f"chrUn_x\t{p}\t.\t{r}\t{a}\t.\t.\t."]                         # unknown contig: passed through
+    vin = tmp_path / "m.vcf"
+    vin.write_text("\n".join(lines) + "\n")
+    s = vdb.annotate(out, vin, tmp_path / "m.vcf.gz", heads=["score_2"])
+    assert (s["records"], s["annotated_records"], s["matched_alleles"], s["unknown_contig_records"]) == (3, 2, 2, 1)
+    body = [ln.split("\t") for ln in pysam.BGZFile(str(tmp_path / "m.vcf.gz")).read().decode().splitlines()
+            if not ln.startswith("#")]
+    exp = str(np.float32(ev.pathogenicity[0]))  # shortest float32 repr
+    assert body[0][7] == f"BI_SCORE={exp},.;BI_LABEL={'pathogenic' if ev.label[0] else 'benign'},.;" \
+                         f"BI_SCORE_2={str(np.float32(ev.score_2[0]))},."
+    assert body[1][7].startswith(f"DP=3;BI_SCORE={exp};")
+    assert body[2][7] == "."

@@ -60,6 +60,24 @@ def _read_header(path: Path) -> tuple[list[bytes], list[str], int]:
     return meta, cols, buf[:end].count(b"\n") + 1
 
 
+def _trim_split_alleles(con: duckdb.DuckDBPyConnection) -> None:
+    """Trim the common suffix of each split ALT against REF (``CTT>C,CT`` -> ``CT>C``), as VCF
+    normalisation does, so split alleles meet the database's minimal representation. Multi-allelic
+    records are a small share of a VCF, so a Python pass over them is cheap."""
+    t = con.sql("SELECT rn, k, key, ref, alt FROM alle_multi").to_arrow_table()
+    if t.num_rows == 0:
+        return
+    refs, alts = t.column("ref").to_pylist(), t.column("alt").to_pylist()
+    for i, (r, a) in enumerate(zip(refs, alts)):
+        while len(r) > 1 and len(a) > 1 and r[-1] == a[-1]:
+            r, a = r[:-1], a[:-1]
+        refs[i], alts[i] = r, a
+    trimmed = t.set_column(3, "ref", pa.array(refs, pa.string())).set_column(4, "alt", pa.array(alts, pa.string()))
+    con.register("alle_trimmed", trimmed)
+    con.execute("CREATE OR REPLACE TEMP TABLE alle_multi AS SELECT * FROM alle_trimmed")
+    con.unregister("alle_trimmed")
+
+
 def _assemble(table: pa.Table, names: list[str], adds: pa.Table) -> bytes:
     """Rebuild the VCF body with pyarrow kernels: INFO gets ``;add`` (or becomes ``add`` when it was ``.``)."""
     n = table.num_rows
@@ -266,6 +284,7 @@ def _annotate_batch(con: duckdb.DuckDBPyConnection, vdb: VariantDB, table: pa.Ta
         SELECT rn, key, ref, unnest(string_split(alt, ',')) AS alt,
                generate_subscripts(string_split(alt, ','), 1) AS k
         FROM vk WHERE multi AND key IS NOT NULL""")
+    _trim_split_alleles(con)
     # Hash on the integer key only; ref/alt are checked on the (few) key matches: the CASE keeps
     # the optimizer from turning them into string hash-join keys (about 1.5x faster).
     con.execute(f"""
