@@ -16,6 +16,9 @@ attention at 3/10/17/24/31), scaled down (d=256: narrower models make a pass
 mostly per-operation overhead, which no reuse can remove); windows scaled down from EVEE's
 49,152 + 16,384 bp by the same 3:1 split, K and the fixed window likewise.
 Variants: ClinVar (2016-11-02) in the BRCA1 region of ../shared/data.
+``--workload clinvar`` (default): all ClinVar alleles at random ClinVar
+positions (~1.3 per position); ``saturation``: all three SNVs at random
+ClinVar positions (a saturation-mutagenesis set); ``both``: one after the other.
 
     .venv/bin/python benchmarks/bench_harvest.py           # 1536+512 bp, K=64, fixed 16, d=256, 12 variants
     .venv/bin/python benchmarks/bench_harvest.py --quick   # 768+256 bp, K=32, fixed 8, d=64, 8 variants
@@ -53,6 +56,27 @@ def pick_variants(table, n: int, how: str):
     return table[table["pos"].isin(keep)].reset_index(drop=True)
 
 
+def saturation_variants(table, genome, n: int):
+    """All three SNVs at random ClinVar positions (seed 0, same position order as
+    ``pick_variants``) until at least n: a saturation-mutagenesis set on real sequence."""
+    import numpy as np
+    import pandas as pd
+
+    table = table[table["status"] == "ok"]
+    rows = []
+    for p in np.random.RandomState(0).permutation(table["pos"].unique()):
+        chrom = str(table.loc[table["pos"] == p, "chrom"].iloc[0])
+        ref = genome.fetch(chrom, int(p), int(p))
+        if ref not in "ACGT":
+            continue
+        for alt in "ACGT".replace(ref, ""):
+            rows.append({"variant_id": f"{chrom}:{p}:{ref}:{alt}", "chrom": chrom, "pos": int(p),
+                         "ref": ref, "alt": alt, "status": "ok", "status_detail": ""})
+        if len(rows) >= n:
+            break
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -66,6 +90,9 @@ def main() -> None:
     ap.add_argument("--region", default="17:41196312-41277500", help="ClinVar records taken from here (GRCh37; default: BRCA1)")
     ap.add_argument("--sample", choices=["random", "first"], default="random",
                     help="random positions (all their alleles) or the first records")
+    ap.add_argument("--workload", choices=["clinvar", "saturation", "both"], default="clinvar",
+                    help="all ClinVar alleles at random positions, or all 3 SNVs at random ClinVar positions")
+    ap.add_argument("--batch-size", type=int, default=8, help="variant sequences per suffix pass")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: shared, contended machine)")
@@ -74,13 +101,15 @@ def main() -> None:
         args.n, args.upstream, args.downstream, args.K, args.fixed, args.hidden = 8, 768, 256, 32, 8, 64
     torch.set_num_threads(args.threads)
     from biointerp.genome import Genome
-    from biointerp.harvest import evee_bytes_per_variant, evee_reference, harvest
+    from biointerp.harvest import evee_reference, harvest
     from biointerp.models import StripedHyenaModel, random_model, tiny_config
     from biointerp.variants import read_variants
 
     genome = Genome(DATA / "reference" / "brca1_region.GRCh37.fa")
-    table = read_variants(DATA / "variants" / "clinvar_20161102.GRCh37.vcf.gz", genome, region=args.region)
-    table = pick_variants(table, args.n, args.sample)
+    clinvar = read_variants(DATA / "variants" / "clinvar_20161102.GRCh37.vcf.gz", genome, region=args.region)
+    tables = {"clinvar": lambda: pick_variants(clinvar, args.n, args.sample),
+              "saturation": lambda: saturation_variants(clinvar, genome, args.n)}
+    names = ["clinvar", "saturation"] if args.workload == "both" else [args.workload]
     L = args.upstream + args.downstream
     cfg = tiny_config(hidden_size=args.hidden, num_layers=32, num_attention_heads=max(1, args.hidden // 16),
                       max_seqlen=max(8192, L))
@@ -88,13 +117,24 @@ def main() -> None:
     model = StripedHyenaModel(random_model(cfg, seed=0), name=f"sh2-7b-pattern-d{args.hidden}",
                               device=args.device, dtype=dtype)
     kw = dict(upstream=args.upstream, downstream=args.downstream, K=args.K, fixed=args.fixed)
-    print(f"model {model.name} (32 blocks, 7B pattern) on {args.device}/{args.dtype}, layer {args.layer}; "
-          f"{len(table)} ClinVar variants at {table['pos'].nunique()} positions; window {args.upstream}+"
-          f"{args.downstream} bp, K={args.K}, fixed={args.fixed}")
-    cuda = args.device.startswith("cuda")
     tmp = Path(tempfile.mkdtemp(prefix="bench_harvest_"))
-    evee_reference(model, genome, table.head(1), args.layer, **kw)  # warm-up
-    harvest(model, genome, table.head(1), args.layer, store=tmp / "warm", progress=False, **kw)
+    first = tables[names[0]]()
+    evee_reference(model, genome, first.head(1), args.layer, **kw)  # warm-up
+    harvest(model, genome, first.head(1), args.layer, store=tmp / "warm", progress=False, **kw)
+
+    for w in names:
+        run_case(args, model, genome, w, tables[w](), kw, tmp / w)
+
+
+def run_case(args, model, genome, workload: str, table, kw: dict, tmp: Path) -> None:
+    from biointerp.harvest import evee_bytes_per_variant, evee_reference, harvest
+
+    print(f"[{workload}] model {model.name} (32 blocks, 7B pattern) on {args.device}/{args.dtype}, layer "
+          f"{args.layer}; {len(table)} variants at {table['pos'].nunique()} positions "
+          f"({len(table) / table['pos'].nunique():.2f} per position); window {args.upstream}+"
+          f"{args.downstream} bp, K={args.K}, fixed={args.fixed}")
+    L = args.upstream + args.downstream
+    cuda = args.device.startswith("cuda")
 
     def timed(fn):
         """On CPU: process CPU time (shared cores); on CUDA: wall time."""
@@ -110,7 +150,8 @@ def main() -> None:
 
     (ids, base), t_base = timed(lambda: evee_reference(model, genome, table, args.layer, **kw))
     store, t_ours = timed(lambda: harvest(model, genome, table, args.layer, store=tmp / "ours",
-                                          storage_dtype=torch.float32, progress=False, **kw))
+                                          storage_dtype=torch.float32, batch_size=args.batch_size,
+                                          progress=False, **kw))
     got_ids, got = store.read()
     assert got_ids == ids
     same_pos = float((got["positions"] == base["positions"]).float().mean())
@@ -120,7 +161,7 @@ def main() -> None:
     print(f"ours      prefix reuse + shared ref + async store     : {n / t_ours:7.3f} variants/s ({t_ours:.1f} s)")
     print(f"agreement: positions identical {same_pos:.1%}; max |diff| " +
           ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
-    print(f"speed-up over EVEE recipe: {t_base / t_ours:.2f}x")
+    print(f"[{workload}] speed-up over EVEE recipe: {t_base / t_ours:.2f}x")
     n_pos, up = table["pos"].nunique(), args.upstream / L
     ours_passes = 2 * n_pos + n * ((1 - up) + up)  # fwd: var from the variant on; rev: var after the downstream part
     print(f"ideal at batch 1 (full-pass equivalents): {4 * n / ours_passes:.2f}x = {4 * n} / "
