@@ -107,15 +107,15 @@ def test_slurm_dry_run_plans_gpu_jobs(name, model_rules, tmp_path):
             assert "gpu" not in res and res.get("slurm_partition") == "cpu", (rule, res)
 
 
-def test_wrapper_dry_run_with_profile(tmp_path, capsys):
+def test_wrapper_dry_run_with_profile(tmp_path):
     """`biointerp pipeline run ... --profile slurm --dry-run` goes through Snakemake's own profile handling."""
-    from click.testing import CliRunner
-
-    from biointerp.cli import main
-
-    res = CliRunner().invoke(main, ["pipeline", "run", "probe_training", "--profile", "slurm", "--dry-run",
-                                    "--set", f"outdir={tmp_path / 'o'}", "--set", "n_shards=2"])
-    assert res.exit_code == 0, res.output
+    res = subprocess.run([sys.executable, "-m", "biointerp", "pipeline", "run", "probe_training", "--profile", "slurm",
+                          "--dry-run", "--set", f"outdir={tmp_path / 'o'}", "--set", "n_shards=2",
+                          "--set", "harvest={enabled: true, layers: [blocks.1], view: mean}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    text = res.stdout + res.stderr
+    assert res.returncode == 0, text
+    assert "Using profile" in text and planned_jobs(text)["harvest_shard"] == 2
     assert bp.resolve_profile("slurm") == REPO / "snakemake" / "profiles" / "slurm"
     with pytest.raises(ValueError, match="local, slurm"):
         bp.resolve_profile("nope")
