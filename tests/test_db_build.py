@@ -252,3 +252,15 @@ def test_annotate_multiallelic_and_aliases(built, inputs, tmp_path):
                          f"BI_SCORE_2={str(np.float32(ev.score_2[0]))},."
     assert body[1][7].startswith(f"DP=3;BI_SCORE={exp};")
     assert body[2][7] == "."
+
+
+def test_open_parquet_shards_directly(inputs):
+    """biointerp.db.open on EVEE shards builds a temporary database and removes it on close."""
+    shard = inputs["dir"] / "evee-00001.parquet"
+    db = vdb.open(shard)
+    tmp = db.path.parent
+    ev = inputs["evee"].to_pandas().iloc[1700:]
+    assert db.count() == len(ev)
+    assert db.query(ev.variant_id.iloc[5], zero_based=True).shape[0] == 1
+    db.close()
+    assert not tmp.exists()

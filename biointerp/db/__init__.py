@@ -16,8 +16,27 @@ from biointerp.db.query import QueryError, Result, VariantDB, parse_region
 
 
 def open(path: str | Path) -> VariantDB:  # noqa: A001 - mirrors the CLI verb
-    """Open a variant database read-only; see :class:`VariantDB`."""
-    return VariantDB(path)
+    """Open a variant database read-only; see :class:`VariantDB`.
+
+    ``path`` may also be a Parquet file or a folder of Parquet shards (ours or EVEE's
+    release): they are then built into a temporary database first (deleted on ``close()``);
+    for repeated use build once with :func:`build` / ``biointerp db build``.
+    """
+    p = Path(path)
+    if p.is_dir() or p.suffix.lower() == ".parquet":
+        import shutil
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="biointerp_db_"))
+        try:
+            build([p], tmp / "variants.duckdb", fingerprint=False)
+            db = VariantDB(tmp / "variants.duckdb")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        db._cleanup = tmp
+        return db
+    return VariantDB(p)
 
 
 #: ``annotate(db, vcf_in, vcf_out, heads=(), prefix="BI_")``; bound after the submodule import so

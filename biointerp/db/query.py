@@ -277,6 +277,11 @@ class VariantDB:
         while not self._pool.empty():
             self._pool.get_nowait().close()
         self._con.close()
+        tmp = getattr(self, "_cleanup", None)
+        if tmp is not None:  # temporary database built from Parquet by biointerp.db.open
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def __enter__(self) -> VariantDB:
         return self
