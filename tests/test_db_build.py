@@ -264,3 +264,21 @@ def test_open_parquet_shards_directly(inputs):
     assert db.query(ev.variant_id.iloc[5], zero_based=True).shape[0] == 1
     db.close()
     assert not tmp.exists()
+
+
+def test_build_from_our_parquet(inputs, tmp_path):
+    """Our Parquet layout (tables.write_scores -> scores_frame) maps like the .h5ad it came from."""
+    pq_path = write_scores(inputs["ours"], tmp_path / "ours.parquet")
+    meta = vdb.build([pq_path], tmp_path / "p.duckdb")
+    assert meta["inputs"][0]["kind"] == "ours" and meta["score_source"] == ["pathogenicity"]
+    assert sorted(meta["heads"]) == ["delta_ll", "probe_head_a"]
+    with vdb.open(tmp_path / "p.duckdb") as db:
+        got = db.query(region="13:1-100000").set_index("variant_id")
+    obs = inputs["ours"].obs
+    X = np.asarray(inputs["ours"].X)
+    assert sorted(got.index) == sorted(obs.index)
+    g = got.loc[obs.index]
+    for j, name in enumerate(inputs["ours"].var_names):
+        col = "score" if name == "pathogenicity" else name
+        assert np.array_equal(g[col].to_numpy(np.float32), X[:, j], equal_nan=True), name
+    assert (g.status.values == obs.status.values).all()
