@@ -15,14 +15,15 @@ import numpy as np
 import pandas as pd
 
 LABEL_MAP = {"pathogenic": 1, "likely_pathogenic": 1, "benign": 0, "likely_benign": 0,
-             "1": 1, "0": 0, "true": 1, "false": 0, "case": 1, "control": 0, "tumor": 1, "normal": 0}
+             "1": 1, "0": 0, "true": 1, "false": 0, "case": 1, "control": 0, "tumor": 1, "normal": 0,
+             "damaging": 1, "neutral": 0, "deleterious": 1, "tolerated": 0}
 
 
 def binary_labels(values: Sequence | pd.Series) -> np.ndarray:
     """Map labels to 1.0 / 0.0, NaN for anything else ('other', VUS, missing).
 
     Accepts 0/1 numbers and bools, and the strings pathogenic/benign (and
-    likely_*), case/control, tumor/normal, true/false.
+    likely_*), damaging/neutral, deleterious/tolerated, case/control, tumor/normal, true/false.
     """
     s = pd.Series(values)
     if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
