@@ -212,7 +212,7 @@ def demo(outdir, cores, shards, model) -> None:
     biology, its labelled variants and the bundled demo model.
 
     1. probe_training: harvest activations, train linear and covariance probes,
-       evaluate them against zero-shot scores on held-out genes.
+       evaluate them against zero-shot scores on the held-out contig.
     2. variant_scoring: zero-shot scores + the trained probes for every variant
        -> scores table, Parquet, annotated VCF, DuckDB database, report.
     """
@@ -247,9 +247,9 @@ def demo(outdir, cores, shards, model) -> None:
     click.echo("  annotated.vcf.gz              the input VCF with BI_* INFO fields")
     click.echo("  report/report.md              status counts, score distributions, ROC by consequence")
     click.echo("  training/probes/*.safetensors linear and covariance probes (with cards)")
-    click.echo("  training/report/report.md     probes vs zero-shot on held-out genes")
+    click.echo("  training/report/report.md     probes vs zero-shot on the held-out test split")
     click.echo("")
-    click.echo("Probes vs zero-shot on held-out genes (AUROC, 95% CI):")
+    click.echo("Probes vs zero-shot on the held-out test split (AUROC, 95% CI):")
     _print_tsv(out / "training" / "report" / "summary.tsv", sys.stdout)
     click.echo("")
     status = pd.read_csv(out / "report" / "status_counts.tsv", sep="\t")
@@ -261,7 +261,8 @@ def demo(outdir, cores, shards, model) -> None:
     click.echo("What it shows: the damaging variants of the synthetic genome were planted by design "
                "(splice sites, nonsense, start/stop loss, domain missense, motif loss). AUROC above 0.5 "
                "means the model's likelihoods (zero-shot) or its activations (probes) recover that "
-               "biology; the training report's held-out genes are the honest figure.")
+               "biology. The test split (contig synth4) was unseen by the demo model and by the probes: "
+               "those are the honest figures.")
 
 
 def _read_yaml(path):
