@@ -422,12 +422,16 @@ def biomarker_probe(adata: ad.AnnData, features: Sequence[str] | None = None, te
     yu = y[rows].astype(int)
     if min(np.bincount(yu, minlength=2)) < 2:
         raise CohortError("need at least 2 usable cases and 2 controls for a held-out probe")
-    split = stratified_split(yu, test_frac, seed)
+    try:
+        split = stratified_split(yu, test_frac, seed)
+    except ValueError as err:
+        raise CohortError(f"cannot make a stratified {test_frac:g} held-out split of {len(yu)} samples "
+                          f"({int(yu.sum())} cases): {err}; change --test-frac") from err
     X = np.asarray(adata[:, feats].X, dtype=np.float64)[rows]
     tr, te = split == "train", split == "test"
-    with np.errstate(invalid="ignore"):
-        mu = np.nanmean(np.where(np.isnan(X[tr]).all(0), 0.0, X[tr]), 0) if tr.any() else None
     keep = ~np.isnan(X[tr]).all(0)  # features never seen in train get no weight
+    with np.errstate(invalid="ignore"):
+        mu = np.where(keep, np.nanmean(np.where(keep[None, :], X[tr], 0.0), 0), 0.0)  # train means only
     Xi = np.where(np.isnan(X), mu[None, :], X)[:, keep]
     probe = fit_linear(torch.from_numpy(Xi[tr]).float(), torch.from_numpy(yu[tr]), l2=l2, method="lbfgs",
                        seed=seed)

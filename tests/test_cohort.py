@@ -165,6 +165,17 @@ def test_synthetic_planted_loci_rank_at_the_top(synth_cohort):
     assert (a.var["qval"][~dmr] < 0.05).mean() < 0.05
 
 
+def test_samples_by_features_csv_reads_the_same(synth_cohort, tmp_path):
+    a = load_methylation(synth_cohort["beta"], synth_cohort["samples"])
+    beta = pd.read_csv(synth_cohort["beta"], sep="\t", index_col=0)
+    beta.T.iloc[::-1].to_csv(tmp_path / "t.csv")  # samples as rows, reversed order, CSV
+    b = load_methylation(tmp_path / "t.csv", synth_cohort["samples"], case="case")
+    assert b.uns["biointerp"]["orientation"] == "samples_x_features"
+    assert list(b.obs_names) == list(a.obs_names) and list(b.var_names) == list(a.var_names)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.obs["label"], b.obs["label"])
+
+
 def test_cli_biomarkers_on_synthetic_cohort(synth_cohort, tmp_path):
     import anndata as ad
 

@@ -75,7 +75,7 @@ def biomarkers(matrix, samples, label_column, case, control, sample_column, out,
         raise click.ClickException(str(err)) from err
     write_biomarkers(adata, out)
     if plot:
-        volcano_plot(adata, plot, top=min(top, 15))
+        volcano_plot(adata, plot, top=min(top, 8))
     table = top_features(adata, top)
     rk = info["ranking"]
     if as_json:
