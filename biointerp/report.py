@@ -257,10 +257,12 @@ def training_report(evals: Sequence[str | Path], labels: pd.DataFrame, out_dir: 
     fig.savefig(out / "comparison.png", dpi=100)
     plt.close(fig)
 
-    n_test = int((labels["split"].astype(str) == "test").sum()) if "split" in labels.columns else 0
+    counts = labels["split"].astype(str).value_counts() if "split" in labels.columns else pd.Series(dtype=int)
     md = ["# Probe training report", "",
-          f"{len(labels)} variants; {n_test} in the test split "
-          f"({int(np.isfinite(pd.to_numeric(labels['label'], errors='coerce')).sum())} labelled overall).", "",
+          f"{len(labels)} variants ({int(np.isfinite(pd.to_numeric(labels['label'], errors='coerce')).sum())} "
+          "labelled); split " + ", ".join(f"{k} {v}" for k, v in counts.items())
+          + ". Probes are trained on `train` (early stopping on `val` when present) and every method "
+          "is scored on the same `test` variants.", "",
           "## Test-split performance", "", _md_table(table) if len(table) else "No evaluations.", "",
           "Zero-shot `delta_ll` is negated (higher = damaging). 95% percentile bootstrap CIs.", "",
           "![AUROC comparison](comparison.png)", ""]
