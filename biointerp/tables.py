@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import importlib.metadata
 import json
 import platform
 from collections.abc import Mapping, Sequence
@@ -43,7 +44,7 @@ def provenance(**fields) -> dict:
     out = {
         "biointerp_version": __version__,
         "torch_version": str(torch.__version__),
-        "anndata_version": ad.__version__,
+        "anndata_version": importlib.metadata.version("anndata"),
         "python_version": platform.python_version(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
