@@ -24,7 +24,8 @@ def resolve_device(device: str, dtype: str):
 
 
 def load_inputs(model_spec: str, fasta: str, variants_path: str, info: tuple[str, ...], device: str,
-                dtype: str, shard: int | None, n_shards: int | None):
+                dtype: str, shard: int | None, n_shards: int | None,
+                checkpoint: str | None = None, model_config: str | None = None):
     """Open the reference, read + check variants (VCF or `variants check` Parquet), load the model."""
     from biointerp.genome import Genome, GenomeError
     from biointerp.models import load_model
@@ -53,7 +54,8 @@ def load_inputs(model_spec: str, fasta: str, variants_path: str, info: tuple[str
         table = select_shard(table, shard, n_shards)
     dev, dt = resolve_device(device, dtype)
     try:
-        model = load_model(model_spec, device=dev, dtype=dt)
+        extra = {k: v for k, v in (("checkpoint", checkpoint), ("config", model_config)) if v}
+        model = load_model(model_spec, device=dev, dtype=dt, **extra)
     except Exception as err:  # noqa: BLE001 - any loading failure is a user-facing error
         raise click.ClickException(f"--model {model_spec}: {err}") from err
     return genome, table, model
@@ -71,6 +73,11 @@ def common_options(f):
     for opt in reversed([
         click.option("--model", "model_spec", required=True,
                      help="Model spec: demo, evo2_7b, a model directory, hf:<dir> ..."),
+        click.option("--checkpoint", type=click.Path(exists=True), default=None,
+                     help="Local checkpoint for a registered Evo 2 name (.pt, .pt.partN shards, "
+                          ".safetensors or a directory); default: $BIOINTERP_CHECKPOINTS."),
+        click.option("--model-config", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="Architecture YAML overriding the registered config (official Evo 2 field names)."),
         click.option("--fasta", required=True, type=click.Path(exists=True, dir_okay=False),
                      help="Reference FASTA (plain or bgzip)."),
         click.option("--variants", "variants_path", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -102,7 +109,7 @@ def common_options(f):
               help="Score only tokens within SPAN bp of the allele (default: the whole window).")
 @shard_options
 def score(model_spec, fasta, variants_path, info, device, dtype, batch_size, no_prefix_reuse, out, window,
-          reduce, strand, span, shard, n_shards) -> None:
+          reduce, strand, span, shard, n_shards, checkpoint=None, model_config=None) -> None:
     """Zero-shot variant scores (Δ log-likelihood, variant minus reference).
 
     Every input record appears in the output with its status; rows that are not
@@ -113,7 +120,8 @@ def score(model_spec, fasta, variants_path, info, device, dtype, batch_size, no_
     from biointerp.scoring import score_variants
     from biointerp.tables import file_fingerprint, make_scores_adata, provenance, write_scores
 
-    genome, table, model = load_inputs(model_spec, fasta, variants_path, info, device, dtype, shard, n_shards)
+    genome, table, model = load_inputs(model_spec, fasta, variants_path, info, device, dtype, shard, n_shards,
+                                       checkpoint, model_config)
     res = score_variants(model, genome, table, window=window, reduce=reduce, strand=strand, span=span,
                          batch_size=batch_size, reuse_prefix=not no_prefix_reuse, progress=True)
     table = table.copy()

@@ -91,11 +91,17 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     # allow that one class in the weights-only unpickler; the entries are dropped later.
     with torch.serialization.safe_globals([io.BytesIO]):
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:
-            if "mmap" not in str(err):
-                raise
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as err:
+                if "mmap" not in str(err):
+                    raise
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - truncated/corrupt/not-a-checkpoint files
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err}). "
+                "Expected an official .pt state dict (loaded with weights_only=True) or .safetensors."
+            ) from err
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
