@@ -8,7 +8,18 @@ from biointerp.probes.evaluate import (apply_calibration, auprc, auroc, evaluate
                                        reliability_table, stratified)
 from biointerp.probes.linear import LinearProbe, featurize, fit_linear
 from biointerp.probes.splits import make_split, split_by_chrom, split_by_gene, split_from_column
-from biointerp.probes.training import InMemorySource, TrainResult, predict, train_probe
+
+# Training pulls in lightning (seconds to import): load it only when a training name is used,
+# so applying or inspecting a probe stays quick.
+_TRAINING = {"InMemorySource", "TrainResult", "predict", "train_probe"}
+
+
+def __getattr__(name: str):
+    if name in _TRAINING:
+        from biointerp.probes import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module 'biointerp.probes' has no attribute {name!r}")
 
 __all__ = [
     "CovarianceBackbone", "CovarianceProbe", "MultiHeadCovarianceProbe", "LinearProbe", "InMemorySource",
