@@ -5,8 +5,13 @@ On the held-out contig of the demo's synthetic training genome:
 (b) per-position linear-probe AUROC (exon, splice site, motif, CpG island) from the middle block;
 (c) both again for a randomly initialised model of the same config and seed (the control).
 
-    .venv/bin/python benchmarks/bench_ground_truth.py            # full: all held-out variants, 15 genes
-    .venv/bin/python benchmarks/bench_ground_truth.py --quick    # ~1/4 size
+    .venv/bin/python benchmarks/bench_ground_truth.py --per-class 20 --genes 6   # ~2 min on 2 CPU cores
+    .venv/bin/python benchmarks/bench_ground_truth.py --quick    # 10 per class, 5 genes, 256-bp windows
+    .venv/bin/python benchmarks/bench_ground_truth.py            # all ~600 held-out variants, 15 genes (slow on CPU)
+
+Measured (demo model, --per-class 20 --genes 6 --window 512, 300 held-out variants):
+zero-shot AUROC 0.721 vs control 0.501; probe AUROC mean 0.819 vs 0.723
+(exon 0.749/0.595, splice site 0.734/0.664, motif 0.799/0.723, CpG island 0.994/0.908).
 """
 
 from __future__ import annotations
