@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from biointerp.cli import main
 from biointerp.models import load_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_list_and_info(parity_dir):

@@ -8,15 +8,6 @@ import torch
 from biointerp.models import CheckpointError, load_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and avoids oversubscribing a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -15,15 +15,6 @@ ALL_KINDS = ["embedding_layer", "blocks.0", "blocks.0.filter", "blocks.1.filter"
              "blocks.3.inner_mha_cls", "blocks.3.mlp.l3", "blocks.6", "blocks.7", "norm"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and avoids oversubscribing a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _tol(expected: torch.Tensor) -> float:
     return 1e-5 * max(1.0, expected.abs().max().item())
 

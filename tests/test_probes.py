@@ -15,15 +15,6 @@ from biointerp.probes.evaluate import apply_calibration, fit_calibration, reliab
 from biointerp.probes.splits import check_no_leak, gene_groups, split_by_chrom, split_from_column
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread avoids oversubscription on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def planted_acts(n: int, K: int = 16, d: int = 16, kind: str = "second", seed: int = 0):
     """EVEE-shaped activations with a label planted in the var-ref diffs.
 

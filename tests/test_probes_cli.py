@@ -16,14 +16,6 @@ from biointerp.store import ActivationStore
 from biointerp.tables import read_scores
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """Two stores (two 'shards') of EVEE views with a planted second-order label,

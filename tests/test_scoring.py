@@ -18,15 +18,6 @@ from biointerp.tables import read_scores
 WINDOW = 192
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids OpenMP spin contention (~50x faster)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def model():
     return StripedHyenaModel(random_model(tiny_config(hidden_size=16, num_layers=8, num_attention_heads=2), seed=7))

@@ -11,15 +11,6 @@ from biointerp.models import StripedHyena, StripedHyenaConfig, load_model
 from biointerp.models.striped_hyena import load_official_state_dict
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and avoids oversubscribing a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _tol(expected: torch.Tensor) -> float:
     return 1e-5 * max(1.0, expected.abs().max().item())
 
