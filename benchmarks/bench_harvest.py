@@ -37,44 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
-
-def pick_variants(table, n: int, how: str):
-    """``first``: the first n ok records; ``random``: all alleles at randomly chosen
-    positions (seed 0) until n, so alleles per position follow ClinVar's own mix."""
-    import numpy as np
-
-    table = table[table["status"] == "ok"]
-    if how == "first":
-        return table.head(n).reset_index(drop=True)
-    pos = table["pos"].unique()
-    keep, total = [], 0
-    for p in np.random.RandomState(0).permutation(pos):
-        keep.append(p)
-        total += int((table["pos"] == p).sum())
-        if total >= n:
-            break
-    return table[table["pos"].isin(keep)].reset_index(drop=True)
-
-
-def saturation_variants(table, genome, n: int):
-    """All three SNVs at random ClinVar positions (seed 0, same position order as
-    ``pick_variants``) until at least n: a saturation-mutagenesis set on real sequence."""
-    import numpy as np
-    import pandas as pd
-
-    table = table[table["status"] == "ok"]
-    rows = []
-    for p in np.random.RandomState(0).permutation(table["pos"].unique()):
-        chrom = str(table.loc[table["pos"] == p, "chrom"].iloc[0])
-        ref = genome.fetch(chrom, int(p), int(p))
-        if ref not in "ACGT":
-            continue
-        for alt in "ACGT".replace(ref, ""):
-            rows.append({"variant_id": f"{chrom}:{p}:{ref}:{alt}", "chrom": chrom, "pos": int(p),
-                         "ref": ref, "alt": alt, "status": "ok", "status_detail": ""})
-        if len(rows) >= n:
-            break
-    return pd.DataFrame(rows)
+from _workloads import pick_variants, saturation_variants  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def main() -> None:
