@@ -1,4 +1,5 @@
-"""Variant workloads shared by bench_scoring.py and bench_harvest.py (real ClinVar BRCA1 positions)."""
+"""Shared by bench_scoring.py and bench_harvest.py: variant workloads (real ClinVar BRCA1
+positions) and the timer."""
 
 from __future__ import annotations
 
@@ -40,3 +41,21 @@ def saturation_variants(table, genome, n: int):
         if len(rows) >= n:
             break
     return pd.DataFrame(rows)
+
+
+def timed(fn, cuda: bool):
+    """Run ``fn()``; return ``(result, seconds)``: wall time on CUDA, process CPU time on CPU
+    (this machine's cores are shared, so wall time there mostly measures the neighbours)."""
+    import time
+
+    import torch
+
+    if cuda:
+        torch.cuda.synchronize()
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    if cuda:
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    print(f"    ({'wall' if cuda else 'cpu'} time used; wall {wall:.1f} s, cpu {cpu:.1f} s)")
+    return out, (wall if cuda else cpu)

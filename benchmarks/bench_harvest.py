@@ -28,8 +28,8 @@ ClinVar positions (a saturation-mutagenesis set); ``both``: one after the other.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -37,7 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
-from _workloads import pick_variants, saturation_variants  # noqa: E402  (benchmarks/ is on sys.path)
+from _workloads import pick_variants, saturation_variants, timed as timed_run  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def main() -> None:
@@ -106,17 +106,7 @@ def run_case(args, model, genome, workload: str, table, kw: dict, tmp: Path) -> 
     L = args.upstream + args.downstream
     cuda = args.device.startswith("cuda")
 
-    def timed(fn):
-        """On CPU: process CPU time (shared cores); on CUDA: wall time."""
-        if cuda:
-            torch.cuda.synchronize()
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        if cuda:
-            torch.cuda.synchronize()
-        wall, cpu = time.perf_counter() - t, time.process_time() - c
-        print(f"    ({'wall' if cuda else 'cpu'} time used; wall {wall:.1f} s, cpu {cpu:.1f} s)")
-        return out, (wall if cuda else cpu)
+    timed = partial(timed_run, cuda=cuda)
 
     t_base = t_ours = float("inf")
     for r in range(args.repeat):  # alternate, so that a busy spell on the machine hits both

@@ -31,7 +31,7 @@ times (cores here are shared by several users); on CUDA wall times.
 from __future__ import annotations
 
 import argparse
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
-from _workloads import pick_variants, saturation_variants  # noqa: E402  (benchmarks/ is on sys.path)
+from _workloads import pick_variants, saturation_variants, timed as timed_run  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def load_case(args):
@@ -107,18 +107,7 @@ def run_case(args, genome, model, workload: str, table) -> None:
 
     cuda = args.device.startswith("cuda")
 
-    def timed(fn):
-        """(result, seconds): wall time on GPU; on CPU process CPU time, since this
-        machine's cores are shared and wall time mostly measures the neighbours."""
-        if cuda:
-            torch.cuda.synchronize()
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        if cuda:
-            torch.cuda.synchronize()
-        wall, cpu = time.perf_counter() - t, time.process_time() - c
-        print(f"    ({'wall' if cuda else 'cpu'} time used; wall {wall:.1f} s, cpu {cpu:.1f} s)")
-        return out, (wall if cuda else cpu)
+    timed = partial(timed_run, cuda=cuda)
 
     t_base = t_ours = t_flat = float("inf")
     for _ in range(args.repeat):  # alternate, so that a busy spell on the machine hits both
