@@ -172,6 +172,26 @@ def test_registry_configs_match_published_parameter_counts():
     assert {"evo2_7b", "evo2_7b_base", "evo2_1b_base", "evo2_40b"} <= set(REGISTRY)
 
 
+@pytest.mark.parametrize("name, attn, hcs_head, n_params", [
+    ("evo2_1b_base", [3, 10, 17, 24], [0, 4, 7, 11, 14, 18, 21], 1.108e9),
+    ("evo2_20b", [3, 10, 17], [0, 4, 7, 11, 14, 18, 21], 19.74e9),
+    ("evo2_40b", [3, 10, 17, 24, 31, 35, 42, 49], [0, 4, 7, 11, 14, 18, 21, 25, 28, 32, 36, 39, 43, 46],
+     41.12e9),
+    ("evo2_40b_base", [3, 10, 17, 24, 31, 35, 42, 49], [0, 4, 7, 11, 14, 18, 21, 25, 28, 32, 36, 39, 43, 46],
+     40.33e9),
+])
+def test_registry_block_patterns_follow_official_configs(name, attn, hcs_head, n_params):
+    """The 40B model breaks the period-7 pattern (attention at 35, not 38): the registry
+    carries the official evo2/configs/*.yml block lists; sizes ~ the published 1B/20B/40B."""
+    cfg = evo2_config(name)
+    kinds = cfg.layer_kinds()
+    assert [i for i, k in enumerate(kinds) if k == "attn"] == attn
+    assert [i for i, k in enumerate(kinds) if k == "hcs"] == hcs_head
+    with torch.device("meta"):
+        m = StripedHyena(cfg)
+    assert abs(sum(t.numel() for t in m.state_dict().values()) - n_params) / n_params < 1e-3
+
+
 def test_bf16_cpu_within_documented_tolerance(parity_dir, ids):
     """bf16 on CPU (log_poles/residues/inv_freq kept fp32, FFT convs in fp32): logits within
     8% of max|logits| of fp32 and per-token log-probs correlated r > 0.999 with fp32."""

@@ -3,7 +3,7 @@
 Specs:
 
 * ``"demo"`` — the bundled demo StripedHyena in ``biointerp/assets/demo_model/``.
-* ``"evo2_7b"``, ``"evo2_7b_base"``, ``"evo2_7b_262k"``, ``"evo2_1b_base"``, ``"evo2_40b"``,
+* ``"evo2_7b"``, ``"evo2_7b_base"``, ``"evo2_7b_262k"``, ``"evo2_1b_base"``, ``"evo2_20b"``, ``"evo2_40b"``,
   ``"evo2_40b_base"`` — native Evo 2 with the registry's architecture config and a local
   checkpoint (``checkpoint=PATH``, ``$BIOINTERP_CHECKPOINTS/<name>.pt`` or the local
   Hugging Face cache; never downloaded).
@@ -43,17 +43,18 @@ __all__ = [
 DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo_model"
 
 
-def _evo2(hidden: int, layers: int, heads: int, mlp: int, *, base: float = 10000,
-          scaling: float | None = None, max_seqlen: int = 8192, name: str) -> dict[str, Any]:
+def _evo2(hidden: int, layers: int, heads: int, mlp: int, *, attn: list[int] | None = None,
+          base: float = 10000, scaling: float | None = None, max_seqlen: int = 8192,
+          multiple_of: int = 16, name: str) -> dict[str, Any]:
     return {
         "model_name": name, "vocab_size": 512, "hidden_size": hidden, "num_filters": hidden,
-        "num_layers": layers, **layer_pattern(layers),
+        "num_layers": layers, **layer_pattern(layers, attn),
         "hcm_filter_length": 128, "hcl_filter_groups": hidden, "hcm_filter_groups": hidden // 16,
         "hcs_filter_groups": hidden // 16, "hcs_filter_length": 7, "short_filter_length": 3,
         "num_attention_heads": heads, "short_filter_bias": False, "eps": 1e-6, "state_size": 16,
         "rotary_emb_base": base, "use_interpolated_rotary_pos_emb": scaling is not None,
         "rotary_emb_scaling_factor": scaling or 1, "make_vocab_size_divisible_by": 8,
-        "inner_size_multiple_of": 16, "inner_mlp_size": mlp, "proj_groups": 1,
+        "inner_size_multiple_of": multiple_of, "inner_mlp_size": mlp, "proj_groups": 1,
         "column_split_hyena": False, "column_split": True, "interleave": True,
         "evo2_style_activations": True, "model_parallel_size": 1, "tie_embeddings": True,
         "mha_out_proj_bias": True, "hyena_out_proj_bias": True, "hyena_flip_x1x2": False,
@@ -62,8 +63,11 @@ def _evo2(hidden: int, layers: int, heads: int, mlp: int, *, base: float = 10000
     }
 
 
-#: name -> (architecture config, checkpoint file name, note). Configs follow the published
-#: ``evo2/configs/*.yml``; pass ``config=<official yml>`` to override one.
+_ATTN_40B = [3, 10, 17, 24, 31, 35, 42, 49]
+
+#: name -> (architecture config, checkpoint file name, note). The numbers are those of
+#: the official ``evo2/configs/*.yml`` (ArcInstitute/evo2, checked against commit 53f1959);
+#: pass ``config=<official yml>`` to override one.
 REGISTRY: dict[str, dict[str, Any]] = {
     "evo2_7b": {"config": _evo2(4096, 32, 32, 11264, scaling=128, max_seqlen=1048576,
                                 name="evo2_7b"),
@@ -72,19 +76,23 @@ REGISTRY: dict[str, dict[str, Any]] = {
                                      name="evo2_7b_262k"),
                      "file": "evo2_7b_262k.pt", "hf": "arcinstitute/evo2_7b_262k",
                      "note": "evo2-7b-262k.yml"},
-    "evo2_7b_base": {"config": _evo2(4096, 32, 32, 11008, name="evo2_7b_base"),
+    "evo2_7b_base": {"config": _evo2(4096, 32, 32, 11008, max_seqlen=32768, name="evo2_7b_base"),
                      "file": "evo2_7b_base.pt", "hf": "arcinstitute/evo2_7b_base",
                      "note": "evo2-7b-8k.yml"},
     "evo2_1b_base": {"config": _evo2(1920, 25, 15, 5120, name="evo2_1b_base"),
                      "file": "evo2_1b_base.pt", "hf": "arcinstitute/evo2_1b_base",
-                     "note": "evo2-1b-8k.yml (dims from memory: verify)"},
-    "evo2_40b": {"config": _evo2(8192, 50, 64, 21888, base=1e6, scaling=128, max_seqlen=1048576,
-                                 name="evo2_40b"),
+                     "note": "evo2-1b-8k.yml"},
+    "evo2_20b": {"config": _evo2(8192, 24, 64, 22528, base=1e6, scaling=128, max_seqlen=1048576,
+                                 multiple_of=128, name="evo2_20b"),
+                 "file": "evo2_20b.pt", "hf": "arcinstitute/evo2_20b", "note": "evo2-20b-1m.yml"},
+    "evo2_40b": {"config": _evo2(8192, 50, 64, 22528, attn=_ATTN_40B, base=1e6, scaling=128,
+                                 max_seqlen=1048576, multiple_of=128, name="evo2_40b"),
                  "file": "evo2_40b.pt", "hf": "arcinstitute/evo2_40b",
-                 "note": "evo2-40b-1m.yml (dims from memory: verify); shipped as .pt.part0/.part1"},
-    "evo2_40b_base": {"config": _evo2(8192, 50, 64, 21888, base=1e6, name="evo2_40b_base"),
+                 "note": "evo2-40b-1m.yml; shipped as .pt.part0/.part1"},
+    "evo2_40b_base": {"config": _evo2(8192, 50, 64, 21888, attn=_ATTN_40B, base=1e6,
+                                      multiple_of=128, name="evo2_40b_base"),
                       "file": "evo2_40b_base.pt", "hf": "arcinstitute/evo2_40b_base",
-                      "note": "evo2-40b-8k.yml (dims from memory: verify)"},
+                      "note": "evo2-40b-8k.yml"},
 }
 
 

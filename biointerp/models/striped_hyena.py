@@ -24,7 +24,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -124,12 +124,22 @@ class StripedHyenaConfig(dict):
         Path(path).write_text(yaml.safe_dump(dict(self), sort_keys=False))
 
 
-def layer_pattern(num_layers: int) -> dict[str, list[int]]:
-    """The Evo 2 period-7 block pattern (hcs hcm hcl attn hcs hcm hcl) for ``num_layers``."""
-    kind_of = {0: "hcs", 4: "hcs", 1: "hcm", 5: "hcm", 2: "hcl", 6: "hcl", 3: "attn"}
+def layer_pattern(num_layers: int, attn: Sequence[int] | None = None) -> dict[str, list[int]]:
+    """Evo 2's block pattern: attention at ``attn`` (default every 7th block from 3:
+    3, 10, 17, …) and the other blocks cycling hcs, hcm, hcl (as in the official
+    ``evo2/configs/*.yml``; the 40B model's attention blocks are 3, 10, 17, 24, 31,
+    35, 42, 49, so pass them)."""
+    attn_set = set(range(3, num_layers, 7) if attn is None else attn)
+    if any(not 0 <= i < num_layers for i in attn_set):
+        raise ValueError(f"attention block indices {sorted(attn_set)} outside 0..{num_layers - 1}")
     out: dict[str, list[int]] = {f"{k}_layer_idxs": [] for k in ("hcs", "hcm", "hcl", "attn")}
+    j = 0
     for i in range(num_layers):
-        out[f"{kind_of[i % 7]}_layer_idxs"].append(i)
+        if i in attn_set:
+            out["attn_layer_idxs"].append(i)
+        else:
+            out[f"{('hcs', 'hcm', 'hcl')[j % 3]}_layer_idxs"].append(i)
+            j += 1
     return out
 
 
