@@ -16,7 +16,9 @@ Speed without changing the numbers: every distinct reference window is run
 once (variants at the same position share it); with models supporting prefix
 reuse the reference is prefilled and every variant sequence is computed only
 from its first differing token on (``forward_suffix``), all alleles of a
-position in one batch. ``reuse_prefix=False`` runs full passes, batched.
+position in one batch. With a ``span`` the passes stop at the last scored
+token (later tokens cannot change earlier log-probs in a causal model).
+``reuse_prefix=False`` runs full passes, batched.
 """
 
 from __future__ import annotations
@@ -193,10 +195,20 @@ def _strand_scores(model, preps: list[PreparedVariant], rev: bool, reduce: str, 
         a = _reduce(alt_lp, *_token_range(L, a0, a1, span), reduce)
         res[p.row] = (r, a)
 
+    def cut(p: PreparedVariant, alt: bool) -> int | None:
+        """Length to run: with a ``span`` the last scored token is the last one needed (causal)."""
+        return None if span is None else _token_range(*allele(p, alt), span)[1]
+
+    def ref_of(members: list[PreparedVariant]) -> str:
+        ref = seqs_of(members[0])[0]
+        return ref if span is None else ref[:max(cut(p, False) for p in members)]
+
+    def alt_of(p: PreparedVariant) -> str:
+        return seqs_of(p)[1][:cut(p, True)]
+
     if use_prefix:
         for members in groups.values():
-            ref, _ = seqs_of(members[0])
-            ref_lp, alt_lps = _group_log_probs(model, ref, [seqs_of(p)[1] for p in members], batch_size)
+            ref_lp, alt_lps = _group_log_probs(model, ref_of(members), [alt_of(p) for p in members], batch_size)
             for p, alp in zip(members, alt_lps):
                 finish(p, ref_lp, alp)
             bar.update(len(members))
@@ -207,8 +219,8 @@ def _strand_scores(model, preps: list[PreparedVariant], rev: bool, reduce: str, 
             chunk = [groups[k] for k in keys[s:s + per_batch]]
             seqs = []
             for members in chunk:
-                seqs.append(seqs_of(members[0])[0])
-                seqs.extend(seqs_of(p)[1] for p in members)
+                seqs.append(ref_of(members))
+                seqs.extend(alt_of(p) for p in members)
             lps = sequence_log_probs(model, seqs, batch_size)
             j = 0
             for members in chunk:

@@ -90,6 +90,34 @@ def test_strands_and_reductions(model, genome):
         score_variants(model, genome, v, strand="up", progress=False)
 
 
+def _span_by_hand(model, genome, r, span: int, rev: bool) -> float:
+    """Δ of summed log-probs over tokens within ``span`` of the allele, from full passes."""
+    vw = variant_sequences(genome, r.chrom, r.pos, r.ref, r.alt, WINDOW // 2, WINDOW - WINDOW // 2,
+                           same_length=False)
+    total = 0.0
+    for seq, n, sign in ((vw.ref_seq, len(r.ref), -1), (vw.alt_seq, len(r.alt), 1)):
+        a0 = len(seq) - vw.offset - n if rev else vw.offset
+        seq = reverse_complement(seq) if rev else seq
+        lp = model.log_probs(model.tokenize([seq])[0])[0].double()
+        lo, hi = max(1, a0 - span), min(len(seq), a0 + n + span)  # tokens lo..hi-1
+        total += sign * float(lp[lo - 1: hi - 1].sum())
+    return total
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_span_stops_passes_at_last_scored_token_without_changing_numbers(model, genome, reuse):
+    """With a span, passes end at the last scored token: same numbers as full passes,
+    on both strands, for SNVs sharing a position, an insertion and a deletion."""
+    v = _variants(genome).iloc[[0, 1, 3, 4]]
+    out = score_variants(model, genome, v, window=WINDOW, reduce="sum", span=12, strand="both",
+                         reuse_prefix=reuse, progress=False)
+    for i, r in enumerate(v.itertuples(index=False)):
+        fwd, rev = (_span_by_hand(model, genome, r, 12, rv) for rv in (False, True))
+        assert out["delta_ll_fwd"].iloc[i] == pytest.approx(fwd, abs=5e-5)  # fp32 sums of ~25 tokens
+        assert out["delta_ll_rev"].iloc[i] == pytest.approx(rev, abs=5e-5)
+    assert out["delta_ll"].abs().min() > 0
+
+
 def test_masked_marginal(genome, tmp_path):
     from transformers import BertConfig, BertForMaskedLM
 
