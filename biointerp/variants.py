@@ -594,6 +594,23 @@ def read_variants(
     :data:`CORE_COLUMNS` + requested INFO keys; ``status`` is one of
     :data:`STATUSES` and ``status_detail`` says why. ``record`` is the 1-based
     record number in the input (in ``region`` when one is given).
+
+    Notes
+    -----
+    MAF-style indels (tables only). In TSV/CSV/Parquet input a ``-`` REF or
+    ALT is the empty allele, with MAF coordinates: an insertion
+    ``pos, -, TTG`` has ``pos`` = the base *before* the inserted sequence and
+    becomes ``pos, B, BTTG``; a deletion ``pos, ACG, -`` has ``pos`` = the
+    *first deleted* base and becomes ``pos-1, BACG, B``, where ``B`` is the
+    reference base at the new ``pos``. The anchored record is then checked and
+    left-normalised like any other (REF not matching -> ``ref_mismatch``), its
+    id is built from it, and ``status_detail`` says ``normalised from
+    pos:REF:ALT``; the input stays in ``input_pos``/``input_ref``/``input_alt``.
+    Anchoring needs ``genome``: without it such rows are ``invalid_allele``; a
+    deletion of the first base the reference holds has no base before it and
+    is ``out_of_bounds``. Only ``-`` means the empty allele: ``.`` or an empty
+    cell stays a missing value (``invalid_allele``). In VCF/BCF ``-`` is not a
+    valid allele and stays ``invalid_allele``.
     """
     path = Path(path)
     if not path.exists():
@@ -686,7 +703,7 @@ def read_variants(
         rsid = df["rsid"].where(df["rsid"].notna(), rsid)
     rsid = rsid.where(rsid.notna(), rs_info)
 
-    out = _normalise(df, genome, max_allele_len, progress)
+    out = _normalise(df, genome, max_allele_len, progress, dash_alleles=not is_vcf)
     out["gene"] = gene.where(gene.notna(), None).astype(object).to_numpy()
     out["rsid"] = rsid.where(rsid.notna(), None).astype(object).to_numpy()
     for key, col in extra.items():
@@ -709,8 +726,76 @@ def read_variants(
     return out
 
 
-def _normalise(df: pd.DataFrame, genome, max_allele_len: int, progress: bool) -> pd.DataFrame:
-    """Status, contig renaming, REF check, left-normalisation, duplicates (vectorised where possible)."""
+def _anchor_dash_alleles(genome, chrom: np.ndarray, pos: np.ndarray, ref: np.ndarray, alt: np.ndarray,
+                         okm: np.ndarray, mark: Callable) -> None:
+    """VCF-anchor MAF-style ``-`` alleles in place (``pos``/``ref``/``alt`` arrays; rows still ok).
+
+    Insertion ``pos, -, TTG`` (``pos`` = base before the insertion) ->
+    ``pos, B, BTTG`` with ``B`` the reference base at ``pos``; deletion
+    ``pos, ACG, -`` (``pos`` = first deleted base) -> ``pos-1, BACG, B`` with
+    ``B`` the base at ``pos-1``. Rows that cannot be anchored are marked
+    through ``mark`` (``invalid_allele`` without a genome, ``out_of_bounds``
+    when the anchor base is not in the reference); ``okm`` (rows still ok) is
+    updated by ``mark``. The REF check and left-normalisation that follow
+    treat anchored rows like any VCF record.
+    """
+    dref, dalt = ref == "-", alt == "-"
+    if not (dref | dalt).any():
+        return
+    mark(dref & dalt, "invalid_allele", "REF and ALT are both '-' (no event)")
+    other_ref = pd.Series(ref).str.fullmatch(r"[ACGTN]+").to_numpy(dtype=bool)
+    other_alt = pd.Series(alt).str.fullmatch(r"[ACGTN]+").to_numpy(dtype=bool)
+    mark(dref & ~other_alt, "invalid_allele",
+         lambda m: "ALT " + pd.Series(alt[m]).str.slice(0, 40).map(repr) + " is not A/C/G/T/N (REF is '-')")
+    mark(dalt & ~other_ref, "invalid_allele",
+         lambda m: "REF " + pd.Series(ref[m]).str.slice(0, 40).map(repr) + " is not A/C/G/T/N (ALT is '-')")
+    if genome is None:
+        mark(dref | dalt, "invalid_allele",
+             "a reference genome is needed to anchor '-' alleles (pass genome= / --fasta), "
+             "or write the indel VCF-style with the preceding base")
+        return
+    names: dict[str, str | None] = {}
+    oob_mask = np.zeros(len(pos), dtype=bool)
+    unknown = np.zeros(len(pos), dtype=bool)
+    oob_msg = np.full(len(pos), "", dtype=object)
+    for i in np.flatnonzero((dref | dalt) & okm):
+        c = str(chrom[i])
+        if c not in names:
+            names[c] = genome.resolve_contig(c)
+        name = names[c]
+        if name is None:
+            unknown[i] = True
+            continue
+        p = int(pos[i])
+        a = p if dref[i] else p - 1  # anchor base: before the insertion / before the first deleted base
+        first, last = genome.bounds(name)
+        if genome.segment_at(name, a) is None:
+            oob_mask[i] = True
+            if dalt[i] and a == first - 1:
+                oob_msg[i] = (f"deletion starting at {name}:{p}, the first base of the reference "
+                              f"({name}:{first}-{last}): there is no base before it to anchor the '-' allele")
+            else:
+                what = f"insertion after {name}:{p}" if dref[i] else f"deletion starting at {name}:{p}"
+                oob_msg[i] = (f"{what}: anchor base {name}:{a} is outside the reference "
+                              f"({name}:{first}-{last})")
+            continue
+        b = genome.fetch(name, a, a)
+        if dref[i]:
+            ref[i], alt[i] = b, b + alt[i]
+        else:
+            ref[i], alt[i] = b + ref[i], b
+        pos[i] = a
+    mark(unknown, "unknown_contig", lambda m: "contig " + pd.Series(chrom[m]) + f" is not in {genome.path.name}")
+    mark(oob_mask, "out_of_bounds", lambda m: oob_msg[m])
+
+
+def _normalise(df: pd.DataFrame, genome, max_allele_len: int, progress: bool,
+               dash_alleles: bool = False) -> pd.DataFrame:
+    """Status, contig renaming, REF check, left-normalisation, duplicates (vectorised where possible).
+
+    With ``dash_alleles`` (table inputs) MAF-style ``-`` alleles are anchored
+    first (see :func:`_anchor_dash_alleles`).
+    """
     n = len(df)
     in_chrom = df["chrom"].astype(str).to_numpy(dtype=object)
     in_pos = df["pos"].to_numpy(dtype=np.int64)
@@ -740,13 +825,21 @@ def _normalise(df: pd.DataFrame, genome, max_allele_len: int, progress: bool) ->
     if "malformed" in df.columns:  # on_error="status": unreadable records first
         why = df["malformed"].to_numpy(dtype=object)
         mark(why != "", "malformed", lambda m: why[m])
+    # working coordinates: the input, except for anchored '-' alleles (the input stays in input_*)
+    w_pos, w_ref, w_alt = in_pos, ref, alt
+    if dash_alleles and ((ref == "-") | (alt == "-")).any():
+        w_pos, w_ref, w_alt = in_pos.copy(), ref.astype(object), alt.astype(object)
+        _anchor_dash_alleles(genome, in_chrom, w_pos, w_ref, w_alt, okm, mark)
+        ref_pa = pa.array(w_ref, type=pa.string())
+        alt_pa = pa.array(w_alt, type=pa.string())
     lref = pc.utf8_length(ref_pa).to_numpy(zero_copy_only=False).astype(np.int64)
     lalt = pc.utf8_length(alt_pa).to_numpy(zero_copy_only=False).astype(np.int64)
     symbolic = np_bool(pc.or_(pc.match_substring_regex(alt_pa, r"^<|[\[\]]|^\*$"),
                               pc.and_(pc.greater(pc.utf8_length(alt_pa), 1),
                                       pc.match_substring_regex(alt_pa, r"^\.|\.$"))))
     mark(symbolic, "symbolic_allele", lambda m: "symbolic ALT " + pd.Series(in_alt[m]) + " has no sequence")
-    mark(np_bool(pc.is_in(alt_pa, pa.array([".", ""]))), "invalid_allele", "ALT is missing ('.')")
+    mark(np_bool(pc.is_in(alt_pa, pa.array([".", ""]))), "invalid_allele",
+         "ALT is missing ('.')" + ("; write '-' for the empty ALT of a MAF-style deletion" if dash_alleles else ""))
     bad_ref = ~np_bool(pc.match_substring_regex(ref_pa, _ALLELE_RE))
     mark(bad_ref, "invalid_allele", lambda m: "REF " + pd.Series(in_ref[m]).str.slice(0, 40).map(repr)
          + " is not A/C/G/T/N")
@@ -757,12 +850,12 @@ def _normalise(df: pd.DataFrame, genome, max_allele_len: int, progress: bool) ->
     mark(np.maximum(lref, lalt) > max_allele_len, "too_long",
          lambda m: "allele length " + pd.Series(np.maximum(lref, lalt)[m]).astype(str)
          + f" > max_allele_len {max_allele_len}")
-    mark(in_pos < 1, "out_of_bounds", lambda m: "POS " + pd.Series(in_pos[m]).astype(str) + " < 1")
+    mark(w_pos < 1, "out_of_bounds", lambda m: "POS " + pd.Series(w_pos[m]).astype(str) + " < 1")
 
     chrom = in_chrom.copy()
-    pos = in_pos.copy()
-    ref_o = ref.copy()
-    alt_o = alt.copy()
+    pos = w_pos.copy()
+    ref_o = w_ref.copy()
+    alt_o = w_alt.copy()
     ok = okm
     if genome is None:
         idx = np.flatnonzero(ok & ((lref > 1) | (lalt > 1)))
