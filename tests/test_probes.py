@@ -46,7 +46,7 @@ def _formula(sd, acts, eps=1e-3, iters=3):
     a = acts.double()
     C = 0
     for i, dr in enumerate(("fwd", "bwd")):
-        diff = a[:, i, 0] - a[:, i, 1]
+        diff = a[:, i, 0] - a[:, i, 2]  # var_same - ref_cross
         left = diff @ sd[f"proj_left_{dr}.weight"].double().T + sd[f"proj_left_{dr}.bias"].double()
         right = diff @ sd[f"proj_right_{dr}.weight"].double().T + sd[f"proj_right_{dr}.bias"].double()
         C = C + torch.einsum("bkl,bkr->blr", left, right) / diff.shape[1]
@@ -306,7 +306,7 @@ def test_multihead_and_add_head_finetune():
     n = len(y)
     ids = [f"v{i}" for i in range(n)]
     src = InMemorySource(ids, {"acts": acts})
-    diff = (acts[:, 0, 0].float() - acts[:, 0, 1].float())
+    diff = (acts[:, 0, 0].float() - acts[:, 0, 2].float())
     cont = (diff[..., 0] * diff[..., 1]).mean(1).numpy() * 100  # continuous second-order target
     cls = np.where(y == 1, "up", "down")
     labels = pd.DataFrame({"label": y, "cls": cls, "cont": cont}, index=ids)

@@ -71,7 +71,7 @@ def test_train_show_apply_evaluate(workdir):
 
     r = _run(["probe", "show", str(d / "covariance.safetensors"), "--json"])
     card = json.loads(r.output)["card"]
-    assert card["kind"] == "covariance" and card["model"] == "synthetic" and card["views"] == ["var_same", "ref_same"]
+    assert card["kind"] == "covariance" and card["model"] == "synthetic" and card["views"] == ["var_same", "ref_cross"]
     assert card["calibration"]["pathogenicity"]["method"] == "platt"
     m = card["metrics"]["test"]["pathogenicity"]
     assert m["auroc"] > 0.9 and m["auroc_ci"][0] <= m["auroc"] <= m["auroc_ci"][1]

@@ -210,7 +210,7 @@ def _card(src, result, kind, split_desc, metrics, strata, calibration, extra=Non
         "kind": getattr(result.probe, "kind", kind),
         "model": man.get("model"),
         "layer": man.get("layer") or man.get("layers"),
-        "views": ["var_same", "ref_same"] if tensor == "acts" else
+        "views": ["var_same", "ref_cross"] if tensor == "acts" else
                  ["var_same - ref_cross (stored diff)"] if tensor == "diff" else [tensor],
         "pooling": tensor.split(".")[-1] if tensor.startswith("emb.") else "evee",
         "input": result.info["input"],

@@ -2,8 +2,12 @@
 
 Input: the EVEE harvest view ``acts [B, 2, 3, K, d]`` (direction fwd/rev x view
 var_same/ref_same/ref_cross x K positions x d). The probes use the views
-``var_same`` (index 0) and ``ref_same`` (index 1): ``diff = var_same - ref_same``
-per direction; ``ref_cross`` is not used.
+``var_same`` (index 0) and ``ref_cross`` (index 2): ``diff = var_same - ref_cross``
+per direction, i.e. variant minus reference at the *same genomic base*; ``ref_same``
+is not used. This is the pairing the harvest uses to pick divergent positions and
+to compute ``loss_diff``, and exactly what ``view="evee_diff"`` stores as ``diff
+[B, 2, K, d]``, so both store layouts give the same probe input. (For SNVs
+``ref_same == ref_cross``; downstream of an indel they differ.)
 
 For each direction: ``left = proj_left_<dir>(diff)``, ``right = proj_right_<dir>(diff)``
 (``d -> h`` with bias), ``C = sum_dir left^T right / K + eps*I`` (``h x h``),
@@ -20,7 +24,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-#: EVEE view indices used by the probes.
+#: EVEE view indices (the probes use ``VAR_SAME - REF_CROSS``).
 VAR_SAME, REF_SAME, REF_CROSS = 0, 1, 2
 
 
@@ -47,13 +51,14 @@ def newton_schulz_sqrt(C: torch.Tensor, n_iter: int = 3) -> torch.Tensor:
 def evee_diffs(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-direction variant-minus-reference diffs ``(diff_fwd, diff_bwd)``, each ``[B, K, d]`` float32.
 
-    Accepts the EVEE view ``acts [B,2,3,K,d]`` (``var_same - ref_same``), a stored
-    ``diff [B,2,K,d]`` (``view=evee_diff``: taken as is), or a pooled pair
+    Accepts the EVEE view ``acts [B,2,3,K,d]`` (``var_same - ref_cross``: the same
+    genomic base in both sequences), a stored ``diff [B,2,K,d]`` (``view=evee_diff``,
+    which holds ``var_same - ref_cross``: taken as is), or a pooled pair
     ``[B,2,d]`` (alt, ref embeddings; both directions get ``alt - ref`` with K=1).
     """
     a = acts.float()
-    if a.dim() == 5 and a.shape[1] == 2 and a.shape[2] >= 2:
-        return a[:, 0, VAR_SAME] - a[:, 0, REF_SAME], a[:, 1, VAR_SAME] - a[:, 1, REF_SAME]
+    if a.dim() == 5 and a.shape[1] == 2 and a.shape[2] == 3:
+        return a[:, 0, VAR_SAME] - a[:, 0, REF_CROSS], a[:, 1, VAR_SAME] - a[:, 1, REF_CROSS]
     if a.dim() == 4 and a.shape[1] == 2:
         return a[:, 0], a[:, 1]
     if a.dim() == 3 and a.shape[1] == 2:

@@ -3,8 +3,9 @@
 Features are pooled embeddings ``emb.<layer>.<pooling> [N, d]`` used as they are
 (``features="pooled"``), the pair (variant, reference) of pooled embeddings
 ``[N, 2, d]`` as ``[alt, alt - ref]`` (``features="pooled_pair"``, ``2d``), or the EVEE view ``acts [N,2,3,K,d]`` reduced to the
-mean over positions of ``var_same - ref_same`` per direction, concatenated
-(``features="evee_mean_diff"``, ``[N, 2d]``; a stored ``diff [N,2,K,d]`` works too).
+mean over positions of ``var_same - ref_cross`` (the same genomic base) per direction, concatenated
+(``features="evee_mean_diff"``, ``[N, 2d]``; a stored ``diff [N,2,K,d]``, which holds the same
+``var_same - ref_cross``, gives the same features; see :func:`biointerp.probes.covariance.evee_diffs`).
 
 Objective: ``mean_i BCE(w.z_i + b, y_i) + l2/2 * ||w||^2`` with ``z`` the
 standardised features; equals scikit-learn's ``LogisticRegression(C=1/(l2*n))``.
