@@ -73,16 +73,15 @@ def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- model passes
-def _seq_acts(model, out, layers: Sequence[str], lead: int, n: int) -> dict[str, torch.Tensor]:
-    return {k: out.activations[k][0, lead:lead + n].float() for k in layers}
+def _seq_acts(model, out, layers: Sequence[str], n: int) -> dict[str, torch.Tensor]:
+    return {k: out.activations[k][0, :n].float() for k in layers}
 
 
 def run_full(model, seq: str, layers: Sequence[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """One full pass (batch 1): activations ``{layer: [L, d]}`` and token log-probs ``[L−1]`` (None for MLMs)."""
     ids, mask = model.tokenize([seq])
     out = model.forward(ids, mask, layers=layers)
-    lead = 1 if ids.shape[1] > len(seq) else 0
-    acts = _seq_acts(model, out, layers, lead, len(seq))
+    acts = _seq_acts(model, out, layers, len(seq))  # one position per base (protocol)
     lp = None
     if getattr(model, "kind", "causal") == "causal":
         lsm = torch.log_softmax(out.logits[0, :-1].float(), -1)

@@ -247,19 +247,14 @@ def _masked_scores(model, preps: list[PreparedVariant], batch_size: int, progres
         if p.ref_len != p.alt_len:
             res[p.row] = "unsupported"
             continue
-        ids, mask = model.tokenize([p.ref_seq])
-        shift = ids.shape[1] - len(p.ref_seq)  # leading special tokens (CLS); byte-level models: 0
-        if shift < 0 or shift > 2:
-            res[p.row] = "unsupported"
-            continue
-        lead = 1 if shift >= 1 else 0
-        pos = list(range(lead + p.offset, lead + p.offset + p.ref_len))
+        ids, mask = model.tokenize([p.ref_seq])  # one token per base (protocol)
+        pos = list(range(p.offset, p.offset + p.ref_len))
         masked = ids.clone()
         masked[0, pos] = mask_id
         logits = model.forward(masked, mask).logits[0].float().cpu()
         lsm = torch.log_softmax(logits[pos], dim=-1)
-        ref_tok = model.tokenize([p.ref_seq[p.offset:p.offset + p.ref_len]])[0][0][lead:lead + p.ref_len]
-        alt_tok = model.tokenize([p.alt_seq[p.offset:p.offset + p.alt_len]])[0][0][lead:lead + p.alt_len]
+        ref_tok = ids[0, pos]
+        alt_tok = model.tokenize([p.alt_seq[p.offset:p.offset + p.alt_len]])[0][0]
         r = float(lsm.gather(-1, ref_tok[:, None]).sum())
         a = float(lsm.gather(-1, alt_tok[:, None]).sum())
         res[p.row] = (r, a)
