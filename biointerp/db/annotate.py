@@ -138,7 +138,6 @@ def annotate_vcf(
     ``unmatched_records`` (passed through unchanged), ``unknown_contig_records``,
     ``seconds``, ``records_per_s``.
     """
-    from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     vcf_in, vcf_out = Path(vcf_in), Path(vcf_out)
