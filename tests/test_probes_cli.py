@@ -172,3 +172,131 @@ def test_pooled_store_linear_and_covariance(tmp_path):
         card = json.loads(_run(["probe", "show", str(tmp_path / f"{kind}.safetensors"), "--json"]).output)["card"]
         assert card["input"] == {"tensor": "emb.blocks.2.mean", "pair": True}
         assert card["pooling"] == "mean" and card["metrics"]["test"]["pathogenicity"]["auroc"] > 0.8
+
+
+@pytest.fixture(scope="module")
+def shifted(tmp_path_factory):
+    """An acts store whose ref_same and ref_cross views differ (as downstream of an indel),
+    a diff store (view=evee_diff layout) of the same variants, and labels with a split column."""
+    d = tmp_path_factory.mktemp("probe_pairing_cli")
+    g = torch.Generator().manual_seed(7)
+    n, K, dm = 160, 6, 6
+    y = torch.randint(0, 2, (n,), generator=g)
+    sgn = (2 * y - 1).float()[:, None, None]
+    ref_same = torch.randn(n, 2, K, dm, generator=g)
+    ref_cross = ref_same + 0.5 * torch.randn(n, 2, K, dm, generator=g)
+    z = torch.randn(n, 2, K, dm, generator=g)
+    z[..., 1] = 0.8 * sgn * z[..., 0] + 0.6 * z[..., 1]
+    z[..., 2] += 0.4 * sgn
+    acts = torch.stack([ref_same + 0.3 * z, ref_same, ref_cross], 2).half()
+    ids = [f"chr3:{2000 + i}:A:AT" for i in range(n)]
+    pos = torch.arange(K).expand(n, 2, K).clone()
+    pos[::7, 1, -2:] = -1  # some padding
+    st = ActivationStore.create(d / "acts", {"model": "synthetic", "layer": "blocks.0", "K": K, "d": dm})
+    st.write_shard(ids, {"acts": acts, "positions": pos})
+    a32 = acts.float()
+    sd = ActivationStore.create(d / "diff", {"model": "synthetic", "layer": "blocks.0", "view": "evee_diff"})
+    sd.write_shard(ids, {"diff": a32[:, :, 0] - a32[:, :, 2], "positions": pos})
+    split = np.where(np.arange(n) < 100, "train", np.where(np.arange(n) < 120, "val", "test"))
+    pd.DataFrame({"variant_id": ids, "label": y.numpy(), "gene": [f"G{i % 9}" for i in range(n)],
+                  "split": split}).to_parquet(d / "labels.parquet", index=False)
+    return {"dir": d, "ids": ids, "acts": a32, "positions": pos}
+
+
+def _hand_scores(module, shifted, var_minus):
+    """predict() of ``module`` (used with genomic pairing) on hand-made diffs ``var_same - <view>``."""
+    from biointerp.probes.training import InMemorySource, predict
+
+    a = shifted["acts"]
+    diff = a[:, :, 0] - a[:, :, {"ref_same": 1, "ref_cross": 2}[var_minus]]
+    module.pairing = "genomic"
+    src = InMemorySource(shifted["ids"], {"diff": diff, "positions": shifted["positions"]})
+    return predict(module, src, "diff", shifted["ids"], {"pathogenicity": {"kind": "binary"}})["pathogenicity"]
+
+
+def test_pairing_option_round_trip(shifted):
+    """train --pairing index records it in the card; apply (and evaluate --probe) reuse it and
+    reproduce the training-time test scores; the default trains and applies with genomic pairing."""
+    from biointerp.probes.artifact import load_probe
+
+    d = shifted["dir"]
+    r = _run(["probe", "train", "--help"])
+    assert "--pairing [genomic|index]" in r.output and "ref_cross" in r.output and "ref_same" in r.output
+    runs = [("covariance", "index"), ("linear", "index"), ("covariance", None)]
+    applied = {}
+    for kind, pairing in runs:
+        tag = f"{kind}_{pairing or 'default'}"
+        r = _run(["probe", "train", "--store", str(d / "acts"), "--labels", str(d / "labels.parquet"),
+                  "--split-column", "split", "--kind", kind, "--h", "4", "--p", "8", "--lr", "1e-2", "--epochs", "4",
+                  "--n-boot", "0", "--report-dir", str(d / f"rep_{tag}"), "--out", str(d / f"{tag}.safetensors")]
+                 + (["--pairing", pairing] if pairing else []))
+        want = pairing or "genomic"
+        assert f"pairing {want}" in r.output
+        card = json.loads(_run(["probe", "show", str(d / f"{tag}.safetensors"), "--json"]).output)["card"]
+        assert card["hparams"]["pairing"] == want and card["input"]["pairing"] == want
+        assert card["views"] == ["var_same", "ref_same" if want == "index" else "ref_cross"]
+
+        out = d / f"{tag}.h5ad"
+        _run(["probe", "apply", "--probe", str(d / f"{tag}.safetensors"), "--store", str(d / "acts"),
+              "--out", str(out)])
+        a = read_scores(out)
+        s = pd.Series(np.asarray(a[:, "pathogenicity"].X).ravel(), index=a.obs_names)
+        applied[tag] = s
+        # the training-time test predictions (in-memory probe) are reproduced from the file
+        test_pred = pd.read_csv(d / f"rep_{tag}" / "test_predictions.tsv", sep="\t", index_col=0)["pathogenicity"]
+        assert len(test_pred) == 40
+        np.testing.assert_allclose(s[test_pred.index], test_pred, atol=1e-6, rtol=0)
+        # ... and equal a hand computation with the recorded pairing, not with the other one
+        module, _ = load_probe(d / f"{tag}.safetensors")
+        assert module.pairing == want
+        own = _hand_scores(module, shifted, "ref_same" if want == "index" else "ref_cross")
+        other = _hand_scores(module, shifted, "ref_cross" if want == "index" else "ref_same")
+        np.testing.assert_allclose(s[own.index], own, atol=1e-6, rtol=0)
+        assert np.abs(s[other.index].to_numpy() - other.to_numpy()).max() > 1e-3
+
+        # evaluate --probe computes its scores with the card's pairing too
+        _run(["probe", "evaluate", "--probe", str(d / f"{tag}.safetensors"), "--store", str(d / "acts"),
+              "--labels", str(d / "labels.parquet"), "--split-column", "split", "--n-boot", "0",
+              "--out", str(d / f"{tag}.json")])
+        from biointerp.probes.evaluate import auroc
+
+        lab = pd.read_parquet(d / "labels.parquet").set_index("variant_id")
+        t = lab.index[lab["split"] == "test"]
+        res = json.loads((d / f"{tag}.json").read_text())["metrics"]
+        assert res["auroc"] == pytest.approx(auroc(lab.loc[t, "label"], s[t]), abs=1e-9)
+
+    # fine-tuning keeps the card's pairing
+    _run(["probe", "finetune", "--probe", str(d / "covariance_index.safetensors"), "--store", str(d / "acts"),
+          "--labels", str(d / "labels.parquet"), "--split-column", "split", "--epochs", "1", "--n-boot", "0",
+          "--out", str(d / "ft.safetensors")])
+    card = json.loads(_run(["probe", "show", str(d / "ft.safetensors"), "--json"]).output)["card"]
+    assert card["hparams"]["pairing"] == "index" and card["views"] == ["var_same", "ref_same"]
+
+
+def test_pairing_index_needs_acts_store(shifted):
+    """--pairing index on an evee_diff store: a clear error (harvest --view evee); an index
+    probe applied to a diff tensor: the same error; the default trains on the diff store."""
+    d = shifted["dir"]
+    common = ["--labels", str(d / "labels.parquet"), "--split-column", "split", "--kind", "covariance", "--h", "4",
+              "--p", "8", "--epochs", "1", "--n-boot", "0"]
+    r = _run(["probe", "train", "--store", str(d / "diff"), *common, "--pairing", "index",
+              "--out", str(d / "x.safetensors")], ok=False)
+    assert r.exit_code != 0
+    assert "only holds genomic-pairing diffs" in r.output and "--view evee" in r.output
+    assert not (d / "x.safetensors").exists()
+    r = _run(["probe", "train", "--store", str(d / "diff"), *common, "--out", str(d / "g.safetensors")])
+    card = json.loads(_run(["probe", "show", str(d / "g.safetensors"), "--json"]).output)["card"]
+    assert card["input"]["pairing"] == "genomic" and card["views"] == ["var_same - ref_cross (stored diff)"]
+    # a genomic probe trained on acts and one trained on the diff store read the same input
+    _run(["probe", "train", "--store", str(d / "acts"), *common, "--out", str(d / "ga.safetensors")])
+    _run(["probe", "apply", "--probe", str(d / "ga.safetensors"), "--store", str(d / "diff"), "--tensor", "diff",
+          "--out", str(d / "ga_diff.h5ad")])
+    # an index probe cannot read a diff store
+    _run(["probe", "train", "--store", str(d / "acts"), *common, "--pairing", "index",
+          "--out", str(d / "i.safetensors")])
+    r = _run(["probe", "apply", "--probe", str(d / "i.safetensors"), "--store", str(d / "diff"), "--tensor", "diff",
+              "--out", str(d / "i.h5ad")], ok=False)
+    assert r.exit_code != 0 and "only holds genomic-pairing diffs" in r.output
+    r = _run(["probe", "evaluate", "--probe", str(d / "i.safetensors"), "--store", str(d / "diff"),
+              "--labels", str(d / "labels.parquet"), "--n-boot", "0"], ok=False)
+    assert r.exit_code != 0 and "probe and store do not fit together" in r.output  # no acts there

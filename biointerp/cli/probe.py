@@ -206,11 +206,12 @@ def _apply_options(options):
 def _card(src, result, kind, split_desc, metrics, strata, calibration, extra=None) -> dict:
     man = getattr(src, "manifest", {}) or {}
     tensor = result.info["input"]["tensor"]
+    pairing = result.info["input"].get("pairing", "genomic")
     card = {
         "kind": getattr(result.probe, "kind", kind),
         "model": man.get("model"),
         "layer": man.get("layer") or man.get("layers"),
-        "views": ["var_same", "ref_cross"] if tensor == "acts" else
+        "views": ["var_same", "ref_cross" if pairing == "genomic" else "ref_same"] if tensor == "acts" else
                  ["var_same - ref_cross (stored diff)"] if tensor == "diff" else [tensor],
         "pooling": tensor.split(".")[-1] if tensor.startswith("emb.") else "evee",
         "input": result.info["input"],
@@ -239,6 +240,11 @@ def _card(src, result, kind, split_desc, metrics, strata, calibration, extra=Non
 @click.option("--l2", type=float, default=1e-3, show_default=True, help="Linear probe L2 (per-sample mean loss).")
 @click.option("--features", type=click.Choice(["auto", "pooled", "pooled_pair", "evee_mean_diff"]), default="auto",
               show_default=True, help="Linear probe features.")
+@click.option("--pairing", type=click.Choice(["genomic", "index"]), default="genomic", show_default=True,
+              help="EVEE acts: genomic = var_same - ref_cross, the reference at the same genomic base (what an "
+                   "evee_diff store holds); index = var_same - ref_same, the same sequence index, i.e. a base shifted "
+                   "by the indel length downstream of an indel (needs --view evee acts). Saved in the card; apply, "
+                   "evaluate and finetune use the card's.")
 @click.option("--h", "h", type=click.IntRange(1), default=64, show_default=True, help="Covariance rank h.")
 @click.option("--p", "p", type=click.IntRange(1), default=128, show_default=True, help="Covariance readout width p.")
 @click.option("--calibrate", type=click.Choice(["none", "platt", "isotonic"]), default="none", show_default=True,
@@ -249,8 +255,8 @@ def _card(src, result, kind, split_desc, metrics, strata, calibration, extra=Non
               help="Column for per-stratum test metrics in the card (skipped when absent).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Probe file (.safetensors).")
 def train_cmd(stores, labels, label_columns, tensor, how, split_column, test_frac, val_frac, epochs, batch_size, lr,
-              patience, seed, n_boot, accelerator, kind, name, head_kind, l2, features, h, p, calibrate, report_dir,
-              strata, out):
+              patience, seed, n_boot, accelerator, kind, name, head_kind, l2, features, pairing, h, p, calibrate,
+              report_dir, strata, out):
     """Train a probe on store activations, evaluate it on the held-out test split, save it.
 
     Example: biointerp probe train --store acts/ --labels variants.parquet --kind covariance
@@ -277,12 +283,13 @@ def train_cmd(stores, labels, label_columns, tensor, how, split_column, test_fra
     try:
         result = train_probe(list(stores), table, split, kind=kind, tensor=tensor, heads=heads, hparams=hp,
                              max_epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
-                             accelerator=accelerator, progress=True)
+                             accelerator=accelerator, pairing=pairing, progress=True)
     except (KeyError, ValueError) as err:
         raise click.ClickException(str(err)) from err
     info = result.info
     click.echo(f"trained {kind} on {info['n_train']} variants (val {info['n_val']}), method {info['method']}, "
-               f"epochs {info.get('epochs')}")
+               f"epochs {info.get('epochs')}"
+               + (f", pairing {info['input']['pairing']}" if "pairing" in info["input"] else ""))
     if info["n_labelled_without_activations"]:
         click.echo(f"{info['n_labelled_without_activations']} labelled variants have no activations in the store "
                    "(non-ok status or not harvested): not used")
@@ -419,7 +426,8 @@ def apply_cmd(probe_path, stores, scores, variants, kind, d_model, tensor, name,
     adata.uns["biointerp"] = {**dict(adata.uns["biointerp"]),
                               f"probe_{'_'.join(names.values())}": json.dumps(
                                   {"file": str(probe_path), "kind": card.get("kind"),
-                                   "data_fingerprint": card.get("data_fingerprint"), "tensor": tensor})}
+                                   "data_fingerprint": card.get("data_fingerprint"), "tensor": tensor,
+                                   "pairing": getattr(module, "pairing", None)})}
     write_scores(adata, out)
     click.echo(f"scores {list(cols)} -> {out}")
 
@@ -500,7 +508,12 @@ def evaluate_cmd(scores, score_names, probe_path, stores, labels, kind, d_model,
         tensor = inp.get("tensor") or _default_tensor(src)
         stored = set(_stored(src))
         ids = [v for v in table.index if v in stored]
-        pred = predict(module, src, tensor, ids, heads, pair=bool(inp.get("pair", False)))
+        from biointerp.store import StoreError
+
+        try:  # EVEE views are paired as in training (the card's pairing, applied by load_probe)
+            pred = predict(module, src, tensor, ids, heads, pair=bool(inp.get("pair", False)))
+        except (ValueError, StoreError) as err:
+            raise click.ClickException(f"probe and store do not fit together: {err}") from err
         head = next(h for h, s in heads.items() if s.get("kind", "binary") == "binary")
         table = table.copy()
         table[head] = pred[head].reindex(table.index)

@@ -4,6 +4,12 @@ The card (``metadata["biointerp_card"]``) holds: ``kind``, ``model``, ``layer``,
 ``views``, ``pooling``/``features``, ``d``, ``hparams``, ``data_fingerprint``,
 ``split``, ``metrics``, ``calibration``, ``heads``. No pickle anywhere.
 
+EVEE-view probes record their ``pairing`` (``"genomic"``: var_same - ref_cross, or
+``"index"``: var_same - ref_same; see :func:`biointerp.probes.covariance.evee_diffs`) in
+``hparams`` and ``input``; :func:`load_probe` rebuilds the module with it, so a loaded
+probe pairs the views as in training. Cards without it (older files, EVEE files) load
+as ``"genomic"``.
+
 :func:`load_probe` also reads an EVEE-style ``probe.safetensors`` without a card
 (``kind="covariance"``, ``d_model=4096``), accepting both module-style keys
 (``proj_left_fwd.weight``) and flat keys (``proj_left_fwd``, ``proj_left_fwd_bias``,
@@ -30,17 +36,20 @@ KINDS = ("linear", "covariance", "covariance_multihead")
 
 
 def build_probe(kind: str, hparams: dict) -> nn.Module:
-    """Instantiate a probe of ``kind`` from its ``hparams`` (as stored in a card)."""
+    """Instantiate a probe of ``kind`` from its ``hparams`` (as stored in a card; ``pairing``
+    defaults to ``"genomic"``)."""
     hp = dict(hparams)
+    pairing = hp.get("pairing") or "genomic"
     if kind == "linear":
-        return LinearProbe(hp["d"], hp.get("n_out", 1), hp.get("features", "pooled"), hp.get("l2", 1e-3))
+        return LinearProbe(hp["d"], hp.get("n_out", 1), hp.get("features", "pooled"), hp.get("l2", 1e-3), pairing)
     if kind == "covariance":
         return CovarianceProbe(hp["d"], hp.get("h", 64), hp.get("p", 128), hp.get("n_out", 2), hp.get("eps", 1e-3),
-                               hp.get("n_sqrt_iter", 3), hp.get("concat", False), hp.get("input_scale", 1.0))
+                               hp.get("n_sqrt_iter", 3), hp.get("concat", False), hp.get("input_scale", 1.0),
+                               pairing)
     if kind == "covariance_multihead":
         return MultiHeadCovarianceProbe(hp["d"], hp["heads"], hp.get("h", 64), hp.get("p", 128), hp.get("eps", 1e-3),
                                         hp.get("n_sqrt_iter", 3), hp.get("concat", False),
-                                        hp.get("input_scale", 1.0))
+                                        hp.get("input_scale", 1.0), pairing)
     raise ValueError(f"unknown probe kind {kind!r}; use one of {KINDS}")
 
 
@@ -116,6 +125,22 @@ def _infer_covariance(sd: dict[str, torch.Tensor], d_model: int | None) -> tuple
     return "covariance", {"d": d, "h": h, "p": p, "n_out": sd["out.weight"].shape[0], "concat": concat}
 
 
+def card_pairing(card: dict | None) -> str:
+    """The EVEE pairing a probe card records (``hparams.pairing``, else ``input.pairing``),
+    ``"genomic"`` when it records none (older cards, EVEE files)."""
+    card = card or {}
+    return (card.get("hparams") or {}).get("pairing") or (card.get("input") or {}).get("pairing") or "genomic"
+
+
+def _hparams_with_pairing(card: dict, path) -> dict:
+    hp = dict(card["hparams"])
+    a, b = hp.get("pairing"), (card.get("input") or {}).get("pairing")
+    if a and b and a != b:
+        raise ValueError(f"{path}: the card records two pairings (hparams {a!r}, input {b!r})")
+    hp["pairing"] = card_pairing(card)
+    return hp
+
+
 def load_probe(path: str | Path, kind: str | None = None, d_model: int | None = None,
                device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Load a probe file -> ``(module in eval mode, card)``.
@@ -124,6 +149,8 @@ def load_probe(path: str | Path, kind: str | None = None, d_model: int | None = 
     ``probe.safetensors``) pass ``kind="covariance"`` (and optionally ``d_model``
     to check the projection width); shapes are read from the tensors and the
     DESIGN.md defaults (eps=1e-3, 3 Newton-Schulz steps) are used. Loading is strict.
+    The module's ``pairing`` (EVEE views) is the card's ``hparams.pairing``, else its
+    ``input.pairing``, else ``"genomic"``.
     """
     path = Path(path)
     if not path.exists():
@@ -145,7 +172,7 @@ def load_probe(path: str | Path, kind: str | None = None, d_model: int | None = 
         else:
             raise ValueError(f"unknown probe kind {kind!r}; use one of {KINDS}")
         card = {"kind": kind, "hparams": hp, "d": hp["d"], "source": str(path), "card": "inferred from tensor shapes"}
-    module = build_probe(card["kind"], card["hparams"])
+    module = build_probe(card["kind"], _hparams_with_pairing(card, path))
     if "_eye" not in sd and hasattr(module, "_eye"):
         sd["_eye"] = module._eye.clone()
     missing, unexpected = module.load_state_dict(sd, strict=False)

@@ -1,13 +1,23 @@
 """Covariance probes on EVEE activation views (DESIGN.md, "Covariance probe").
 
 Input: the EVEE harvest view ``acts [B, 2, 3, K, d]`` (direction fwd/rev x view
-var_same/ref_same/ref_cross x K positions x d). The probes use the views
-``var_same`` (index 0) and ``ref_cross`` (index 2): ``diff = var_same - ref_cross``
-per direction, i.e. variant minus reference at the *same genomic base*; ``ref_same``
-is not used. This is the pairing the harvest uses to pick divergent positions and
-to compute ``loss_diff``, and exactly what ``view="evee_diff"`` stores as ``diff
-[B, 2, K, d]``, so both store layouts give the same probe input. (For SNVs
-``ref_same == ref_cross``; downstream of an indel they differ.)
+var_same/ref_same/ref_cross x K positions x d), reduced per direction to
+``diff [B, K, d]`` = variant minus reference. Which reference view is subtracted
+is the probe's ``pairing``:
+
+* ``"genomic"`` (default): ``var_same - ref_cross`` (views 0 - 2), the reference
+  at the *same genomic base*. This is the pairing the harvest uses to pick
+  divergent positions and to compute ``loss_diff``, and exactly what
+  ``view="evee_diff"`` stores as ``diff [B, 2, K, d]``, so both store layouts give
+  the same probe input.
+* ``"index"``: ``var_same - ref_same`` (views 0 - 1), the reference at the *same
+  sequence index*. Downstream of an indel this compares bases shifted by the
+  indel length (which makes indels easy to tell apart); only ``acts`` stores
+  hold ``ref_same``, an ``evee_diff`` store cannot give it.
+
+For SNVs ``ref_same == ref_cross`` and both pairings agree. The pairing is a
+hyper-parameter (``hparams()["pairing"]``), so it is saved in the probe card and
+a loaded probe reads its input the way it was trained.
 
 For each direction: ``left = proj_left_<dir>(diff)``, ``right = proj_right_<dir>(diff)``
 (``d -> h`` with bias), ``C = sum_dir left^T right / K + eps*I`` (``h x h``),
@@ -24,8 +34,18 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-#: EVEE view indices (the probes use ``VAR_SAME - REF_CROSS``).
+#: EVEE view indices (``pairing="genomic"``: ``VAR_SAME - REF_CROSS``; ``"index"``: ``VAR_SAME - REF_SAME``).
 VAR_SAME, REF_SAME, REF_CROSS = 0, 1, 2
+#: how the variant view is paired with a reference view (see the module doc)
+PAIRINGS = ("genomic", "index")
+
+
+def check_pairing(pairing: str) -> str:
+    """``pairing`` if it is one of :data:`PAIRINGS`, else a ValueError."""
+    if pairing not in PAIRINGS:
+        raise ValueError(f"unknown pairing {pairing!r}; use 'genomic' (var_same - ref_cross, the same genomic base) "
+                         "or 'index' (var_same - ref_same, the same sequence index)")
+    return pairing
 
 
 def newton_schulz_sqrt(C: torch.Tensor, n_iter: int = 3) -> torch.Tensor:
@@ -48,20 +68,36 @@ def newton_schulz_sqrt(C: torch.Tensor, n_iter: int = 3) -> torch.Tensor:
     return Y * norm.sqrt()
 
 
-def evee_diffs(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def evee_diffs(acts: torch.Tensor, pairing: str = "genomic") -> tuple[torch.Tensor, torch.Tensor]:
     """Per-direction variant-minus-reference diffs ``(diff_fwd, diff_bwd)``, each ``[B, K, d]`` float32.
 
-    Accepts the EVEE view ``acts [B,2,3,K,d]`` (``var_same - ref_cross``: the same
-    genomic base in both sequences), a stored ``diff [B,2,K,d]`` (``view=evee_diff``,
-    which holds ``var_same - ref_cross``: taken as is), or a pooled pair
-    ``[B,2,d]`` (alt, ref embeddings; both directions get ``alt - ref`` with K=1).
+    Parameters
+    ----------
+    acts
+        The EVEE view ``acts [B,2,3,K,d]``; a stored ``diff [B,2,K,d]`` (``view=evee_diff``,
+        which holds ``var_same - ref_cross``: taken as is); or a pooled pair ``[B,2,d]``
+        (alt, ref embeddings; both directions get ``alt - ref`` with K=1).
+    pairing
+        For ``acts``: ``"genomic"`` takes ``var_same - ref_cross`` (the same genomic base in
+        both sequences), ``"index"`` takes ``var_same - ref_same`` (the same sequence index).
+        ``"index"`` needs ``acts``: a stored ``diff`` or a pooled pair raises ValueError.
     """
+    check_pairing(pairing)
     a = acts.float()
     if a.dim() == 5 and a.shape[1] == 2 and a.shape[2] == 3:
-        return a[:, 0, VAR_SAME] - a[:, 0, REF_CROSS], a[:, 1, VAR_SAME] - a[:, 1, REF_CROSS]
+        ref = REF_CROSS if pairing == "genomic" else REF_SAME
+        return a[:, 0, VAR_SAME] - a[:, 0, ref], a[:, 1, VAR_SAME] - a[:, 1, ref]
     if a.dim() == 4 and a.shape[1] == 2:
+        if pairing == "index":
+            raise ValueError("pairing='index' (var_same - ref_same) needs the EVEE view acts [N,2,3,K,d]: a diff "
+                             "[N,2,K,d] store (view=evee_diff) only holds genomic-pairing diffs (var_same - "
+                             "ref_cross). Harvest with --view evee (view='evee') to use index pairing, or use "
+                             "pairing='genomic'")
         return a[:, 0], a[:, 1]
     if a.dim() == 3 and a.shape[1] == 2:
+        if pairing == "index":
+            raise ValueError("pairing='index' applies to the EVEE view acts [N,2,3,K,d] only; a pooled (alt, ref) "
+                             "pair has no per-position views (use pairing='genomic')")
         d = (a[:, 0] - a[:, 1]).unsqueeze(1)
         return d, d
     raise ValueError(f"expected EVEE activations [B,2,3,K,d], diffs [B,2,K,d] or a pooled (alt, ref) pair "
@@ -96,13 +132,15 @@ class CovarianceBackbone(nn.Module):
 
     ``concat=False``: one projection pair per direction (``proj_{left,right}_{fwd,bwd}``).
     ``concat=True``: both directions concatenated to ``[K, 2d]`` before one pair
-    (``proj_left``, ``proj_right``).
+    (``proj_left``, ``proj_right``). ``pairing``: which reference view ``acts`` inputs
+    subtract (``"genomic"`` ref_cross or ``"index"`` ref_same, see :func:`evee_diffs`).
     """
 
     def __init__(self, d: int, h: int = 64, eps: float = 1e-3, n_sqrt_iter: int = 3, concat: bool = False,
-                 input_scale: float = 1.0):
+                 input_scale: float = 1.0, pairing: str = "genomic"):
         super().__init__()
         self.d, self.h, self.eps, self.n_sqrt_iter, self.concat = d, h, eps, n_sqrt_iter, concat
+        self.pairing = check_pairing(pairing)
         #: diffs are multiplied by this before projection (1.0 = EVEE; set from the training
         #: data's RMS by ``train_probe``; stored in the card, not in the tensors)
         self.input_scale = float(input_scale)
@@ -119,7 +157,7 @@ class CovarianceBackbone(nn.Module):
 
     def covariance(self, acts: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``C = sum_dir left^T right / K + eps*I``; ``mask [B,2,K]`` bool marks real positions."""
-        fwd, bwd = evee_diffs(acts)
+        fwd, bwd = evee_diffs(acts, self.pairing)
         if self.input_scale != 1.0:
             fwd, bwd = fwd * self.input_scale, bwd * self.input_scale
         if self.concat:
@@ -146,8 +184,8 @@ class CovarianceProbe(CovarianceBackbone):
     kind = "covariance"
 
     def __init__(self, d: int, h: int = 64, p: int = 128, n_out: int = 2, eps: float = 1e-3,
-                 n_sqrt_iter: int = 3, concat: bool = False, input_scale: float = 1.0):
-        super().__init__(d, h, eps, n_sqrt_iter, concat, input_scale)
+                 n_sqrt_iter: int = 3, concat: bool = False, input_scale: float = 1.0, pairing: str = "genomic"):
+        super().__init__(d, h, eps, n_sqrt_iter, concat, input_scale, pairing)
         self.p, self.n_out = p, n_out
         self.head_left = nn.Linear(h, p, bias=False)
         self.head_right = nn.Linear(h, p, bias=False)
@@ -160,7 +198,8 @@ class CovarianceProbe(CovarianceBackbone):
 
     def hparams(self) -> dict:
         return {"d": self.d, "h": self.h, "p": self.p, "n_out": self.n_out, "eps": self.eps,
-                "n_sqrt_iter": self.n_sqrt_iter, "concat": self.concat, "input_scale": self.input_scale}
+                "n_sqrt_iter": self.n_sqrt_iter, "concat": self.concat, "input_scale": self.input_scale,
+                "pairing": self.pairing}
 
 
 class MultiHeadCovarianceProbe(CovarianceBackbone):
@@ -176,8 +215,8 @@ class MultiHeadCovarianceProbe(CovarianceBackbone):
     kind = "covariance_multihead"
 
     def __init__(self, d: int, heads: Mapping[str, Mapping], h: int = 64, p: int = 128, eps: float = 1e-3,
-                 n_sqrt_iter: int = 3, concat: bool = False, input_scale: float = 1.0):
-        super().__init__(d, h, eps, n_sqrt_iter, concat, input_scale)
+                 n_sqrt_iter: int = 3, concat: bool = False, input_scale: float = 1.0, pairing: str = "genomic"):
+        super().__init__(d, h, eps, n_sqrt_iter, concat, input_scale, pairing)
         self.p = p
         self.heads = {k: dict(v) for k, v in heads.items()}
         self.head_modules = nn.ModuleDict({name: BilinearHead(h, p, head_outputs(spec))
@@ -197,7 +236,7 @@ class MultiHeadCovarianceProbe(CovarianceBackbone):
 
     def hparams(self) -> dict:
         return {"d": self.d, "h": self.h, "p": self.p, "eps": self.eps, "n_sqrt_iter": self.n_sqrt_iter,
-                "concat": self.concat, "input_scale": self.input_scale, "heads": self.heads}
+                "concat": self.concat, "input_scale": self.input_scale, "pairing": self.pairing, "heads": self.heads}
 
 
 def head_outputs(spec: Mapping) -> int:
@@ -247,7 +286,7 @@ def to_multihead(probe: CovarianceBackbone, name: str = "pathogenicity",
     if head_outputs(spec) != probe.n_out:
         spec = {"kind": "categorical", "classes": list(range(probe.n_out))}
     mh = MultiHeadCovarianceProbe(probe.d, {name: spec}, probe.h, probe.p, probe.eps, probe.n_sqrt_iter,
-                                  probe.concat, probe.input_scale)
+                                  probe.concat, probe.input_scale, probe.pairing)
     sd = {}
     for k, v in probe.state_dict().items():
         if k.split(".")[0] in ("head_left", "head_right", "out"):

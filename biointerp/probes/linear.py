@@ -2,10 +2,13 @@
 
 Features are pooled embeddings ``emb.<layer>.<pooling> [N, d]`` used as they are
 (``features="pooled"``), the pair (variant, reference) of pooled embeddings
-``[N, 2, d]`` as ``[alt, alt - ref]`` (``features="pooled_pair"``, ``2d``), or the EVEE view ``acts [N,2,3,K,d]`` reduced to the
-mean over positions of ``var_same - ref_cross`` (the same genomic base) per direction, concatenated
-(``features="evee_mean_diff"``, ``[N, 2d]``; a stored ``diff [N,2,K,d]``, which holds the same
-``var_same - ref_cross``, gives the same features; see :func:`biointerp.probes.covariance.evee_diffs`).
+``[N, 2, d]`` as ``[alt, alt - ref]`` (``features="pooled_pair"``, ``2d``), or the EVEE
+view ``acts [N,2,3,K,d]`` reduced to the mean over positions of the variant-minus-reference
+diff per direction, concatenated (``features="evee_mean_diff"``, ``[N, 2d]``). The probe's
+``pairing`` picks the reference view: ``"genomic"`` (default) ``var_same - ref_cross``, the
+same genomic base, which a stored ``diff [N,2,K,d]`` (``view=evee_diff``) also holds and so
+gives the same features; ``"index"`` ``var_same - ref_same``, the same sequence index
+(``acts`` only); see :func:`biointerp.probes.covariance.evee_diffs`.
 
 Objective: ``mean_i BCE(w.z_i + b, y_i) + l2/2 * ||w||^2`` with ``z`` the
 standardised features; equals scikit-learn's ``LogisticRegression(C=1/(l2*n))``.
@@ -18,13 +21,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from biointerp.probes.covariance import evee_diffs
+from biointerp.probes.covariance import check_pairing, evee_diffs
 
 FEATURE_MODES = ("pooled", "pooled_pair", "evee_mean_diff")
 
 
-def featurize(x: torch.Tensor, mode: str = "pooled", mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Turn a stored tensor into linear-probe features ``[N, d']`` (see module doc)."""
+def featurize(x: torch.Tensor, mode: str = "pooled", mask: torch.Tensor | None = None,
+              pairing: str = "genomic") -> torch.Tensor:
+    """Turn a stored tensor into linear-probe features ``[N, d']`` (see module doc).
+
+    ``mask [N, 2, K]`` (bool, real positions) and ``pairing`` (``"genomic"`` | ``"index"``)
+    apply to ``mode="evee_mean_diff"`` only.
+    """
     if mode == "pooled":
         if x.dim() != 2:
             raise ValueError(f"pooled features must be [N, d], got {tuple(x.shape)}; "
@@ -36,7 +44,7 @@ def featurize(x: torch.Tensor, mode: str = "pooled", mask: torch.Tensor | None =
         x = x.float()
         return torch.cat([x[:, 0], x[:, 0] - x[:, 1]], dim=-1)
     if mode == "evee_mean_diff":
-        fwd, bwd = evee_diffs(x)
+        fwd, bwd = evee_diffs(x, pairing)
         if mask is None:
             return torch.cat([fwd.mean(1), bwd.mean(1)], dim=-1)
         out = []
@@ -48,13 +56,17 @@ def featurize(x: torch.Tensor, mode: str = "pooled", mask: torch.Tensor | None =
 
 
 class LinearProbe(nn.Module):
-    """``logits = linear((featurize(x) - mean) / std)``; ``n_out=1`` for a binary label."""
+    """``logits = linear((featurize(x) - mean) / std)``; ``n_out=1`` for a binary label.
+
+    ``pairing`` (``"genomic"`` | ``"index"``): the EVEE reference view for ``features="evee_mean_diff"``.
+    """
 
     kind = "linear"
 
-    def __init__(self, d: int, n_out: int = 1, features: str = "pooled", l2: float = 1e-3):
+    def __init__(self, d: int, n_out: int = 1, features: str = "pooled", l2: float = 1e-3, pairing: str = "genomic"):
         super().__init__()
         self.d, self.n_out, self.features, self.l2 = d, n_out, features, l2
+        self.pairing = check_pairing(pairing)
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("std", torch.ones(d))
         self.linear = nn.Linear(d, n_out)
@@ -67,7 +79,7 @@ class LinearProbe(nn.Module):
         self.std.copy_(torch.where(std > 0, std, torch.ones_like(std)).to(self.std))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        z = (featurize(x, self.features, mask) - self.mean) / self.std
+        z = (featurize(x, self.features, mask, self.pairing) - self.mean) / self.std
         return self.linear(z)
 
     def penalty(self) -> torch.Tensor:
@@ -75,7 +87,7 @@ class LinearProbe(nn.Module):
         return 0.5 * self.l2 * self.linear.weight.pow(2).sum()
 
     def hparams(self) -> dict:
-        return {"d": self.d, "n_out": self.n_out, "features": self.features, "l2": self.l2}
+        return {"d": self.d, "n_out": self.n_out, "features": self.features, "l2": self.l2, "pairing": self.pairing}
 
 
 def linear_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -97,22 +109,24 @@ def fit_linear(
     epochs: int = 50,
     lr: float = 1e-2,
     seed: int = 0,
+    pairing: str = "genomic",
 ) -> LinearProbe:
     """Fit a :class:`LinearProbe` on in-memory data.
 
     ``method="lbfgs"``: full-batch L-BFGS (exact optimum, small data);
     ``"minibatch"``: Adam over shuffled minibatches; ``"auto"`` picks L-BFGS
     when the feature matrix has at most 5e7 entries. For data that does not fit
-    in memory, train through :func:`biointerp.probes.training.train_probe`.
+    in memory, train through :func:`biointerp.probes.training.train_probe`. ``pairing``: the
+    EVEE reference view for ``features="evee_mean_diff"`` (see the module doc).
     """
     torch.manual_seed(seed)
     X = torch.as_tensor(X)
     y = torch.as_tensor(np.asarray(y))
-    Z = featurize(X, features)
+    Z = featurize(X, features, pairing=pairing)
     n, d = Z.shape
     n_classes = int(y.max().item()) + 1 if y.numel() else 2
     n_out = 1 if n_classes <= 2 else n_classes
-    probe = LinearProbe(d, n_out, features, l2)
+    probe = LinearProbe(d, n_out, features, l2, pairing)
     probe.set_standardisation(Z.mean(0), Z.std(0, unbiased=False))
     Zs = (Z - probe.mean) / probe.std
     params = list(probe.linear.parameters())

@@ -10,6 +10,13 @@ multi-head) with per-head losses that skip missing labels:
 - continuous: cross-entropy against Gaussian soft labels over the spec's bins.
 
 Early stopping watches the validation loss; the best weights are restored at the end.
+
+EVEE ``acts`` inputs are reduced to variant-minus-reference diffs with the probe's
+``pairing``: ``"genomic"`` (default, ``var_same - ref_cross``, the same genomic base, what
+an ``evee_diff`` store holds) or ``"index"`` (``var_same - ref_same``, the same sequence
+index; ``acts`` stores only). It is a probe hyper-parameter, saved in the card
+(``hparams.pairing``, ``input.pairing``), so :func:`predict` on a loaded probe pairs the
+views as in training.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
 from biointerp.probes.covariance import (CovarianceBackbone, CovarianceProbe, MultiHeadCovarianceProbe,
-                                         evee_diffs, head_prediction, soft_bin_labels)
+                                         check_pairing, evee_diffs, head_prediction, soft_bin_labels)
 from biointerp.probes.evaluate import auroc, binary_labels
 from biointerp.probes.linear import LinearProbe, featurize, fit_linear
 
@@ -314,13 +321,14 @@ def data_fingerprint(ids: Sequence[str], targets: Mapping[str, np.ndarray]) -> s
     return h.hexdigest()[:16]
 
 
-def _streamed_moments(source, tensor: str, ids, mode: str, batch_size: int, use_mask: bool, pair: bool):
+def _streamed_moments(source, tensor: str, ids, mode: str, batch_size: int, use_mask: bool, pair: bool,
+                      pairing: str = "genomic"):
     src = open_source(source)
     s = ss = None
     n = 0
     for _, b in src.iter_batches(input_names(tensor, pair, use_mask), batch_size, ids):
         x, mask = batch_input(b, tensor, pair, use_mask)
-        z = featurize(x, mode, mask).double()
+        z = featurize(x, mode, mask, pairing).double()
         s = z.sum(0) if s is None else s + z.sum(0)
         ss = (z * z).sum(0) if ss is None else ss + (z * z).sum(0)
         n += len(z)
@@ -328,11 +336,12 @@ def _streamed_moments(source, tensor: str, ids, mode: str, batch_size: int, use_
     return mean.float(), (ss / n - mean * mean).clamp_min(0).sqrt().float()
 
 
-def _diff_rms(source, tensor: str, ids, batch_size: int, pair: bool, max_batches: int = 8) -> float:
+def _diff_rms(source, tensor: str, ids, batch_size: int, pair: bool, max_batches: int = 8,
+              pairing: str = "genomic") -> float:
     src = open_source(source)
     tot, cnt = 0.0, 0
     for i, (_, b) in enumerate(src.iter_batches(input_names(tensor, pair, False), batch_size, ids)):
-        f, r = evee_diffs(batch_input(b, tensor, pair, False)[0])
+        f, r = evee_diffs(batch_input(b, tensor, pair, False)[0], pairing)
         tot += float(f.pow(2).sum() + r.pow(2).sum())
         cnt += f.numel() + r.numel()
         if i + 1 >= max_batches:
@@ -361,6 +370,7 @@ def train_probe(
     shuffle_buffer: int = 8,
     trainable: str = "all",
     pair: bool | None = None,
+    pairing: str | None = None,
     progress: bool = False,
 ) -> TrainResult:
     """Train (or continue training) a probe on store tensors.
@@ -393,12 +403,18 @@ def train_probe(
     pair
         Read ``<tensor>.ref`` too and give the probe ``[N, 2, d]`` (alt, ref); default: when
         ``tensor`` is a pooled embedding whose ``.ref`` is stored.
+    pairing
+        EVEE ``acts`` only: ``"genomic"`` (``var_same - ref_cross``, the reference at the same
+        genomic base; what an ``evee_diff`` store holds) or ``"index"`` (``var_same - ref_same``,
+        the reference at the same sequence index; downstream of an indel these are different
+        bases). Default: the fine-tuned ``probe``'s own pairing, else ``"genomic"``. ``"index"``
+        on a ``diff`` store or a pooled tensor raises ValueError. Saved in the probe's hparams.
 
     Returns
     -------
     :class:`TrainResult` with the trained probe (best validation weights, eval mode),
     the head specs and ``info`` (n_train, n_val, epochs, best_val_loss, history,
-    data_fingerprint, input).
+    data_fingerprint, input {tensor, pair[, pairing]}; ``pairing`` for EVEE views).
     """
     L.seed_everything(seed, workers=True, verbose=False)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -427,16 +443,22 @@ def train_probe(
     if pair is None:
         pair = tensor.startswith("emb.") and (tensor + ".ref") in names and hp.get("features") != "pooled"
     use_mask = tensor in ("acts", "diff") and "positions" in names
+    pairing = _resolve_pairing(pairing if pairing is not None else hp.get("pairing"), probe)
+    x0 = _first_input(src, tensor, ids["train"], pair)
+    _check_pairing_input(x0, tensor, pairing)
+    inp = {"tensor": tensor, "pair": bool(pair)}
+    if x0.dim() >= 4:  # EVEE view (acts or diff): record how var and ref were paired
+        inp["pairing"] = pairing
     info = {"n_train": len(ids["train"]), "n_val": len(ids["val"]), "seed": seed,
             "n_labelled_without_activations": int((has_target & ~in_store).sum()),
-            "input": {"tensor": tensor, "pair": bool(pair)},
+            "input": inp,
             "data_fingerprint": data_fingerprint(ids["train"] + ids["val"],
                                                  {k: np.r_[tg["train"][k], tg["val"][k]] for k in heads})}
 
     if probe is None:
-        probe = _new_probe(kind, heads, hp, src, tensor, ids["train"], batch_size, use_mask, pair)
+        probe = _new_probe(kind, heads, hp, src, tensor, ids["train"], batch_size, use_mask, pair, x0, pairing)
         if isinstance(probe, CovarianceBackbone) and "input_scale" not in hp:
-            probe.input_scale = _diff_rms(src, tensor, ids["train"], batch_size, pair)
+            probe.input_scale = _diff_rms(src, tensor, ids["train"], batch_size, pair, pairing=pairing)
     if isinstance(probe, LinearProbe):
         if len(heads) != 1:
             raise ValueError("a linear probe has one head; use covariance_multihead for several labels")
@@ -477,6 +499,30 @@ def _tensor_names(src) -> list[str]:
     return list(src.tensor_names())
 
 
+def _resolve_pairing(pairing: str | None, probe: nn.Module | None) -> str:
+    """The pairing to train with: the argument, else the fine-tuned probe's, else ``"genomic"``."""
+    own = getattr(probe, "pairing", None) if probe is not None else None
+    if pairing is None:
+        return own or "genomic"
+    check_pairing(pairing)
+    if own is not None and own != pairing:
+        raise ValueError(f"the probe to fine-tune was trained with pairing={own!r}; cannot continue it with "
+                         f"pairing={pairing!r}")
+    return pairing
+
+
+def _check_pairing_input(x0: torch.Tensor, tensor: str, pairing: str) -> None:
+    """ValueError when ``pairing="index"`` cannot be computed from ``tensor`` (``x0``: its first rows)."""
+    if pairing != "index":
+        return
+    if x0.dim() == 4:
+        evee_diffs(x0, pairing)  # raises: an evee_diff store only holds genomic-pairing diffs
+    if x0.dim() != 5:
+        raise ValueError(f"pairing='index' (var_same - ref_same) needs the EVEE view acts [N,2,3,K,d]; tensor "
+                         f"{tensor!r} has shape {tuple(x0.shape[1:])} per variant (harvest with --view evee, or "
+                         "leave pairing='genomic')")
+
+
 def _first_input(src, tensor: str, ids, pair: bool) -> torch.Tensor:
     for _, b in src.iter_batches(input_names(tensor, pair, False), 2, ids[:2]):
         return batch_input(b, tensor, pair, False)[0]
@@ -484,18 +530,18 @@ def _first_input(src, tensor: str, ids, pair: bool) -> torch.Tensor:
 
 
 def _new_probe(kind: str, heads: dict, hp: dict, src, tensor: str, train_ids, batch_size: int,
-               use_mask: bool, pair: bool) -> nn.Module:
-    x0 = _first_input(src, tensor, train_ids, pair)
+               use_mask: bool, pair: bool, x0: torch.Tensor, pairing: str = "genomic") -> nn.Module:
     if kind == "linear":
         mode = hp.get("features") or ("evee_mean_diff" if x0.dim() >= 4 else "pooled_pair" if pair else "pooled")
-        d = featurize(x0, mode).shape[1]
+        d = featurize(x0, mode, pairing=pairing).shape[1]
         spec = next(iter(heads.values()))
         if spec.get("kind") == "continuous":
             raise ValueError("linear probes take binary or categorical labels; use covariance_multihead "
                              "for continuous labels")
         n_out = 1 if spec.get("kind", "binary") == "binary" else len(spec.get("classes", []))
-        probe = LinearProbe(d, n_out, mode, hp.get("l2", 1e-3))
-        probe.set_standardisation(*_streamed_moments(src, tensor, train_ids, mode, batch_size, use_mask, pair))
+        probe = LinearProbe(d, n_out, mode, hp.get("l2", 1e-3), pairing)
+        probe.set_standardisation(*_streamed_moments(src, tensor, train_ids, mode, batch_size, use_mask, pair,
+                                                     pairing))
         return probe
     if x0.dim() < 4 and not pair:
         raise ValueError(f"covariance probes need the EVEE view (acts [N,2,3,K,d] or diff [N,2,K,d]) or a pooled "
@@ -503,7 +549,7 @@ def _new_probe(kind: str, heads: dict, hp: dict, src, tensor: str, train_ids, ba
                          "(harvest with --view evee or evee_diff)")
     d = x0.shape[-1]
     common = dict(h=hp.get("h", 64), p=hp.get("p", 128), eps=hp.get("eps", 1e-3),
-                  n_sqrt_iter=hp.get("n_sqrt_iter", 3), input_scale=hp.get("input_scale", 1.0))
+                  n_sqrt_iter=hp.get("n_sqrt_iter", 3), input_scale=hp.get("input_scale", 1.0), pairing=pairing)
     if kind in ("covariance", "covariance_concat") and len(heads) == 1 \
             and next(iter(heads.values())).get("kind", "binary") == "binary":
         return CovarianceProbe(d, n_out=2, concat=kind == "covariance_concat", **common)
@@ -521,7 +567,7 @@ def _fit_linear_lbfgs(probe: LinearProbe, src, tensor, ids, tg, heads, batch_siz
     row = {v: i for i, v in enumerate(ids["train"])}
     for b_ids, b in src.iter_batches(input_names(tensor, pair, use_mask), max(batch_size, 256), ids["train"]):
         x, mask = batch_input(b, tensor, pair, use_mask)
-        feats.append(featurize(x, probe.features, mask))
+        feats.append(featurize(x, probe.features, mask, probe.pairing))
         ys.append(tg["train"][name][[row[v] for v in b_ids]])
     Z, y = torch.cat(feats), np.concatenate(ys)
     fitted = fit_linear(Z, y.astype(np.int64), l2=probe.l2, features="pooled", method="lbfgs")
@@ -541,6 +587,8 @@ def predict(probe: nn.Module, source, tensor: str, ids: Sequence[str] | None, he
     """Stream ``ids`` (all stored when None) through ``probe``: one score column per head.
 
     Binary heads give P(positive), continuous the expected value, categorical the class index.
+    EVEE ``acts`` are paired as the probe was trained (its ``pairing`` hyper-parameter, read
+    from the card by :func:`~biointerp.probes.artifact.load_probe`).
     Returns a DataFrame indexed by ``variant_id`` in the order given (store order when None).
     """
     src = open_source(source)
