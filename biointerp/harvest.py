@@ -14,7 +14,8 @@ EVEE view (``view="evee"``), per variant and for one layer:
   variant index ``a_var + i`` with reference index ``a_ref + i``.
   ``fwd`` keeps a fixed window ``i < fixed`` (64) plus the ``K − fixed``
   candidates with the lowest cosine similarity between the variant and the
-  reference activation (``ref_cross`` pairing); ``rev`` keeps the ``K −
+  reference activation (``ref_cross`` pairing; ranked by ``1 − cos`` computed
+  in difference form, see :func:`divergence`); ``rev`` keeps the ``K −
   fixed_rev`` (default all K) most divergent upstream positions. Selected
   positions are sorted by ``i``; missing ones are padding (position −1, zeros).
 * views, my reading of EVEE's names: ``var_same`` = variant-sequence
@@ -132,6 +133,20 @@ def run_group(model, ref: str, alts: Sequence[str], layers: Sequence[str], reuse
 
 
 # --------------------------------------------------------------------------- EVEE selection
+def divergence(v: torch.Tensor, r: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``1 − cos(v, r)`` per row, computed as ``½‖v/|v| − r/|r|‖²`` in fp32.
+
+    Same ranking as cosine similarity, but resolved far more finely: for nearly
+    parallel rows ``cos`` sits within a few fp32 steps of 1 and its rounding
+    (~1e-7) can reorder positions whose divergences differ by less, while the
+    difference form keeps ~1e-6 relative precision (so a full pass and a
+    prefix-reuse pass, ~1e-5 apart, select the same positions)."""
+    v, r = v.float(), r.float()
+    vn = v / v.norm(dim=-1, keepdim=True).clamp_min(eps)
+    rn = r / r.norm(dim=-1, keepdim=True).clamp_min(eps)
+    return 0.5 * (vn - rn).pow(2).sum(-1)
+
+
 def evee_direction(ref_acts: torch.Tensor, var_acts: torch.Tensor, ref_lp: torch.Tensor | None,
                    var_lp: torch.Tensor | None, a_ref: int, a_var: int, K: int, fixed: int
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -145,10 +160,8 @@ def evee_direction(ref_acts: torch.Tensor, var_acts: torch.Tensor, ref_lp: torch
     cand = torch.arange(n_fixed, n, device=ref_acts.device)
     take = min(K - n_fixed, len(cand))
     if take > 0:
-        v = var_acts[a_var + cand]
-        r = ref_acts[a_ref + cand]
-        cos = torch.nn.functional.cosine_similarity(v.float(), r.float(), dim=-1)
-        order = torch.argsort(cos, stable=True)[:take]
+        div = divergence(var_acts[a_var + cand], ref_acts[a_ref + cand])
+        order = torch.argsort(-div, stable=True)[:take]  # lowest cosine similarity first; ties: nearest
         chosen = torch.sort(cand[order]).values
     else:
         chosen = cand[:0]

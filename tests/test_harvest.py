@@ -205,3 +205,23 @@ def test_cli_harvest_pooled_table(tmp_path, brca1_fasta, clinvar_vcf):
     assert a.n_obs == 4 and a.obsm["X_tiny16_blocks.7_window_mean"].shape == (4, 16)
     res = runner.invoke(main, args[:-6] + ["--layer", "blocks.99", "--store", str(tmp_path / "t")])
     assert res.exit_code != 0 and "blocks.99" in res.output
+
+
+def test_divergence_resolves_nearly_parallel_rows():
+    """The EVEE selection score 1 − cos stays accurate (vs float64) for nearly parallel
+    activations, where fp32 cosine similarity rounds to a few steps below 1 and ties
+    positions that differ: ranks follow the float64 ones."""
+    from biointerp.harvest import divergence
+
+    g = torch.Generator().manual_seed(0)
+    r = torch.randn(64, 256, generator=g) * 20
+    u = torch.randn(64, 256, generator=g)
+    u = u - (u * r).sum(-1, keepdim=True) / (r * r).sum(-1, keepdim=True) * r  # orthogonal to r
+    scale = torch.linspace(0.0290, 0.0300, 64)[:, None]  # 1 − cos from ~4.2e-4 to ~4.5e-4, close together
+    v = r + scale * u / u.norm(dim=-1, keepdim=True) * r.norm(dim=-1, keepdim=True)
+    exact = 1 - (v.double() * r.double()).sum(-1) / (v.double().norm(dim=-1) * r.double().norm(dim=-1))
+    got = divergence(v, r).double()
+    assert ((got - exact).abs() / exact).max() < 1e-4
+    assert torch.equal(torch.argsort(-got), torch.argsort(-exact))
+    cos32 = (1 - torch.nn.functional.cosine_similarity(v, r, dim=-1)).double()
+    assert ((cos32 - exact).abs() / exact).max() > 1e-4  # the plain fp32 cosine cannot resolve these
