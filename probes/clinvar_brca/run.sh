@@ -18,6 +18,7 @@ DOWN=${DOWN:-512}
 WINDOW=${WINDOW:-1024}
 NBOOT=${NBOOT:-1000}
 LIMIT=${LIMIT:-0}   # >0: only the first LIMIT labelled variants per region (smoke runs)
+PAIRING=${PAIRING:-genomic}   # probe input: var_same - ref_cross (genomic) or var_same - ref_same (index)
 BI=${BI:-.venv/bin/biointerp}
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data}
@@ -62,7 +63,7 @@ PY
 
 STORES="--store $OUT/brca1.store --store $OUT/brca2.store"
 for kind in linear covariance; do
-  $BI probe train --kind "$kind" $STORES --labels "$OUT/labels.parquet" --split-column split \
+  $BI probe train --kind "$kind" $STORES --labels "$OUT/labels.parquet" --split-column split --pairing "$PAIRING" \
     --h 16 --p 32 --lr 1e-3 --epochs 60 --patience 8 --n-boot "$NBOOT" --calibrate platt --strata variant_type \
     --report-dir "$OUT/report_$kind" --out "$OUT/$kind.safetensors"
 done
