@@ -42,16 +42,22 @@ class ByteTokenizer:
             seqs = [seqs]
         if len(seqs) == 0:
             raise ValueError("tokenize: got no sequences")
-        encoded = [self.encode(s) for s in seqs]
-        width = max(len(e) for e in encoded)
-        if width == 0:
-            raise ValueError("tokenize: all sequences are empty")
-        ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.bool)
-        for i, e in enumerate(encoded):
-            ids[i, : len(e)] = torch.tensor(e, dtype=torch.long)
-            mask[i, : len(e)] = True
-        return ids, mask
+        return pad_right([self.encode(s) for s in seqs], self.pad_id)
+
+
+def pad_right(encoded: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Token id lists -> right-padded ids (B, L) long and a bool mask (B, L)."""
+    if len(encoded) == 0:
+        raise ValueError("tokenize: got no sequences")
+    width = max(len(e) for e in encoded)
+    if width == 0:
+        raise ValueError("tokenize: all sequences are empty")
+    ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.bool)
+    for i, e in enumerate(encoded):
+        ids[i, : len(e)] = torch.tensor(list(e), dtype=torch.long)
+        mask[i, : len(e)] = True
+    return ids, mask
 
 
 def _first(out: object) -> Tensor:

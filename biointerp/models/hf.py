@@ -39,6 +39,7 @@ from biointerp.models.base import (
     GenomicModel,
     ModelOutput,
     capture,
+    pad_right,
     token_log_probs,
 )
 from biointerp.models.checkpoint import CheckpointError
@@ -137,15 +138,7 @@ class HFModel(GenomicModel):
             if len(e) != len(s):
                 raise ValueError(f"{self.name}: the tokenizer gave {len(e)} tokens for a {len(s)}-base "
                                  f"sequence ({s[:20]!r}...); characters outside its vocabulary?")
-        width = max(len(e) for e in encoded)
-        if width == 0:
-            raise ValueError("tokenize: all sequences are empty")
-        ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.bool)
-        for i, e in enumerate(encoded):
-            ids[i, : len(e)] = torch.tensor(e, dtype=torch.long)
-            mask[i, : len(e)] = True
-        return ids, mask
+        return pad_right(encoded, self.pad_id)
 
     def _with_specials(self, ids: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """Base ids (B, L) -> ``lead + bases + trail + pad`` ids and mask (B, nl + L + nt)."""
