@@ -59,3 +59,13 @@ def timed(fn, cuda: bool):
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     print(f"    ({'wall' if cuda else 'cpu'} time used; wall {wall:.1f} s, cpu {cpu:.1f} s)")
     return out, (wall if cuda else cpu)
+
+
+def add_run_args(ap) -> None:
+    """Options both speed benchmarks take: device, dtype, CPU threads, repeats."""
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: shared, contended machine)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="alternate baseline and ours this many times and keep each one's least time "
+                         "(CPU time on a contended machine varies by 20%% from run to run)")

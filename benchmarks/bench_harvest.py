@@ -37,7 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
-from _workloads import pick_variants, saturation_variants, timed as timed_run  # noqa: E402  (benchmarks/ is on sys.path)
+from _workloads import add_run_args, pick_variants, saturation_variants, timed as timed_run  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def main() -> None:
@@ -58,12 +58,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None,
                     help="sequences per model call (default: 1 on CPU, where batching the 3 suffix passes of "
                          "a position measured ~10%% more CPU time than 3 single passes at d=256, 2 kb; 8 on CUDA)")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: shared, contended machine)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="alternate baseline and ours this many times and keep each one's least time "
-                         "(CPU time on a contended machine varies by 20%% from run to run)")
+    add_run_args(ap)
     args = ap.parse_args()
     if args.quick:
         args.n, args.upstream, args.downstream, args.K, args.fixed, args.hidden = 8, 768, 256, 32, 8, 64

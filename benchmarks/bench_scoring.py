@@ -40,7 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
-from _workloads import pick_variants, saturation_variants, timed as timed_run  # noqa: E402  (benchmarks/ is on sys.path)
+from _workloads import add_run_args, pick_variants, saturation_variants, timed as timed_run  # noqa: E402  (benchmarks/ is on sys.path)
 
 
 def load_case(args):
@@ -75,13 +75,8 @@ def main() -> None:
                     help="random positions (all their alleles) or the first records")
     ap.add_argument("--workload", choices=["clinvar", "saturation", "both"], default="clinvar",
                     help="all ClinVar alleles at random positions, or all 3 SNVs at random ClinVar positions")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    add_run_args(ap)
     ap.add_argument("--no-flat", action="store_true", help="skip the batched full-pass variant of ours")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: shared, contended machine)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="alternate baseline and ours this many times and keep each one's least time "
-                         "(CPU time on a contended machine varies by 20%% from run to run)")
     args = ap.parse_args()
     if args.quick:
         args.n, args.window, args.hidden = 12, 1024, 64

@@ -254,6 +254,13 @@ def plot_roc(curves: Mapping[str, tuple[Sequence, Sequence]], path: str | Path, 
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
     ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (folders created) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,9 +283,4 @@ def plot_calibration(tables: Mapping[str, pd.DataFrame], path: str | Path, title
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
     ax.set(xlabel="mean predicted probability", ylabel="fraction positive", title=title, xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
