@@ -105,7 +105,8 @@ def test_evee_state_dict_loads_and_forward_matches_formula(tmp_path):
     save_file(flat_sd, str(tmp_path / "flat.safetensors"))
     for f in ("probe.safetensors", "flat.safetensors"):
         m, card = load_probe(tmp_path / f, kind="covariance", d_model=4096)
-        assert card["hparams"] == {"d": 4096, "h": 64, "p": 128, "n_out": 2, "concat": False}
+        # EVEE's own file: trained on unified_diff = var_same - ref_same (pairing "index")
+        assert card["hparams"] == {"d": 4096, "h": 64, "p": 128, "n_out": 2, "concat": False, "pairing": "index"}
         with torch.no_grad():
             assert torch.allclose(m(acts).double(), want, rtol=1e-3, atol=1e-3)
     with pytest.raises(ValueError, match="d=4096"):
