@@ -575,7 +575,9 @@ def genomic_reference(model, genome: Genome, variants: pd.DataFrame, layer: str,
     return ids, {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
 
 
-def evee_bytes_per_variant(d: int, K: int, view: str = "evee", dtype_bytes: int = 2) -> int:
-    """Bytes per variant of the stored EVEE tensors (acts or diff + positions + mean + loss_diff)."""
+def evee_bytes_per_variant(d: int, K: int, view: str = "evee", dtype_bytes: int = 2, recipe: str = DEFAULT_RECIPE) -> int:
+    """Bytes per variant of the stored EVEE tensors (acts or diff + positions + mean + loss_diff);
+    the evee recipe keeps ``mean`` in fp32, as EVEE does."""
     big = 2 * 3 * K * d if view == "evee" else 2 * K * d
-    return big * dtype_bytes + 2 * K * 8 + 2 * 3 * d * dtype_bytes + 2 * K * 4
+    mean_bytes = 4 if recipe == "evee" else dtype_bytes
+    return big * dtype_bytes + 2 * K * 8 + 2 * 3 * d * mean_bytes + 2 * K * 4
