@@ -104,6 +104,17 @@ def test_evee_recipe_equals_plain_evee(runs):
     assert torch.equal(t16["positions"], base["positions"])
 
 
+def test_without_prefix_reuse_the_numbers_are_bitwise_equal(model, genome, runs):
+    """Sharing the reference passes alone changes no bit: full passes, batch 1, same inputs."""
+    v, (ids, base), _, _, d = runs
+    st = harvest(model, genome, v, LAYER, view="evee", store=d / "full", storage_dtype=torch.float32,
+                 reuse_prefix=False, progress=False, **KW)
+    got_ids, got = st.read()
+    assert got_ids == ids
+    for k in ("positions", "acts", "mean", "loss_diff"):
+        assert torch.equal(got[k], base[k]), k
+
+
 def test_evee_recipe_semantics(runs):
     """Facts of EVEE's layout checked on the stored tensors, kind by kind."""
     v, _, st, _, _ = runs
