@@ -257,6 +257,11 @@ def _card(src, result, kind, split_desc, metrics, strata, calibration, extra=Non
                    "evaluate and finetune use the card's.")
 @click.option("--h", "h", type=click.IntRange(1), default=64, show_default=True, help="Covariance rank h.")
 @click.option("--p", "p", type=click.IntRange(1), default=128, show_default=True, help="Covariance readout width p.")
+@click.option("--root", type=click.Choice(["newton_schulz", "sym_eigh", "gram_eigh"]), default="newton_schulz",
+              show_default=True,
+              help="Covariance probes: newton_schulz = EVEE's 3-step polynomial of the non-symmetric C (not a square "
+                   "root); sym_eigh = true root of C's symmetric part projected onto the PSD cone; gram_eigh = true "
+                   "root of the PSD pooling sum L^T L / K.")
 @click.option("--calibrate", type=click.Choice(["none", "platt", "isotonic"]), default="none", show_default=True,
               help="Fit a calibration map on the validation split and store it in the card.")
 @click.option("--report-dir", type=click.Path(file_okay=False), default=None,
@@ -265,7 +270,7 @@ def _card(src, result, kind, split_desc, metrics, strata, calibration, extra=Non
               help="Column for per-stratum test metrics in the card (skipped when absent).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Probe file (.safetensors).")
 def train_cmd(stores, labels, label_columns, tensor, how, split_column, test_frac, val_frac, epochs, batch_size, lr,
-              patience, seed, n_boot, accelerator, kind, name, head_kind, l2, features, pairing, h, p, calibrate,
+              patience, seed, n_boot, accelerator, kind, name, head_kind, l2, features, pairing, h, p, root, calibrate,
               report_dir, strata, out):
     """Train a probe on store activations, evaluate it on the held-out test split, save it.
 
@@ -287,7 +292,7 @@ def train_cmd(stores, labels, label_columns, tensor, how, split_column, test_fra
     split = _make_split(table, split_column, how, test_frac, val_frac, seed)
     counts = split.value_counts().to_dict()
     click.echo(f"split ({'column ' + split_column if split_column else how}): {counts}")
-    hp = {"l2": l2, "h": h, "p": p}
+    hp = {"l2": l2, "h": h, "p": p, "root": root}
     if features != "auto":
         hp["features"] = features
     try:
