@@ -407,7 +407,7 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         Positions kept per direction and the fixed window right after the
         variant (fwd) / upstream of it (rev; genomic recipe only, EVEE has none).
     shard_size
-        Rows per shard (shards close after whole groups of variants).
+        Input rows per shard (ok and non-ok; a shard holds at most this many tensor rows).
     chunk_rows
         Input rows whose windows are prepared (held in memory) at once.
 
@@ -488,6 +488,8 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         buf_detail.append(p.status_detail)
         for k, v in row.items():
             buf_t.setdefault(k, []).append(v)
+        if len(buf_ids) >= shard_size:  # shards hold exactly shard_size rows, even inside a run
+            flush()
 
     with st.background_writer() as writer:
         def flush() -> None:
@@ -534,8 +536,6 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                                                                 pool_window).cpu().to(storage_dtype)
                     add(p, row)
             bar.update(len(run))
-            if len(buf_ids) >= shard_size:
-                flush()
         flush()
     bar.close()
     return st
