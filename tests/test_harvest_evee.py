@@ -185,3 +185,9 @@ def test_diff_view_recipe_metadata_and_legacy(model, genome, runs):
     legacy.mkdir()
     (legacy / "manifest.json").write_text(json.dumps(man))
     assert store_recipe(ActivationStore.open(legacy).manifest) == "genomic"
+    from click.testing import CliRunner
+
+    from biointerp.cli import main
+
+    out = CliRunner().invoke(main, ["store", "info", str(legacy)]).output
+    assert "recipe     genomic (no recipe field: written before recipes existed, read as genomic)" in out
