@@ -123,7 +123,7 @@ class StoreActivations(IterableDataset):
         from biointerp.store import ActivationStore
 
         self.store = ActivationStore.open(store_path)
-        names = self.store.tensor_names
+        names = self.store.tensor_names()
         if not names:
             raise ValueError(f"{store_path}: the activation store holds no tensors yet")
         float_names = [n for n in names if n not in ("positions", "loss_diff")]
@@ -256,7 +256,15 @@ def evaluate_sae(model, sae: SparseAutoencoder, layer: str, seqs: Sequence[str],
     ``spliced_loss`` (layer output replaced by the reconstruction),
     ``zero_loss`` (layer output zeroed), and ``loss_recovered`` =
     (zero − spliced) / (zero − clean). Positions before ``skip`` are ignored."""
-    from biointerp.features.intervene import edit_output, encode_rows, log_probs_with, splice_reconstruction
+    torch.set_grad_enabled(False)
+    try:
+        return _evaluate(model, sae, layer, seqs, batch_size, skip)
+    finally:
+        torch.set_grad_enabled(True)
+
+
+def _evaluate(model, sae, layer, seqs, batch_size, skip) -> dict:
+    from biointerp.features.intervene import encode_rows, log_probs_with, splice_reconstruction
 
     se = sv = 0.0
     l0 = n = 0
