@@ -116,6 +116,7 @@ def test_labels_find_a_planted_latent(tiny, trained):
     scores = label_latents(X2, obs, genome.elements, classes=["exon", "intron"])
     planted = scores[(scores["latent"] == 64) & (scores["class"] == "exon")].iloc[0]
     assert planted["auroc"] == 1.0 and planted["precision_top"] == 1.0 and planted["element_auroc"] > 0.9
+    assert planted["f1"] == 1.0
     ad = feature_table(X2, obs, scores)
     assert sp.issparse(ad.X) and ad.var.loc["latent_64", "label"] == "exon"
     assert ad.var["firing_rate"].between(0, 1).all()
@@ -153,7 +154,7 @@ def test_explanations_side_table(tiny, trained):
     bad = v.iloc[0].copy()
     bad["variant_id"], bad["ref"] = "bad", "N"
     v = pd.concat([v, bad.to_frame().T], ignore_index=True)
-    labels = pd.DataFrame({"label": ["exon"] * 64, "auroc": 0.8}, index=range(64))
+    labels = pd.DataFrame({"label": ["exon"] * 64, "score": 0.8}, index=range(64))
     e = explain_variants(model, sae, LAYER, genome.contigs, v, labels=labels, top=3, window=128, offset=96)
     assert set(e["variant_id"]) == set(v["variant_id"])  # nothing dropped
     assert e.loc[e["variant_id"] == "bad", "status"].tolist() == ["ref_mismatch"]

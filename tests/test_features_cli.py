@@ -33,7 +33,7 @@ def test_features_cli_end_to_end(inputs):
              "--out", d / "sae.safetensors", "--latents", "64", "-k", "4", "--steps", "20", "--batch-size", "256",
              "--window", "256", "--buffer-tokens", "2048", "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    rep = json.loads(r.output[r.output.index("{"):])
+    rep = json.loads(r.output[r.output.rindex("\n{") + 1:])
     assert rep["l0"] == pytest.approx(4.0) and "eval_loss_recovered" in rep
     assert json.loads((d / "sae.json").read_text())["layer"] == "blocks.4"
     r = run(["features", "encode", "--model", d / "model", "--sae", d / "sae.safetensors", "--fasta", fa,
@@ -43,7 +43,7 @@ def test_features_cli_end_to_end(inputs):
              "--out", d / "fl.h5ad", "--scores", d / "scores.parquet"])
     assert r.exit_code == 0, r.output
     t = ad.read_h5ad(d / "fl.h5ad")
-    assert t.shape == (3000, 64) and {"label", "label_auroc", "firing_rate"} <= set(t.var.columns)
+    assert t.shape == (3000, 64) and {"label", "label_score", "label_f1", "label_auroc", "firing_rate"} <= set(t.var.columns)
     assert len(pd.read_parquet(d / "scores.parquet")) % 64 == 0
     r = run(["features", "dashboard", "--features", d / "fl.h5ad", "--top", "3", "--out", d / "dash"])
     assert r.exit_code == 0, r.output

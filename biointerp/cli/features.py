@@ -178,11 +178,13 @@ def encode(model_spec, sae_path, fasta, regions, layer, window, out, device) -> 
               help="GFF3, GTF, BED or GenBank.")
 @click.option("--stranded", is_flag=True, help="Separate classes per strand (type:+ / type:-).")
 @click.option("--min-count", type=click.IntRange(1), default=10, show_default=True, help="Smallest class size.")
-@click.option("--min-auroc", type=float, default=0.75, show_default=True, help="Below this a latent stays unlabelled.")
+@click.option("--by", type=click.Choice(["f1", "auroc", "element_auroc"]), default="f1", show_default=True,
+              help="Score that picks each latent's label (f1: position precision x element recall).")
+@click.option("--min-score", type=float, default=0.2, show_default=True, help="Below this a latent stays unlabelled.")
 @click.option("--top-n", type=click.IntRange(1), default=100, show_default=True, help="Positions for precision at top.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Labelled feature table (.h5ad).")
 @click.option("--scores", default=None, type=click.Path(dir_okay=False), help="Also write every latent x class score (.parquet).")
-def label(features_path, annotations, stranded, min_count, min_auroc, top_n, out, scores) -> None:
+def label(features_path, annotations, stranded, min_count, by, min_score, top_n, out, scores) -> None:
     """Score every latent against annotation classes (AUROC at base and element level, precision at top)."""
     import anndata as ad
 
@@ -201,16 +203,16 @@ def label(features_path, annotations, stranded, min_count, min_auroc, top_n, out
     sc = label_latents(table.X, table.obs, ann, classes, stranded, top_n)
     mx = __import__("numpy").asarray(table.X.max(0).todense()).ravel()
     sc["max_activation"] = mx[sc["latent"].to_numpy()]
-    new = feature_table(table.X, table.obs, sc, card=dict(table.uns.get("sae", {})), min_auroc=min_auroc)
+    new = feature_table(table.X, table.obs, sc, card=dict(table.uns.get("sae", {})), min_score=min_score, by=by)
     new.uns["fasta"] = table.uns.get("fasta", "")
     new.uns["annotations"] = str(annotations)
     new.write_h5ad(out)
     if scores:
         sc.to_parquet(scores)
-    best = best_per_class(sc)
-    click.echo(best[["latent", "auroc", "element_auroc", "precision_top"]].round(3).to_string())
+    best = best_per_class(sc, by)
+    click.echo(best[["latent", "auroc", "element_auroc", "f1", "precision_top"]].round(3).to_string())
     click.echo(f"wrote {out}: {int((new.var['label'] != '').sum())} of {new.n_vars} latents labelled "
-               f"(AUROC >= {min_auroc})")
+               f"({by} >= {min_score})")
 
 
 @features.command("dashboard")
@@ -241,7 +243,7 @@ def dashboard(features_path, fasta, annotations, latents, top, out) -> None:
         pick = list(latents)
     else:
         v = table.var.reset_index(drop=True)
-        v = v[v["firing_rate"] > 0].sort_values("label_auroc", ascending=False, na_position="last")
+        v = v[v["firing_rate"] > 0].sort_values("label_score", ascending=False, na_position="last")
         pick = v.index[:top].tolist()
     idx = write_dashboard(table.X, table.obs, table.var, _genome(fasta), ann, out, pick)
     click.echo(f"wrote {idx} ({len(pick)} latents)")
@@ -282,14 +284,14 @@ def explain_cmd(model_spec, sae_path, fasta, variants_path, labels_path, layer, 
     labels = None
     if labels_path:
         var = ad.read_h5ad(labels_path, backed="r").var
-        labels = pd.DataFrame({"label": var["label"].to_numpy(), "auroc": var["label_auroc"].to_numpy()})
+        labels = pd.DataFrame({"label": var["label"].to_numpy(), "score": var["label_score"].to_numpy()})
     ok = table["status"] == "ok" if "status" in table.columns else pd.Series(True, index=table.index)
     e = explain_variants(model, sae, layer, genome, table[ok], labels, top, rank_by, window, offset, progress=True)
     rest = table[~ok]
     if len(rest):
         e = pd.concat([e, pd.DataFrame({"variant_id": rest["variant_id"].astype(str), "rank": 0, "latent": -1,
                                         "delta": float("nan"), "z": float("nan"), "position": -1, "label": "",
-                                        "label_auroc": float("nan"), "status": rest["status"].astype(str)})],
+                                        "label_score": float("nan"), "status": rest["status"].astype(str)})],
                       ignore_index=True)
     e.to_parquet(out)
     click.echo(f"wrote {out}: {e['variant_id'].nunique()} variants, {int((e['status'] == 'ok').sum())} rows explained")

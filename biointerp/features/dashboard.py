@@ -94,7 +94,8 @@ def write_dashboard(X: sp.spmatrix, obs: pd.DataFrame, var: pd.DataFrame, seqs, 
         fig.savefig(out / f"latent_{j}.png", dpi=90)
         plt.close(fig)
         items.append(f"<h2 id=l{j}>latent {j} <small>{html.escape(str(lab.get('label', '') or 'unlabelled'))} · "
-                     f"AUROC {lab.get('label_auroc', float('nan')):.3f} · element AUROC "
+                     f"F1 {lab.get('label_f1', float('nan')):.3f} · AUROC {lab.get('label_auroc', float('nan')):.3f} · "
+                     f"element AUROC "
                      f"{lab.get('label_element_auroc', float('nan')):.3f} · firing rate "
                      f"{lab.get('firing_rate', float('nan')):.4f}</small></h2>"
                      f"<img src='latent_{j}.png' alt='latent {j}'><table><tr><th>position</th><th>act.</th>"

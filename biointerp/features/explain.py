@@ -21,7 +21,7 @@ import torch
 from biointerp.features.intervene import encode_rows
 from biointerp.features.sae import SparseAutoencoder
 
-EXPLAIN_COLUMNS = ["variant_id", "rank", "latent", "delta", "z", "position", "label", "label_auroc", "status"]
+EXPLAIN_COLUMNS = ["variant_id", "rank", "latent", "delta", "z", "position", "label", "label_score", "status"]
 
 #: Synthetic consequence class -> annotation classes that "match" it.
 MATCHING_CLASSES: dict[str, tuple[str, ...]] = {
@@ -97,7 +97,7 @@ def explain_variants(model, sae: SparseAutoencoder, layer: str, seqs, variants: 
                      offset: int = 192, span: int = 32, batch_size: int = 8, progress: bool = False) -> pd.DataFrame:
     """The ``top`` latents per variant ranked by ``|z|`` (or ``|delta|``), with their labels.
 
-    ``labels``: a table indexed by latent with ``label`` and ``auroc`` columns
+    ``labels``: a table indexed by latent with ``label`` and ``score`` columns
     (:func:`biointerp.features.label.best_labels`). Returns the long side table
     :data:`EXPLAIN_COLUMNS` (variants that could not be explained keep one row
     with their ``status`` and NaN)."""
@@ -109,7 +109,7 @@ def explain_variants(model, sae: SparseAutoencoder, layer: str, seqs, variants: 
     z = zscores(delta)
     key = np.abs(np.nan_to_num(z if rank_by == "z" else delta, nan=-1.0))
     order = np.argsort(-key, axis=1, kind="stable")[:, :top]
-    lab = labels if labels is not None else pd.DataFrame(columns=["label", "auroc"])
+    lab = labels if labels is not None else pd.DataFrame(columns=["label", "score"])
     rows = []
     for i, vid in enumerate(variants["variant_id"].astype(str)):
         if status.iat[i] != "ok":
@@ -118,14 +118,14 @@ def explain_variants(model, sae: SparseAutoencoder, layer: str, seqs, variants: 
         for r, j in enumerate(order[i]):
             lj = lab.loc[j] if j in lab.index else None
             rows.append((vid, r + 1, int(j), float(delta[i, j]), float(z[i, j]), int(where[i, j]),
-                         "" if lj is None else str(lj["label"]), np.nan if lj is None else float(lj["auroc"]), "ok"))
+                         "" if lj is None else str(lj["label"]), np.nan if lj is None else float(lj["score"]), "ok"))
     return pd.DataFrame(rows, columns=EXPLAIN_COLUMNS)
 
 
 def matching_share(expl: pd.DataFrame, variants: pd.DataFrame, top: int = 5,
                    matching: Mapping[str, tuple[str, ...]] = MATCHING_CLASSES) -> pd.DataFrame:
     """Per consequence class in ``matching``: the share of variants whose ``top`` explanations
-    include a latent labelled with a matching annotation class."""
+    include a latent labelled with a matching annotation class (a ``:+`` / ``:-`` strand suffix is ignored)."""
     cons = variants.set_index("variant_id")["consequence"]
     e = expl[(expl["rank"] >= 1) & (expl["rank"] <= top)].copy()
     e["consequence"] = e["variant_id"].map(cons)
@@ -135,7 +135,7 @@ def matching_share(expl: pd.DataFrame, variants: pd.DataFrame, top: int = 5,
         if not len(ids):
             continue
         sub = e[e["variant_id"].isin(ids)]
-        hit = sub.groupby("variant_id")["label"].apply(lambda s: bool(s.isin(want).any()))
+        hit = sub.groupby("variant_id")["label"].apply(lambda s: bool(s.str.split(":").str[0].isin(want).any()))
         out.append({"consequence": cls, "matching": "|".join(want), "n": int(len(ids)),
                     "share": float(hit.reindex(ids, fill_value=False).mean())})
     return pd.DataFrame(out)
@@ -170,8 +170,8 @@ def format_explanation(expl: pd.DataFrame, variant_id: str) -> str:
     if (sub["status"] != "ok").all():
         return f"{variant_id}: not explained ({sub['status'].iat[0]})"
     lines = [f"{variant_id}: top {len(sub)} latents by change (alt - ref)",
-             f"{'rank':>4} {'latent':>7} {'delta':>9} {'z':>8} {'position':>10}  label (AUROC)"]
+             f"{'rank':>4} {'latent':>7} {'delta':>9} {'z':>8} {'position':>10}  label (score)"]
     for r in sub.itertuples():
-        lab = f"{r.label} ({r.label_auroc:.2f})" if r.label else "-"
+        lab = f"{r.label} ({r.label_score:.2f})" if r.label else "-"
         lines.append(f"{r.rank:>4} {r.latent:>7} {r.delta:>9.3f} {r.z:>8.2f} {r.position:>10}  {lab}")
     return "\n".join(lines)

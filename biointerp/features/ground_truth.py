@@ -50,6 +50,7 @@ def _genome_for(model) -> synth.SynthGenome:
 
 
 def _element_windows(genome, chrom: str, cls: str, window: int, offset: int, n: int, seed: int):
+    cls = cls.split(":")[0]
     """Windows with a + strand element of ``cls`` at ``offset``, and a control 6-mer span in each."""
     rng = np.random.default_rng(seed)
     seq = genome.contigs[chrom]
@@ -75,14 +76,14 @@ def _element_windows(genome, chrom: str, cls: str, window: int, offset: int, n: 
 
 
 def causal_tests(model, sae, layer: str, genome, labels: pd.DataFrame, chrom: str, cls: str,
-                 n_windows: int = 48, window: int = 256, offset: int = 192, n_prompts: int = 32,
-                 prompt_len: int = 64, n_tokens: int = 96, seed: int = 0) -> dict:
+                 n_windows: int = 48, window: int = 256, offset: int = 192, n_prompts: int = 64,
+                 prompt_len: int = 32, n_tokens: int = 64, seed: int = 0) -> dict:
     """Ablation and steering tests of the latent best labelled ``cls`` vs a random latent."""
     from biointerp.features.intervene import generate, latent_edit, log_probs_with
 
     rng = np.random.default_rng(seed)
-    by = labels[labels["class"] == cls].dropna(subset=["element_auroc"])
-    target = int(by.sort_values("element_auroc", ascending=False)["latent"].iat[0])
+    by = labels[labels["class"] == cls].dropna(subset=["f1"])
+    target = int(by.sort_values("f1", ascending=False)["latent"].iat[0])
     fr = labels.drop_duplicates("latent").set_index("latent")["firing_rate"]
     similar = fr[(fr > 0) & (fr.index != target) & (fr.between(fr[target] / 3, fr[target] * 3))]
     pool = similar.index.to_numpy() if len(similar) else fr[(fr > 0) & (fr.index != target)].index.to_numpy()
@@ -91,7 +92,7 @@ def causal_tests(model, sae, layer: str, genome, labels: pd.DataFrame, chrom: st
     seqs = [w[0] for w in wins]
     clean = log_probs_with(model, seqs)
     res: dict = {"class": cls, "target_latent": target, "control_latent": control, "n_windows": len(seqs),
-                 "target_element_auroc": float(by.set_index("latent").loc[target, "element_auroc"])}
+                 **{f"target_{c}": float(by.set_index("latent").loc[target, c]) for c in ("f1", "auroc", "element_auroc")}}
 
     def effect(lat: int) -> dict:
         lp = log_probs_with(model, seqs, layer, latent_edit(sae, lat, "ablate"))
@@ -114,13 +115,13 @@ def causal_tests(model, sae, layer: str, genome, labels: pd.DataFrame, chrom: st
     gens["random"] = generate(model, prompts, n_tokens, layer, latent_edit(sae, control, "steer", strength), seed=seed)
     res["steer"] = {"strength": strength, "bases_per_condition": n_prompts * n_tokens,
                     "seconds": time.perf_counter() - t,
-                    **{f"rate_per_kb_{k}": count_elements(v, cls) for k, v in gens.items()}}
+                    **{f"rate_per_kb_{k}": count_elements(v, cls.split(":")[0]) for k, v in gens.items()}}
     return res
 
 
 def run_feature_ground_truth(model_spec: str = "demo", layer: str | None = None, d_hidden: int = 256, k: int = 8,
                              steps: int = 600, batch_size: int = 512, label_bases: int | None = None,
-                             causal_class: str = "five_prime_cis_splice_site", causal: bool = True,
+                             causal_class: str = "five_prime_cis_splice_site:+", causal: bool = True,
                              out_dir: str | Path | None = None, seed: int = 0, progress: bool = False) -> dict:
     """The whole check for the model and its random-init control; returns a JSON-able dict."""
     from biointerp.features.explain import explain_variants, matching_share
@@ -150,24 +151,30 @@ def run_feature_ground_truth(model_spec: str = "demo", layer: str | None = None,
         evs = [genome.contigs[tc][i:i + 512] for i in range(0, 512 * 16, 512)]
         ev = evaluate_sae(m, sae, layer, evs)
         X, obs = encode_genome(m, sae, {tc: genome.contigs[tc]}, layer, regions=region, progress=progress)
-        scores = label_latents(X, obs, genome.elements)
+        flat = label_latents(X, obs, genome.elements)  # classes = annotation types
+        scores = label_latents(X, obs, genome.elements, stranded=True)  # type:+ / type:- (the model reads one strand)
         adata = feature_table(X, obs, scores, card=sae.card(layer=layer, model=m.name))
         fr = adata.var["firing_rate"].to_numpy()
         mx = np.asarray(X.max(0).todense()).ravel()
         scores["firing_rate"] = fr[scores["latent"].to_numpy()]
         scores["max_activation"] = mx[scores["latent"].to_numpy()]
-        best = best_per_class(scores)
-        labels = best_labels(scores.assign(auroc=scores["element_auroc"]))
+        best = best_per_class(flat)
+        el_best = flat.groupby("class")["element_auroc"].max()
+        labels = best_labels(scores, min_score=0.2)
         expl = explain_variants(m, sae, layer, genome.contigs, variants, labels=labels, top=10)
         share = {f"top{t}": matching_share(expl, variants, top=t).set_index("consequence")["share"].to_dict()
                  for t in (1, 5, 10)}
         res = {"train": {k_: rep[k_] for k_ in ("final", "tokens", "seconds", "tokens_per_s", "dead_latents", "steps")},
                "eval": ev,
                "best_auroc_per_class": best["auroc"].round(4).to_dict(),
-               "best_element_auroc_per_class": scores.groupby("class")["element_auroc"].max().round(4).to_dict(),
+               "best_element_auroc_per_class": el_best.round(4).to_dict(),
+               "best_f1_per_class": flat.groupby("class")["f1"].max().round(4).to_dict(),
                "n_classes": int(len(best)),
                "n_classes_base_auroc_gt_0.9": int((best["auroc"] > 0.9).sum()),
-               "n_classes_element_auroc_gt_0.9": int((scores.groupby("class")["element_auroc"].max() > 0.9).sum()),
+               "n_classes_element_auroc_gt_0.9": int((el_best > 0.9).sum()),
+               "stranded_best_f1_per_class": scores.groupby("class")["f1"].max().round(4).to_dict(),
+               "n_labelled_latents": int((labels["label"] != "").sum()),
+               "labels_used": labels["label"].value_counts().to_dict(),
                "explanations_matching_share": share}
         if causal and name == "model":
             res["causal"] = causal_tests(m, sae, layer, genome, scores, tc, causal_class, seed=seed)

@@ -196,44 +196,88 @@ def precision_at_top(X: sp.spmatrix, Y: np.ndarray, top_n: int = 100) -> np.ndar
     return out
 
 
-def element_auroc(X: sp.spmatrix, obs: pd.DataFrame, ann: pd.DataFrame, classes: Sequence[str],
-                  stranded: bool = False, seed: int = 0, max_elements: int = 2000) -> np.ndarray:
-    """AUROC ``[latents, classes]`` at element level: max activation inside each element of the
-    class vs inside a length-matched span at a random place outside the class (same contigs)."""
+def _element_spans(obs: pd.DataFrame, ann: pd.DataFrame, Y: np.ndarray, classes: Sequence[str], stranded: bool,
+                   seed: int, max_elements: int) -> list[tuple[list[list[int]], list[list[int]]]]:
+    """Per class: (row lists of its elements, row lists of length-matched spans outside the class)."""
     rng = np.random.default_rng(seed)
-    Y = class_masks(ann, obs, classes, stranded)
     key = _class_key(ann, stranded)
     row_of = {(c, int(p)): i for i, (c, p) in enumerate(zip(obs["chrom"], obs["pos"]))}
-    Xc = sp.csc_matrix(X)
-    out = np.full((X.shape[1], len(classes)), np.nan)
+    chrom = obs["chrom"].to_numpy()
+    out = []
     for ci, cls in enumerate(classes):
-        spans_pos, spans_neg = [], []
+        pos_spans, neg_spans = [], []
         els = ann[(key == cls) & ann["chrom"].isin(set(obs["chrom"]))]
         if len(els) > max_elements:
             els = els.iloc[np.sort(rng.choice(len(els), max_elements, replace=False))]
         outside = np.flatnonzero(~Y[:, ci])
         for r in els.itertuples(index=False):
-            rows = [row_of.get((r.chrom, p)) for p in range(r.start, r.end + 1)]
-            rows = [x for x in rows if x is not None]
+            rows = [x for x in (row_of.get((r.chrom, p)) for p in range(r.start, r.end + 1)) if x is not None]
             if not rows:
                 continue
-            spans_pos.append(rows)
+            pos_spans.append(rows)
             for _ in range(10):  # a length-matched span fully outside the class, same contig
-                st = int(outside[rng.integers(len(outside))])
+                st = int(outside[rng.integers(len(outside))]) if len(outside) else 0
                 neg = list(range(st, min(st + len(rows), len(obs))))
-                if (obs["chrom"].iat[neg[-1]] == obs["chrom"].iat[st]) and not Y[neg, ci].any():
-                    spans_neg.append(neg)
+                if neg and chrom[neg[-1]] == chrom[st] and not Y[neg, ci].any():
+                    neg_spans.append(neg)
                     break
-        if len(spans_pos) < 2 or len(spans_neg) < 2:
+        out.append((pos_spans, neg_spans))
+    return out
+
+
+def _span_max(Xc: sp.csc_matrix, spans: list[list[int]]) -> np.ndarray:
+    """Max activation of every latent inside each span, ``[n_spans, latents]``."""
+    flat = np.concatenate(spans)
+    starts = np.cumsum([0] + [len(s) for s in spans[:-1]])
+    return np.maximum.reduceat(Xc[flat].toarray(), starts, axis=0)
+
+
+def element_auroc(X: sp.spmatrix, obs: pd.DataFrame, ann: pd.DataFrame, classes: Sequence[str],
+                  stranded: bool = False, seed: int = 0, max_elements: int = 2000,
+                  spans: list | None = None) -> np.ndarray:
+    """AUROC ``[latents, classes]`` at element level: max activation inside each element of the
+    class vs inside a length-matched span at a random place outside the class (same contigs)."""
+    Xc = sp.csc_matrix(X)
+    if spans is None:
+        spans = _element_spans(obs, ann, class_masks(ann, obs, classes, stranded), classes, stranded, seed,
+                               max_elements)
+    out = np.full((X.shape[1], len(classes)), np.nan)
+    for ci, (pos_spans, neg_spans) in enumerate(spans):
+        if len(pos_spans) < 2 or len(neg_spans) < 2:
             continue
-        spans = spans_pos + spans_neg
-        flat = np.concatenate(spans)
-        starts = np.cumsum([0] + [len(s) for s in spans[:-1]])
-        y = np.r_[np.ones(len(spans_pos)), np.zeros(len(spans_neg))]
-        sub = Xc[flat].toarray()
-        mx = np.maximum.reduceat(sub, starts, axis=0)
+        mx = _span_max(Xc, pos_spans + neg_spans)
+        y = np.r_[np.ones(len(pos_spans)), np.zeros(len(neg_spans))]
         out[:, ci] = _dense_auroc(mx, y)
     return out
+
+
+def element_f1(X: sp.spmatrix, Y: np.ndarray, spans: list, n_thresholds: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Best F1 ``[latents, classes]`` over activation thresholds, with precision counted over positions
+    (share of positions at or above the threshold inside the class) and recall over elements (share of
+    the class's elements with a position at or above it), and the threshold reaching it."""
+    Xc = sp.csc_matrix(X)
+    H, C = Xc.shape[1], Y.shape[1]
+    f1 = np.zeros((H, C))
+    thr = np.full((H, C), np.nan)
+    el_max = [(_span_max(Xc, p) if p else None) for p, _ in spans]
+    for j in range(H):
+        lo, hi = Xc.indptr[j], Xc.indptr[j + 1]
+        if hi == lo:
+            continue
+        vals, rows = Xc.data[lo:hi], Xc.indices[lo:hi]
+        order = np.argsort(-vals, kind="stable")
+        v = vals[order]
+        tp = np.cumsum(Y[rows[order]], axis=0)  # [m, C]
+        cuts = np.unique(np.linspace(0, len(v) - 1, n_thresholds).round().astype(int))
+        for c in range(C):
+            if el_max[c] is None:
+                continue
+            prec = tp[cuts, c] / (cuts + 1)
+            rec = (el_max[c][:, j][None, :] >= v[cuts][:, None]).mean(1)
+            f = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-12), 0.0)
+            b = int(f.argmax())
+            f1[j, c], thr[j, c] = f[b], v[cuts[b]]
+    return f1, thr
 
 
 def _dense_auroc(S: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -246,39 +290,49 @@ def label_latents(X: sp.spmatrix, obs: pd.DataFrame, ann: pd.DataFrame, classes:
                   stranded: bool = False, top_n: int = 100, element_level: bool = True,
                   seed: int = 0) -> pd.DataFrame:
     """Score every latent against every class. Returns a long table: ``latent, class, auroc,
-    element_auroc, precision_top, n_positive`` (one row per latent × class)."""
+    element_auroc, f1, f1_threshold, precision_top, n_positive`` (one row per latent × class)."""
     classes = list(classes) if classes is not None else annotation_classes(ann, stranded=stranded)
     if not classes:
         raise ValueError("no annotation classes to label against (check contig names and min_count)")
     Y = class_masks(ann, obs, classes, stranded)
     auc = sparse_auroc(X, Y)
     prec = precision_at_top(X, Y, top_n)
-    el = element_auroc(X, obs, ann, classes, stranded, seed) if element_level else np.full_like(auc, np.nan)
+    el = f1 = thr = np.full_like(auc, np.nan)
+    if element_level:
+        spans = _element_spans(obs, ann, Y, classes, stranded, seed, max_elements=2000)
+        el = element_auroc(X, obs, ann, classes, stranded, seed, spans=spans)
+        f1, thr = element_f1(X, Y, spans)
     H, C = auc.shape
     return pd.DataFrame({"latent": np.repeat(np.arange(H), C), "class": np.tile(classes, H),
-                         "auroc": auc.ravel(), "element_auroc": el.ravel(), "precision_top": prec.ravel(),
+                         "auroc": auc.ravel(), "element_auroc": el.ravel(), "f1": f1.ravel(),
+                         "f1_threshold": thr.ravel(), "precision_top": prec.ravel(),
                          "n_positive": np.tile(Y.sum(0), H)})
 
 
-def best_labels(scores: pd.DataFrame, min_auroc: float = 0.0) -> pd.DataFrame:
-    """One row per latent: its best class by AUROC (``label`` empty below ``min_auroc``)."""
-    s = scores.dropna(subset=["auroc"]).sort_values(["latent", "auroc"], ascending=[True, False])
+def best_labels(scores: pd.DataFrame, min_score: float = 0.0, by: str = "f1") -> pd.DataFrame:
+    """One row per latent: its best class by ``by`` (``f1`` by default: specific and covering
+    the class's elements; or ``auroc`` / ``element_auroc``); ``label`` empty below ``min_score``."""
+    by = by if by in scores.columns and scores[by].notna().any() else "auroc"
+    s = scores.dropna(subset=[by]).sort_values(["latent", by], ascending=[True, False])
     best = s.groupby("latent", sort=True).head(1).set_index("latent")
     best = best.rename(columns={"class": "label"})
-    best.loc[best["auroc"] < min_auroc, "label"] = ""
-    return best[["label", "auroc", "element_auroc", "precision_top"]]
+    best.loc[best[by] < min_score, "label"] = ""
+    best["score"] = best[by]
+    cols = ["label", "score", "auroc", "element_auroc", "f1", "precision_top"]
+    return best[[c for c in cols if c in best.columns]]
 
 
-def best_per_class(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per class: the latent with the highest AUROC and its scores."""
-    s = scores.dropna(subset=["auroc"]).sort_values(["class", "auroc"], ascending=[True, False])
+def best_per_class(scores: pd.DataFrame, by: str = "auroc") -> pd.DataFrame:
+    """One row per class: the latent with the highest ``by`` score and its scores."""
+    s = scores.dropna(subset=[by]).sort_values(["class", by], ascending=[True, False])
     return s.groupby("class", sort=True).head(1).set_index("class")
 
 
 def feature_table(X: sp.spmatrix, obs: pd.DataFrame, scores: pd.DataFrame | None = None,
-                  card: dict | None = None, min_auroc: float = 0.75):
+                  card: dict | None = None, min_score: float = 0.2, by: str = "f1"):
     """AnnData of SAE latents: sparse ``X [positions, latents]``; ``var``: ``firing_rate``,
-    ``mean_activation`` (over firing positions), ``label``, ``label_auroc``, ``label_element_auroc``,
+    ``mean_activation`` (over firing positions), ``label`` (best class by ``by``, empty below
+    ``min_score``), ``label_score``, ``label_auroc``, ``label_element_auroc``, ``label_f1``,
     ``label_precision_top``; ``uns["sae"]`` = the SAE card, ``uns["label_scores"]`` = long table."""
     import anndata as ad
 
@@ -289,17 +343,19 @@ def feature_table(X: sp.spmatrix, obs: pd.DataFrame, scores: pd.DataFrame | None
                         "mean_activation": np.where(nnz > 0, sums / np.maximum(nnz, 1), 0.0)},
                        index=[f"latent_{j}" for j in range(X.shape[1])])
     var["label"] = ""
-    for col in ("label_auroc", "label_element_auroc", "label_precision_top"):
-        var[col] = np.nan
+    cols = ("score", "auroc", "element_auroc", "f1", "precision_top")
+    for col in cols:
+        var[f"label_{col}"] = np.nan
     uns: dict = {"sae": card or {}}
     if scores is not None and len(scores):
-        best = best_labels(scores, min_auroc)
+        best = best_labels(scores, min_score, by)
         idx = [f"latent_{j}" for j in best.index]
         var.loc[idx, "label"] = best["label"].to_numpy()
-        var.loc[idx, "label_auroc"] = best["auroc"].to_numpy()
-        var.loc[idx, "label_element_auroc"] = best["element_auroc"].to_numpy()
-        var.loc[idx, "label_precision_top"] = best["precision_top"].to_numpy()
+        for col in cols:
+            if col in best.columns:
+                var.loc[idx, f"label_{col}"] = best[col].to_numpy()
         uns["label_scores"] = {c: scores[c].to_numpy() for c in scores.columns}
+        uns["label_rule"] = {"by": by, "min_score": min_score}
     obs = obs.copy()
     obs.index = obs.index.astype(str)
     return ad.AnnData(X=X, obs=obs, var=var, uns=uns)

@@ -203,11 +203,15 @@ def _lightning_module(sae: SparseAutoencoder, lr: float, aux_k: int, aux_weight:
 
 
 def init_from_batch(sae: SparseAutoencoder, x: Tensor) -> None:
-    """Set ``input_scale`` so rows have mean squared norm ``d_in`` and ``b_dec`` to their mean."""
+    """Set ``input_scale`` so rows have mean norm ``sqrt(d_in)``, ``b_dec`` to their mean and
+    ``b_enc`` to ``−mean @ W`` (pre-activations start centred, so no latent starts dead because
+    of a large shared offset in the activations)."""
     with torch.no_grad():
         scale = math.sqrt(sae.d_in) / float(x.float().norm(dim=-1).mean().clamp_min(1e-8))
         sae.input_scale.fill_(scale)
-        sae.b_dec.copy_((x.float() * scale).mean(0))
+        mean = (x.float() * scale).mean(0)
+        sae.b_dec.copy_(mean)
+        sae.b_enc.copy_(-(mean @ sae.W))
         if not sae.tied:
             sae.W_dec.div_(sae.W_dec.norm(dim=1, keepdim=True))
 
