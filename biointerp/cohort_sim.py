@@ -12,7 +12,7 @@ regions, a truth table):
   methylation at ``n_dmr`` CpG islands) plus the same ``batch`` confounder raising methylation at
   ``n_confounded`` other islands; regions = the islands.
 
-The truth table marks each region ``causal`` / ``confounded`` / null; ``batch`` is a sheet
+The truth table marks each region ``causal`` / ``confounded`` / ``unlinked``; ``batch`` is a sheet
 column, so probes and rankings can regress it out.
 """
 
@@ -67,7 +67,7 @@ def simulate_vcf_cohort(out_dir: str | Path, n_cases: int = 30, n_controls: int 
         raise ValueError(f"the {preset} genome has {len(prom)} promoters; ask for at most that many regions")
     pick = prom.iloc[np.sort(rng.choice(len(prom), size=n_regions, replace=False))]
     regions, truth = [], []
-    roles = ["causal"] * n_causal + ["confounded"] * n_confounded + ["null"] * (n_regions - n_causal - n_confounded)
+    roles = ["causal"] * n_causal + ["confounded"] * n_confounded + ["unlinked"] * (n_regions - n_causal - n_confounded)
     roles = list(rng.permutation(roles))
     sheet, y, batch = _labels_and_batch(rng, n_cases, n_controls, p_batch_case, p_batch_control)
     n = len(y)
@@ -189,7 +189,7 @@ def simulate_methylation_cohort(out_dir: str | Path, n_cases: int = 30, n_contro
     vals = beta.to_numpy().copy()
     for k, (i, r) in enumerate(chosen.iterrows()):
         s, e = int(r.start), min(int(r.end), int(r.start) + max_len - 1)
-        role = "causal" if r["dmr"] else ("confounded" if i in conf_ids else "null")
+        role = "causal" if r["dmr"] else ("confounded" if i in conf_ids else "unlinked")
         name = f"I{k + 1:02d}_{r['chrom']}_{s}"
         regions.append((r["chrom"], s - 1, e, name))
         truth.append({"region": name, "chrom": r["chrom"], "start": s, "end": e, "role": role})
