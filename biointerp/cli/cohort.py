@@ -331,7 +331,11 @@ def embed_cmd(seq_dir, model_spec, layers, poolings, region_pool, track_pool, en
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Probe artifact (.safetensors).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def probe_cmd(features, folds, covariates, covariate_mode, l2, n_perm, n_boot, seed, out, as_json) -> None:
+@click.option("--metrics-out", default=None, type=click.Path(dir_okay=False), help="Also write the metrics (JSON).")
+@click.option("--scores-out", default=None, type=click.Path(dir_okay=False),
+              help="Also write the out-of-fold scores per sample (TSV).")
+def probe_cmd(features, folds, covariates, covariate_mode, l2, n_perm, n_boot, seed, out, as_json, metrics_out,
+              scores_out) -> None:
     """Cross-validated cohort probe (class-balanced L2 logistic regression) with a permutation p-value.
 
     Example: biointerp cohort probe --features features.h5ad --covariate batch
@@ -351,6 +355,12 @@ def probe_cmd(features, folds, covariates, covariate_mode, l2, n_perm, n_boot, s
         _fail(err)
     save_cohort_probe(out, res, adata)
     m = res["metrics"]
+    if metrics_out:
+        Path(metrics_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(metrics_out).write_text(json.dumps(m, indent=2, default=float) + "\n")
+    if scores_out:
+        cols = [c for c in ("label", "status", *covariates, "cv_fold", "cv_score") if c in adata.obs]
+        adata.obs[cols].to_csv(scores_out, sep="\t")
     if as_json:
         click.echo(json.dumps(m, indent=2, default=float))
         return
@@ -511,3 +521,24 @@ def evaluate_planted_cmd(features, truth, covariates, folds, n_perm, seed, out) 
                    f"{p['causal_ranks']}, confounded ranks {p['confounded_ranks']}; CV AUROC {cv['auroc']:.3f} "
                    f"[{cv['auroc_ci'][0]:.3f}, {cv['auroc_ci'][1]:.3f}] vs permuted {cv['perm_auroc_mean']:.3f} "
                    f"(p = {cv['perm_p']:.3g})")
+
+
+@cohort.command("report")
+@click.option("--features", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="Samples x features table (.h5ad).")
+@click.option("--candidates", required=True, type=click.Path(file_okay=False, exists=True),
+              help="Output folder of `cohort biomarkers --out-dir`.")
+@click.option("--probe-metrics", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Metrics JSON of `cohort probe --metrics-out`.")
+@click.option("--sequences", "seq_dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Sequence set (its report.json: per-sample record statuses).")
+@click.option("--top", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="report.md")
+def report_cmd(features, candidates, probe_metrics, seq_dir, top, out) -> None:
+    """Markdown report of a cohort run: every sample and exclusion counted, missing values, candidates, probe."""
+    from biointerp.cohort_report import cohort_report
+
+    text = cohort_report(features, candidates, probe_metrics, seq_dir, top)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text)
+    click.echo(f"report: {out}")
