@@ -68,6 +68,8 @@ def cohort_report(features: str | Path, candidates: str | Path, probe_metrics: s
                      f"{int(nm.max()) if len(nm) else 0}.")
     cand = Path(candidates)
     tsv = pd.read_csv(cand / "candidates.tsv", sep="\t", index_col=0)
+    if (cand / "candidates.h5ad").exists():  # the ranking's own provenance (test, adjustment)
+        info = dict(ad.read_h5ad(cand / "candidates.h5ad", backed="r").uns.get("biointerp", {}))
     lines += ["", "## Candidate features", "", f"Test: {info.get('test_description', info.get('test', 'wilcoxon'))}; "
               "q-values: Benjamini-Hochberg. "
               + (f"Covariates regressed out before ranking: {info['adjusted_for']}." if info.get("adjusted_for") else ""),

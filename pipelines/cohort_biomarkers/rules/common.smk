@@ -31,8 +31,31 @@ def opt(flag, values):
 
 def label_args():
     """Label and case/control options shared by the input commands."""
-    return (f"--label-column {INP['label_column']} " + opt("--case", INP["case"]) + " "
-            + opt("--control", INP["control"]) + (f" --sample-column {INP['sample_column']}" if INP["sample_column"] else ""))
+    sample = f"--sample-column {INP['sample_column']}" if INP["sample_column"] else ""
+    return f"--label-column {INP['label_column']} {opt('--case', INP['case'])} {opt('--control', INP['control'])} {sample}"
+
+
+def data_inputs():
+    """The cohort's data file (VCF or beta matrix) as a named input; none for bedMethyl sheets."""
+    if KIND == "vcf":
+        return {"vcf": INP["vcf"]}
+    return {"beta": INP["beta"]} if INP.get("beta") else {}
+
+
+def sequence_options():
+    """Options of `cohort sequences` for the VCF or the methylation path."""
+    s = config["sequences"]
+    if KIND == "vcf":
+        return f"--unphased {s['unphased']}" + (" --pass-only" if s["pass_only"] else "")
+    return (f"--threshold {s['threshold']} --missing {s['missing']} {opt('--encoding', s['encodings'])} "
+            f"--min-coverage {s['min_coverage']}")
+
+
+def data_option(input):
+    """--vcf / --beta / --bedmethyl-column for `cohort sequences`."""
+    if KIND == "vcf":
+        return f"--vcf {input.vcf}"
+    return f"--beta {input.beta}" if INP.get("beta") else f"--bedmethyl-column {INP['bedmethyl_column']}"
 
 
 if SIM:

@@ -11,6 +11,7 @@ rule simulate_cohort:
     params:
         outdir=lambda wc, output: str(Path(output.samples).parent),
         s=config["simulate"],
+        kind=KIND,
     log:
         f"{OUT}/logs/simulate_cohort.log",
     resources:
@@ -19,35 +20,23 @@ rule simulate_cohort:
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
     shell:
-        "biointerp cohort simulate --kind {KIND} --out {params.outdir} --cases {params.s[cases]} "
+        "biointerp cohort simulate --kind {params.kind} --out {params.outdir} --cases {params.s[cases]} "
         "--controls {params.s[controls]} --regions {params.s[regions]} --causal {params.s[causal]} "
         "--confounded {params.s[confounded]} --preset {params.s[preset]} --seed {params.s[seed]} > {log} 2>&1"
 
 
-def _data_inputs():
-    if KIND == "vcf":
-        return {"vcf": INP["vcf"]}
-    return {"beta": INP["beta"]} if INP.get("beta") else {}
-
-
 rule cohort_sequences:
     input:
-        unpack(lambda wc: {"samples": INP["samples"], "fasta": INP["fasta"], "regions": INP["regions"], **_data_inputs()}),
+        unpack(lambda wc: {"samples": INP["samples"], "fasta": INP["fasta"], "regions": INP["regions"], **data_inputs()}),
     output:
         report=f"{OUT}/sequences/report.json",
         sequences=f"{OUT}/sequences/sequences.parquet",
     params:
         outdir=lambda wc, output: str(Path(output.report).parent),
-        data=lambda wc, input: (f"--vcf {input.vcf}" if KIND == "vcf" else
-                                (f"--beta {input.beta}" if INP.get("beta") else
-                                 f"--bedmethyl-column {INP['bedmethyl_column']}")),
+        data=lambda wc, input: data_option(input),
         labels=label_args(),
         covariates=opt("--covariate", INP["covariates"]),
-        seq=lambda wc: (f"--unphased {config['sequences']['unphased']}"
-                        + (" --pass-only" if config["sequences"]["pass_only"] else "")) if KIND == "vcf" else
-                       (f"--threshold {config['sequences']['threshold']} --missing {config['sequences']['missing']} "
-                        + opt("--encoding", config["sequences"]["encodings"])
-                        + f" --min-coverage {config['sequences']['min_coverage']}"),
+        seq=sequence_options(),
     log:
         f"{OUT}/logs/cohort_sequences.log",
     resources:
