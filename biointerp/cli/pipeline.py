@@ -274,7 +274,7 @@ def _demo_cohort(out: Path, model: str) -> None:
 
     click.echo(f"[+] cohort: planted genotype cohort -> per-sample haplotypes -> {model} embeddings -> {out}")
     t = time.time()
-    r = demo_cohort(out, load_model(model), n_per_group=12, n_regions=3, region_len=250)
+    r = demo_cohort(out, load_model(model))
     p = r["precision"]
     click.echo(f"      {r['samples']} samples x {r['regions']} regions: {r['sequences']} haplotype sequences, "
                f"{r['model_passes']} model passes (shared); planted region ranked {p['causal_ranks']} of "
