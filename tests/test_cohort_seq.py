@@ -166,6 +166,16 @@ def test_methylation_encodings_and_bedmethyl(tmp_path):
     b, counts = read_bedmethyl(bm, min_coverage=5)
     assert list(b.index) == [("chrT", o + 1)] and b.iloc[0] == pytest.approx(10 / 40)
     assert counts["low_coverage"] == 1
+    # per-sample bedMethyl paths in the sample sheet (relative to the sheet); a missing file is counted
+    (tmp_path / "s2.bed").write_text(f"chrT\t{o}\t{o + 1}\tm\t10\t+\t0\t0\t0\t20\t90.0\n")
+    pd.DataFrame({"sample": ["s1", "s2", "s3"], "condition": ["case", "control", "control"],
+                  "bedmethyl": ["s1.bed", "s2.bed", "nope.bed"]}).to_csv(tmp_path / "bm.tsv", sep="\t", index=False)
+    sh = read_sample_sheet(tmp_path / "bm.tsv", path_columns=["bedmethyl"])
+    bs = methylation_sequences(tmp_path / "ref.fa", read_regions(["chrT:1-100"]), sh, bedmethyl_column="bedmethyl",
+                               encodings=["extended"], missing="reference")
+    e = bs.sequences.set_index("sample")["seq_id"].map(bs.unique)
+    assert e["s1"] == REF and e["s2"][o] == "M" and e["s2"].count("M") == 1
+    assert bs.samples.loc["s3", "status"] == "missing_file" and bs.report["counts"]["calls_low_coverage"] == 1
 
 
 def test_embeddings_shared_equal_unshared(vcf_cohort, tiny_model):
