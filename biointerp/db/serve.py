@@ -38,15 +38,18 @@ def _clean(v):
     return v
 
 
+try:  # orjson (server extra) encodes about 10x faster than the standard library
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover - depends on extras
+    _orjson_dumps = None
+
+
 def _dumps(obj) -> bytes:
-    try:
-        import orjson
+    if _orjson_dumps is not None:
+        return _orjson_dumps(obj)
+    import json
 
-        return orjson.dumps(obj)
-    except ImportError:  # pragma: no cover - orjson is in the server extra
-        import json
-
-        return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _json(obj, status: int = 200):
