@@ -166,6 +166,12 @@ def test_cli_build_and_query_release(release, tmp_path):
     r3 = runner.invoke(main, ["db", "heads", "--db", str(out), "--format", "json"])
     assert r3.exit_code == 0, r3.output
     assert {"display", "group", "description"} <= set(json.loads(r3.output)[0])
+    r4 = runner.invoke(main, ["db", "query", "--db", str(out), vid, "--zero-based", "--profile", "--format", "json"])
+    assert r4.exit_code == 0, r4.output
+    prof = json.loads(r4.output)
+    by_col = {p["column_name"]: p for p in prof}
+    probe = next(c for c in by_col if c.startswith("score_"))
+    assert by_col[probe]["value"] == row[probe] and by_col[probe]["display"]
     bad = runner.invoke(main, ["db", "build", str(tmp_path / "nothing_*.parquet"), "-o", str(tmp_path / "x.duckdb")])
     assert bad.exit_code != 0 and "Error:" in bad.output
 
@@ -204,6 +210,27 @@ def s3_server():
     th.start()
     yield f"http://127.0.0.1:{srv.server_port}", served
     srv.shutdown()
+
+
+def test_api_heads_endpoint(release, dbs, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from biointerp.db.serve import create_app
+
+    path = dbs["packed"].path
+    client = TestClient(create_app(path))
+    heads = feather.read_table(release / "heads.feather").to_pylist()
+    by_name = {h["head"]: h for h in heads}
+    got = client.get("/heads").json()["results"]
+    assert len(got) == len(dbs["packed"].heads)
+    for r in got:
+        if r["head"] in by_name:
+            assert (r["display"], r["group"], r["description"]) == tuple(
+                by_name[r["head"]][k] for k in ("display", "group", "description"))
+    vid = dbs["packed"]._run("SELECT variant_id FROM variants LIMIT 1", []).rows[0][0]
+    row = client.get(f"/variants/{vid}").json()["results"][0]
+    assert set(dbs["packed"].heads) <= set(row)
 
 
 def test_s3_and_http_release(release, dbs, s3_server, monkeypatch, tmp_path):

@@ -145,11 +145,14 @@ def _emit(df, fmt: str, out: Path | None) -> None:
 @click.option("--max-score", type=float, default=None)
 @click.option("--zero-based", is_flag=True, help="Read VARIANT's position as 0-based (EVEE ids).")
 @click.option("--heads", default="all", show_default=True, help="'all', 'none' or a comma list of head columns.")
+@click.option("--profile", is_flag=True, help="With VARIANT: one row per head (value, display name, group, "
+              "description, category, threshold from the release's head metadata).")
 @click.option("--format", "fmt", type=click.Choice(["table", "tsv", "json", "parquet"]), default="table",
               show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of stdout.")
-def query(db_path, variant, region, gene, rsid, top, limit, min_score, max_score, zero_based, heads, fmt, out) -> None:
+def query(db_path, variant, region, gene, rsid, top, limit, min_score, max_score, zero_based, heads, profile, fmt,
+          out) -> None:
     """Look up VARIANT (any id form: chr17:43045712:T:C, 17-43045712-T-C), or --region/--gene/--rsid."""
     from biointerp.db import QueryError
 
@@ -158,10 +161,15 @@ def query(db_path, variant, region, gene, rsid, top, limit, min_score, max_score
     if top is not None and gene is None:
         raise click.UsageError("--top goes with --gene.")
     h = True if heads == "all" else False if heads in ("none", "") else [x.strip() for x in heads.split(",")]
+    if profile and variant is None:
+        raise click.UsageError("--profile goes with VARIANT.")
     vdb = _open(db_path)
     try:
-        df = vdb.query(variant, region=region, gene=gene, rsid=rsid, top=top, min_score=min_score,
-                       max_score=max_score, zero_based=zero_based, heads=h, limit=limit)
+        if profile:
+            df = vdb.profile(variant, zero_based=zero_based, heads=h or True)
+        else:
+            df = vdb.query(variant, region=region, gene=gene, rsid=rsid, top=top, min_score=min_score,
+                           max_score=max_score, zero_based=zero_based, heads=h, limit=limit)
     except QueryError as err:
         raise click.UsageError(str(err)) from None
     finally:

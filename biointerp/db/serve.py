@@ -1,6 +1,6 @@
 """Read-only HTTP JSON API over a variant database (FastAPI + uvicorn, ``server`` extra).
 
-Endpoints: ``/health``, ``/variants/{id}``, ``/variants?region=``,
+Endpoints: ``/health``, ``/heads`` (head metadata), ``/variants/{id}``, ``/variants?region=``,
 ``/genes/{gene}``, ``/search?q=``, plus FastAPI's ``/docs`` and ``/openapi.json``.
 The database is opened with ``read_only=True``; every query is parameterized
 (user text never reaches SQL text). Result sizes are capped; bad input answers
@@ -71,6 +71,12 @@ def create_app(db_path: str | Path, *, max_results: int = 1000, max_region_bp: i
         return {"status": "ok", "rows": md.get("n_rows"), "build_date": md.get("build_date"),
                 "schema_version": md.get("schema_version"), "n_heads": len(db.heads),
                 "model": md.get("model"), "probe": md.get("probe")}
+
+    @app.get("/heads")
+    def heads_info(heads: str | None = Query("all", max_length=2000, description="'all' or comma list")):
+        """Head columns with their metadata (display name, group, description, category, threshold)."""
+        df = db.head_info(heads_arg(heads) or True)
+        return _payload(Result(list(df.columns), list(df.itertuples(index=False, name=None))))
 
     @app.get("/variants/{variant_id}")
     def variant(variant_id: str = P(..., max_length=300, description="e.g. chr17:43045712:T:C"),

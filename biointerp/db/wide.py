@@ -366,7 +366,9 @@ class PackedHeads:
         return _matrix_as_objects(vals)
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _matrix_as_objects(vals: np.ndarray) -> list[tuple]:
