@@ -96,7 +96,7 @@ def build(inputs, out, score_column, heads, zero_based, kind, model, probe, expo
             exp_pq(out, export_parquet, overwrite=force)
         if export_tsv:
             export_tsv = exp_tsv(out, export_tsv, overwrite=force)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, OSError) as err:  # OSError: FileNotFoundError, FileExistsError, S3/HTTP errors
         raise click.ClickException(str(err)) from None
     size = out.stat().st_size + (Path(str(out) + ".heads").stat().st_size if meta.get("head_store") == "packed" else 0)
     lay = f"wide layout, heads {meta['head_store']}" if meta.get("layout") == "wide" else "narrow layout"
