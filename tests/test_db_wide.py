@@ -231,6 +231,15 @@ def test_api_heads_endpoint(release, dbs, tmp_path):
     vid = dbs["packed"]._run("SELECT variant_id FROM variants LIMIT 1", []).rows[0][0]
     row = client.get(f"/variants/{vid}").json()["results"][0]
     assert set(dbs["packed"].heads) <= set(row)
+    # the page's head descriptions come from the same metadata
+    info = {h["name"]: h for h in client.get("/api/info").json()["heads"]}
+    src = dict(zip(dbs["packed"].heads, dbs["packed"].metadata["head_sources"]))
+    col = next(c for c in info if c.startswith("score_"))
+    h = by_name[src[col].removeprefix("score_")]
+    assert (info[col]["display"], info[col]["group"], info[col]["description"]) == (
+        h["display"], h["group"], h["description"])
+    page_row = client.get(f"/api/variant/{vid}").json()["results"][0]
+    assert len(page_row["heads"]) == len(dbs["packed"].heads)
 
 
 def test_s3_and_http_release(release, dbs, s3_server, monkeypatch, tmp_path):
