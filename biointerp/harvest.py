@@ -468,7 +468,8 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                                        variant_window="splice" if exact_evee else "same_length")
 
     layer = layers[0]
-    bar = tqdm(total=int(todo_mask.sum()), desc=f"harvest {view}" + (f" ({recipe})" if evee else ""), unit="var", disable=not progress)
+    bar = tqdm(total=int(todo_mask.sum()), desc=f"harvest {view}" + (f" ({recipe})" if evee else ""), unit="var",
+               disable=not progress)
     buf_ids: list[str] = []
     buf_status: list[str] = []
     buf_detail: list[str] = []
@@ -579,7 +580,8 @@ def genomic_reference(model, genome: Genome, variants: pd.DataFrame, layer: str,
     return ids, {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
 
 
-def evee_bytes_per_variant(d: int, K: int, view: str = "evee", dtype_bytes: int = 2, recipe: str = DEFAULT_RECIPE) -> int:
+def evee_bytes_per_variant(d: int, K: int, view: str = "evee", dtype_bytes: int = 2,
+                           recipe: str = DEFAULT_RECIPE) -> int:
     """Bytes per variant of the stored EVEE tensors (acts or diff + positions + mean + loss_diff);
     the evee recipe keeps ``mean`` in fp32, as EVEE does."""
     big = 2 * 3 * K * d if view == "evee" else 2 * K * d
