@@ -263,6 +263,9 @@ def demo(outdir, cores, shards, model) -> None:
                "means the model's likelihoods (zero-shot) or its activations (probes) recover that "
                "biology. The test split (contig synth4) was unseen by the demo model and by the probes: "
                "those are the honest figures.")
+    click.echo("")
+    click.echo(f"Browse the variants in a web page: biointerp db serve --db {out / 'variants.duckdb'} "
+               "(then open http://127.0.0.1:8000/; Ctrl+C stops it)")
 
 
 def _read_yaml(path):
