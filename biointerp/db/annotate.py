@@ -394,7 +394,10 @@ def _annotate_batch(con: duckdb.DuckDBPyConnection, vdb: VariantDB, table: pa.Ta
     pieces = []
     for j, (key, _col, typ, _d) in enumerate(fields):
         v = single.column(f"v{j}")
-        v = pc.cast(v, pa.string()) if typ == "Float" else pc.replace_substring_regex(v, r"[;=, \t]", "_")
+        if typ == "Float":
+            v = pc.cast(v, pa.string())
+        elif pc.any(pc.match_substring_regex(pc.unique(v), r"[;=, \t]")).as_py():  # labels: a few distinct values
+            v = pc.replace_substring_regex(v, r"[;=, \t]", "_")
         pieces += [pa.scalar(f"{';' if j else ''}{prefix}{key}="), pc.fill_null(v, ".")]
     # one n-ary join (separator "") builds KEY1=v1;KEY2=v2... for every row at once
     add = pc.binary_join_element_wise(*pieces, "") if pieces else pa.nulls(single.num_rows, pa.string())
