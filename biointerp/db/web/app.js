@@ -219,7 +219,7 @@ async function drawPlot(q) {
     const t = svg("text", { x, y: H - B + 14, "text-anchor": anchor }); t.textContent = Math.round(v).toLocaleString("en-US"); s.append(t);
   }
   const xl = svg("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle" }); xl.textContent = `position on ${chrom} (bp)`; s.append(xl);
-  for (const v of [y0, y1]) { const t = svg("text", { x: L - 6, y: Y(v) + 4, "text-anchor": "end" }); t.textContent = fmtScore(Number(v.toPrecision(3))); s.append(t); }
+  for (const v of [y0, y1]) { const t = svg("text", { x: L - 6, y: Y(v) + 4, "text-anchor": "end" }); t.textContent = Number(v.toPrecision(3)).toString(); s.append(t); }
   const yl = svg("text", { x: 12, y: (T + H - B) / 2, transform: `rotate(-90 12 ${(T + H - B) / 2})`, "text-anchor": "middle" }); yl.textContent = "score"; s.append(yl);
   const counts = { pathogenic: 0, benign: 0, other: 0 };
   for (const x of pts) {
@@ -229,11 +229,11 @@ async function drawPlot(q) {
     c.addEventListener("click", () => openVariant(x.id));
     s.append(c);
   }
-  let lx = W - R - 300;
+  let lx = W - R - 400;
   for (const [k, name] of [["pathogenic", "pathogenic"], ["benign", "benign"], ["other", "other / no label"]]) {
     s.append(svg("circle", { cx: lx, cy: 9, r: 4, class: "pt-" + k }));
     const t = svg("text", { x: lx + 8, y: 13 }); t.textContent = `${name} (${counts[k]})`; s.append(t);
-    lx += 95;
+    lx += 135;
   }
   box.replaceChildren(s);
   cap.textContent = `Score along the genome for ${pts.length.toLocaleString("en-US")} variants` +
