@@ -65,10 +65,11 @@ def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def head_info(db: VariantDB) -> list[dict]:
     """One dict per head column: ``name``, ``display``, ``group``, ``description``.
 
-    Reads whatever head metadata the database carries (a ``head_info`` attribute or method of
-    the query layer, or a ``head_info``/``head_metadata`` metadata entry: a list of dicts with
-    ``name`` or a ``name -> dict`` mapping); falls back to the column name and its prefix
-    (``score_``, ``ref_score_``...) as the group.
+    Reads whatever head metadata the database carries (:meth:`VariantDB.head_info`'s table, or a
+    ``head_info``/``head_metadata`` metadata entry: a list of dicts with ``column_name``/``name``
+    or a ``name -> dict`` mapping) and passes ``view``, ``category``, ``kind`` and ``threshold``
+    through when present; falls back to the column name and its prefix (``score_``,
+    ``ref_score_``...) as the group.
     """
     meta = getattr(db, "head_info", None)
     if callable(meta):
@@ -81,16 +82,18 @@ def head_info(db: VariantDB) -> list[dict]:
     if isinstance(meta, dict):
         by_name = {str(k): (v if isinstance(v, dict) else {"description": v}) for k, v in meta.items()}
     elif isinstance(meta, list):
-        by_name = {str(m.get("name")): m for m in meta if isinstance(m, dict) and m.get("name") is not None}
+        by_name = {str(m.get("column_name") or m.get("name")): m for m in meta
+                   if isinstance(m, dict) and (m.get("column_name") or m.get("name")) is not None}
     out = []
     for h in db.heads:
         m = by_name.get(h, {})
         pre = re.match(r"^(.*?_)\d+$", h)
         out.append({
             "name": h,
-            "display": m.get("display_name") or m.get("display") or m.get("title") or h,
-            "group": m.get("group") or (pre.group(1).rstrip("_") if pre else "heads"),
-            "description": m.get("description") or "",
+            "display": _text(m.get("display_name") or m.get("display") or m.get("title")) or h,
+            "group": _text(m.get("group")) or (pre.group(1).rstrip("_") if pre else "heads"),
+            "description": _text(m.get("description")),
+            **{k: _clean(m[k]) for k in ("view", "category", "kind", "threshold") if m.get(k) is not None},
         })
     return out
 
@@ -261,6 +264,13 @@ class Browser:
                 "reading": self.reading(rec.get("score")),
             })
         return {"query": variant_id, "count": len(rows), "n_heads": len(heads), "results": rows}
+
+
+def _text(v) -> str:
+    """Metadata text; NaN/None (missing in a DataFrame) become ''."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    return str(v)
 
 
 def _clean(v):
