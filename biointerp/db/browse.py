@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from pathlib import Path
 
 from biointerp.db.query import MAX_POS, QueryError, VariantDB, parse_region
 from biointerp.variants import parse_variant_id
@@ -111,8 +112,10 @@ class Browser:
         Number of equal-count score bins of the calibration reading.
     """
 
-    def __init__(self, db: VariantDB, *, max_bp: int = 5_000_000, bins: int = 20):
+    def __init__(self, db: VariantDB, *, max_bp: int = 5_000_000, bins: int = 20,
+                 explanations: Explanations | None = None):
         self.db = db
+        self.explanations = explanations
         self.max_bp = max_bp
         self.n_bins = bins
         self._cal: dict | None = None
@@ -249,7 +252,8 @@ class Browser:
     def variant(self, variant_id: str, zero_based: bool = False) -> dict:
         """Every column of one variant id (all rows when the id occurs more than once): ``fields``
         (base columns), ``heads`` (values in :attr:`VariantDB.heads` order; names and descriptions
-        come from :func:`head_info`) and the calibration ``reading`` of its score."""
+        come from :func:`head_info`), the calibration ``reading`` of its score and, when an
+        explanations table is loaded, its top SAE ``explanations``."""
         if len(variant_id) > MAX_QUERY_CHARS:
             raise QueryError(f"variant id must be at most {MAX_QUERY_CHARS} characters")
         res = self.db.lookup(variant_id, zero_based=zero_based, heads=True)
@@ -262,8 +266,43 @@ class Browser:
                 "fields": {c: _clean(rec[c]) for c in base},
                 "heads": [_clean(rec.get(h)) for h in heads],
                 "reading": self.reading(rec.get("score")),
+                "explanations": self.explanations.get(rec["variant_id"]) if self.explanations else None,
             })
         return {"query": variant_id, "count": len(rows), "n_heads": len(heads), "results": rows}
+
+
+class Explanations:
+    """The side table of ``biointerp features explain`` (``variant_id, rank, latent, delta, z,
+    position, label, label_score, status``), loaded once into an in-memory DuckDB table sorted by
+    variant id, read with parameterized look-ups."""
+
+    COLUMNS = ["rank", "latent", "delta", "z", "position", "label", "label_score"]
+
+    def __init__(self, path: str | Path, top: int = 10):
+        import duckdb
+
+        self.path, self.top = Path(path), top
+        self._con = duckdb.connect()
+        self._con.execute("SET enable_progress_bar = false")
+        self._con.execute("SET threads = 1")
+        t = self._con.execute("SELECT * FROM read_parquet(?)", [str(self.path)]).to_arrow_table()
+        need = {"variant_id", "rank", "latent", "delta"}
+        if not need <= set(t.column_names):
+            raise ValueError(f"{path}: not an explanations table (needs {sorted(need)}; has {t.column_names[:10]})")
+        self.columns = [c for c in self.COLUMNS if c in t.column_names]
+        status = "status = 'ok'" if "status" in t.column_names else "TRUE"
+        self._con.register("ex_src", t)
+        self._con.execute(f"CREATE TABLE ex AS SELECT variant_id, {', '.join(self.columns)} FROM ex_src "
+                          f"WHERE {status} ORDER BY variant_id, rank")
+        self._con.unregister("ex_src")
+        self.n_variants = self._con.execute("SELECT count(DISTINCT variant_id) FROM ex").fetchone()[0]
+        self._lock = threading.Lock()
+
+    def get(self, variant_id: str) -> list[dict]:
+        with self._lock:
+            cur = self._con.execute(f"SELECT {', '.join(self.columns)} FROM ex WHERE variant_id = ? ORDER BY rank "
+                                    "LIMIT ?", [variant_id, self.top])
+            return [{c: _clean(v) for c, v in zip(self.columns, r)} for r in cur.fetchall()]
 
 
 def _text(v) -> str:

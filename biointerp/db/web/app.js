@@ -277,6 +277,7 @@ function variantBlock(res, i) {
   }
   wrap.append(dl);
   wrap.append(readingBlock(res.reading, res.fields.score));
+  if (res.explanations) wrap.append(explanationsBlock(res.explanations, i));
   wrap.append(headsBlock(res.heads, i));
   return wrap;
 }
@@ -313,6 +314,27 @@ function calPlot(bins, hit) {
   });
   const xl = svg("text", { x: (L + W) / 2, y: H - 6, "text-anchor": "middle" }); xl.textContent = "score bins (low → high)"; s.append(xl);
   return s;
+}
+
+function explanationsBlock(rows, i) {
+  const box = el("section", { "aria-label": "Top explanation features" });
+  box.append(el("h3", { text: "Top explanation features (sparse autoencoder latents)" }));
+  if (!rows.length) { box.append(el("p", { text: "This variant is not in the explanations table." })); return box; }
+  const cols = [["rank", "Rank"], ["latent", "Latent"], ["label", "Feature label"], ["delta", "Δ (alt − ref)"], ["z", "z"], ["position", "Position"]];
+  const table = el("table", { id: i ? null : "explanations-table" });
+  table.append(el("thead", {}, el("tr", {}, ...cols.map(([, t]) => el("th", { scope: "col", text: t })))));
+  const tb = el("tbody");
+  for (const r of rows) {
+    tb.append(el("tr", { "data-latent": r.latent }, ...cols.map(([k]) => {
+      const v = r[k];
+      const num = k === "delta" || k === "z";
+      return el("td", { class: num ? "num" : null, "data-value": num && v !== null ? String(v) : null,
+        text: num ? fmtScore(v) : (k === "position" && v !== null && v !== undefined ? Number(v).toLocaleString("en-US") : (v ?? "—")) });
+    })));
+  }
+  table.append(tb);
+  box.append(el("div", { class: "table-wrap" }, table));
+  return box;
 }
 
 function headsBlock(values, i) {
