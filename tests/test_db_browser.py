@@ -298,3 +298,31 @@ def test_hostile_search_text_is_shown_as_text(site, page):
         assert c.get("/static/..%2f..%2fserve.py").status_code == 404
         assert c.get("/health").json()["status"] == "ok"
     assert site["proc"].poll() is None
+
+
+def _luminance(rgb: str) -> float:
+    vals = [int(x) / 255 for x in rgb[rgb.index("(") + 1: rgb.index(")")].split(",")[:3]]
+    lin = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in vals]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def test_labels_and_contrast(site, page):
+    """Every form control has a label; text colours reach WCAG AA (4.5:1) on their backgrounds."""
+    _search(page, site["df"].gene.iloc[0])
+    _list_rows(page)
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, button')].filter(e =>
+        !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim()).map(e => e.id)""")
+    assert unlabelled == []
+    pairs = page.evaluate("""() => {
+        const bg = e => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;
+            if (c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') return c; } return 'rgb(255, 255, 255)'; };
+        const sel = ['body', '#search-help', 'label[for=q]', '#list-summary', 'th', 'td[data-col=variant_id] a',
+                     'td.label-pathogenic', 'td.label-benign', 'td[data-col=score]', '#page-info', 'button[type=submit]'];
+        return sel.map(s => { const e = document.querySelector(s); return e ? [s, getComputedStyle(e).color, bg(e)] : [s, null, null]; });
+    }""")
+    for sel, fg, bg in pairs:
+        if fg is None:
+            continue
+        hi, lo = sorted([_luminance(fg), _luminance(bg)], reverse=True)
+        ratio = (hi + 0.05) / (lo + 0.05)
+        assert ratio >= 4.5, (sel, fg, bg, round(ratio, 2))
