@@ -186,8 +186,10 @@ class Browser:
         if not where:
             return empty
         db = self.db
-        empty["chrom"] = db._run(f"SELECT chrom FROM variants WHERE {where} LIMIT 1", params).rows[0][0]
         total = db._run(f"SELECT count(*) FROM variants WHERE {where}", params).rows[0][0]
+        if not total:
+            return empty
+        empty["chrom"] = db._run(f"SELECT chrom FROM variants WHERE {where} LIMIT 1", params).rows[0][0]
         every = max(1, -(-total // max_points))
         res = db._run(f"SELECT pos, score, label, variant_id FROM variants WHERE {where} "
                       "QUALIFY (row_number() OVER (ORDER BY key, ref, alt) - 1) % ? = 0 ORDER BY key, ref, alt",
