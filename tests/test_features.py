@@ -70,6 +70,8 @@ def test_plain_engine_matches_lightning(tiny):
     assert ra["steps"] == rb["steps"] == 15 and ra["tokens"] == rb["tokens"] == 15 * 256
     for name, t in a.state_dict().items():
         torch.testing.assert_close(t, b.state_dict()[name], rtol=1e-4, atol=1e-5)
+    c, _ = train_sae(TensorRows(rows, 256), 16, 32, 4, steps=2, engine="plain", standardize=True)
+    torch.testing.assert_close(c.input_scale, 1 / next(iter(TensorRows(rows, 256))).std(0))  # from the first batch
     with pytest.raises(ValueError, match="no batches"):
         train_sae(TensorRows(rows[:10], 256), 16, 32, 4, steps=2, engine="plain")
 

@@ -121,7 +121,7 @@ def causal_tests(model, sae, layer: str, genome, labels: pd.DataFrame, chrom: st
 
 def run_feature_ground_truth(model_spec: str = "demo", layer: str | None = None, d_hidden: int = 256, k: int = 8,
                              steps: int = 1000, batch_size: int = 512, train_rows: int = 32_768,
-                             label_bases: int | None = None, engine: str = "plain",
+                             label_bases: int | None = None, engine: str = "plain", standardize: bool = True,
                              causal_class: str = "five_prime_cis_splice_site:+", causal: bool = True,
                              out_dir: str | Path | None = None, seed: int = 0, progress: bool = False) -> dict:
     """The whole check for the model and its random-init control; returns a JSON-able dict."""
@@ -143,13 +143,13 @@ def run_feature_ground_truth(model_spec: str = "demo", layer: str | None = None,
     variants = synth.make_variants(genome, test_contigs=tuple(test))
     variants = variants[(variants["split"] == "test") & (variants["pos"] <= region[tc][1] - 64)].reset_index(drop=True)
     out: dict = {"setup": {"model": model_spec, "layer": layer, "d_hidden": d_hidden, "k": k, "steps": steps,
-                           "batch_size": batch_size, "train_rows": train_rows, "engine": engine, "train_contigs": train, "label_region": f"{tc}:{region[tc][0]}-{region[tc][1]}",
+                           "batch_size": batch_size, "train_rows": train_rows, "engine": engine, "standardize": standardize, "train_contigs": train, "label_region": f"{tc}:{region[tc][0]}-{region[tc][1]}",
                            "n_variants": int(len(variants)), "seed": seed}}
     for name, m in (("model", model), ("control", control)):
         t0 = time.perf_counter()
         rows = collect_rows(m, {c: genome.contigs[c] for c in train}, layer, train_rows, seed=seed)
         sae, rep = train_sae(TensorRows(rows, batch_size, seed), m.d_model, d_hidden, k, steps=steps, lr=1e-3,
-                             seed=seed, engine=engine, progress=progress)
+                             seed=seed, engine=engine, standardize=standardize, progress=progress)
         evs = [genome.contigs[tc][i:i + 512] for i in range(0, 512 * 16, 512)]
         ev = evaluate_sae(m, sae, layer, evs)
         X, obs = encode_genome(m, sae, {tc: genome.contigs[tc]}, layer, regions=region, progress=progress)

@@ -271,13 +271,17 @@ def _plain_loop(objective: SAEObjective, source: IterableDataset, steps: int, lr
     return step
 
 
-def init_from_batch(sae: SparseAutoencoder, x: Tensor) -> None:
-    """Set ``input_scale`` so rows have mean norm ``sqrt(d_in)``, ``b_dec`` to their mean and
-    ``b_enc`` to ``−mean @ W`` (pre-activations start centred, so no latent starts dead because
-    of a large shared offset in the activations)."""
+def init_from_batch(sae: SparseAutoencoder, x: Tensor, standardize: bool = False) -> None:
+    """Set ``input_scale`` so rows have mean norm ``sqrt(d_in)`` (``standardize``: each dimension
+    unit variance instead), ``b_dec`` to their mean and ``b_enc`` to ``−mean @ W`` (pre-activations
+    start centred, so no latent starts dead because of a large shared offset in the activations)."""
     with torch.no_grad():
-        scale = math.sqrt(sae.d_in) / float(x.float().norm(dim=-1).mean().clamp_min(1e-8))
-        sae.input_scale.fill_(scale)
+        x = x.float()
+        if standardize:
+            sae.input_scale.copy_(1.0 / x.std(0).clamp_min(1e-6))
+        else:
+            sae.input_scale.fill_(math.sqrt(sae.d_in) / float(x.norm(dim=-1).mean().clamp_min(1e-8)))
+        scale = sae.input_scale
         mean = (x.float() * scale).mean(0)
         sae.b_dec.copy_(mean)
         sae.b_enc.copy_(-(mean @ sae.W))
@@ -288,12 +292,15 @@ def init_from_batch(sae: SparseAutoencoder, x: Tensor) -> None:
 def train_sae(source: IterableDataset, d_in: int, d_hidden: int, k: int, kind: str = "batch_topk",
               tied: bool = True, steps: int = 500, lr: float = 1e-3, aux_k: int | None = None,
               aux_weight: float = 1 / 32, dead_tokens: int = 50_000, seed: int = 0, engine: str = "lightning",
-              device: str = "cpu", progress: bool = False) -> tuple[SparseAutoencoder, dict]:
+              device: str = "cpu", standardize: bool = False,
+              progress: bool = False) -> tuple[SparseAutoencoder, dict]:
     """Fit an SAE on batches ``[b, d_in]`` from ``source`` for ``steps`` optimizer steps.
 
     ``engine``: ``lightning`` (a ``lightning.Trainer``: devices, precision and logging
     come with it) or ``plain`` (the same objective in a bare Adam loop; no lightning
     import, which costs seconds of start-up, for small runs such as the demo).
+    ``standardize`` scales each input dimension to unit variance (a per-dimension
+    ``input_scale``) so that one dominant direction does not take the whole objective.
     Returns ``(sae, report)``; ``report``: ``history`` (every 10 steps: tokens,
     mse, explained_variance, l0, dead_fraction), ``final`` (the mean of the
     last 5 records), ``tokens``, ``seconds``, ``tokens_per_s``, ``dead_latents``, ``steps``."""
@@ -304,7 +311,7 @@ def train_sae(source: IterableDataset, d_in: int, d_hidden: int, k: int, kind: s
     first = next(iter(source), None)
     if first is None:
         raise ValueError("the activation source yielded no batches (empty store or genome region?)")
-    init_from_batch(sae, first)
+    init_from_batch(sae, first, standardize)
     objective = SAEObjective(sae, aux_k if aux_k is not None else min(2 * k, d_hidden), aux_weight, dead_tokens)
     t0 = time.perf_counter()
     if engine == "plain":
