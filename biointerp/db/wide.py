@@ -11,7 +11,7 @@ values are fetched only for the rows a query returns, from one of two stores:
              ``https://``): only the row groups holding the returned rows and only the head
              columns asked for. No copy; cost grows with the shards' row-group size.
 ``packed``   a sidecar ``<db>.heads``: the head columns re-encoded once, row-major, in blocks
-             of ``block_rows`` rows (byte-shuffled then zstd), so all heads of a row are one
+             of ``block_rows`` rows (8: one look-up decodes ~160 kB at EVEE width; byte-shuffled then zstd), so all heads of a row are one
              small contiguous read. Lossless (float32, or float64 when a head is double).
 
 Which store pays depends on the release's row-group size and the width; ``bench_db.py --wide``
@@ -57,7 +57,7 @@ def build_wide(
     heads: Sequence[str] | None = None,
     zero_based: bool | None = None,
     kind: str | None = None,
-    block_rows: int = 32,
+    block_rows: int = 8,
     model: str | None = None,
     probe: str | None = None,
     description: str | None = None,
