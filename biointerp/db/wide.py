@@ -58,6 +58,7 @@ def build_wide(
     zero_based: bool | None = None,
     kind: str | None = None,
     block_rows: int = 8,
+    memory_limit: str = "3GB",
     model: str | None = None,
     probe: str | None = None,
     description: str | None = None,
@@ -95,6 +96,7 @@ def build_wide(
     n_total = sum(f.metadata.num_rows for f in files)
     con = duckdb.connect(str(tmp))
     con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET memory_limit = '{memory_limit}'")  # DuckDB spills the sort to disk beyond it
     bar = tqdm(total=n_total, desc="db build: index", unit="row", unit_scale=True, disable=not progress)
     try:
         plan0, infos, rg_rows = None, [], []
