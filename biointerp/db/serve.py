@@ -38,15 +38,18 @@ def _clean(v):
     return v
 
 
+try:  # orjson (server extra) encodes about 10x faster than the standard library
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover - depends on extras
+    _orjson_dumps = None
+
+
 def _dumps(obj) -> bytes:
-    try:
-        import orjson
+    if _orjson_dumps is not None:
+        return _orjson_dumps(obj)
+    import json
 
-        return orjson.dumps(obj)
-    except ImportError:  # pragma: no cover - orjson is in the server extra
-        import json
-
-        return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _json(obj, status: int = 200):
@@ -57,8 +60,13 @@ def _json(obj, status: int = 200):
 
 def _payload(res: Result, **extra):
     """JSON response built directly (values are plain str/int/float/None; FastAPI's generic
-    encoder walk is skipped, which matters for rows with hundreds of head columns)."""
-    rows = [{c: _clean(v) for c, v in zip(res.columns, r)} for r in res.rows]
+    encoder walk is skipped, which matters for rows with hundreds of head columns). orjson
+    writes NaN/inf as null itself; the standard library needs them cleaned first."""
+    cols = res.columns
+    if _orjson_dumps is not None:
+        rows = [dict(zip(cols, r)) for r in res.rows]
+    else:
+        rows = [{c: _clean(v) for c, v in zip(cols, r)} for r in res.rows]
     return _json({**extra, "count": len(rows), "truncated": res.truncated, "results": rows})
 
 
