@@ -287,7 +287,8 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         Positions kept per direction and the fixed window right after the
         variant (fwd) / upstream of it (rev).
     shard_size
-        Input rows per shard (ok and non-ok; a shard holds at most this many tensor rows).
+        Input rows per shard, at most (ok and non-ok; shards close before a run of variants sharing
+        a reference window that would overflow them, so a shard holds whole runs).
     chunk_rows
         Input rows whose windows are prepared (held in memory) at once.
 
@@ -360,7 +361,7 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         buf_detail.append(p.status_detail)
         for k, v in row.items():
             buf_t.setdefault(k, []).append(v)
-        if len(buf_ids) >= shard_size:  # shards hold exactly shard_size rows, even inside a run
+        if len(buf_ids) >= shard_size:  # never more than shard_size rows (splits a run longer than that)
             flush()
 
     with st.background_writer() as writer:
@@ -371,6 +372,10 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                 buf_ids.clear(), buf_status.clear(), buf_detail.clear(), buf_t.clear()
 
         for run in (r for preps in blocks() for r in _runs(preps)):
+            if buf_ids and len(buf_ids) + len(run) > shard_size:
+                # close the shard before a run that would overflow it: a shard holds whole runs, so a
+                # resumed or repaired shard is computed with the same batches as the first time
+                flush()
             if run[0].status != "ok":
                 add(run[0], None)
             else:

@@ -267,3 +267,60 @@ def test_probe_card_records_hash_and_layout(work):
     sd, _ = _read_st(work / PROBE)
     assert card["tensors_sha256"] == tensors_sha256(sd)
     assert card["tensors"]["proj_left_fwd.weight"] == {"dtype": "float32", "shape": [4, 8]}
+
+
+# ------------------------------------------------------------------ repair
+def _files(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+
+
+def test_repair_recomputes_exactly_the_damaged_shards(tmp_path, brca1_fasta, clinvar_vcf):
+    """Damage shards, repair (harvest --repair; store repair + plain rerun): byte-identical to the undamaged run."""
+    import pysam
+
+    from biointerp.models import random_model, save_model, tiny_config
+
+    t = pysam.TabixFile(str(clinvar_vcf), encoding="utf-8")
+    lines = list(t.fetch("17", 41245000, 41247000))[:20]
+    (tmp_path / "v.vcf").write_text("\n".join(list(t.header) + lines) + "\n")
+    save_model(random_model(tiny_config(hidden_size=8, num_layers=3, num_attention_heads=2), seed=5),
+               tmp_path / "model", card={"name": "tiny8"})
+    base = ["harvest", "--model", str(tmp_path / "model"), "--fasta", str(brca1_fasta), "--variants",
+            str(tmp_path / "v.vcf"), "--layer", "blocks.1", "--view", "evee_diff", "--upstream", "128",
+            "--downstream", "64", "-K", "8", "--fixed", "2", "--shard-size", "4", "--device", "cpu"]
+    runner = CliRunner()
+    r = runner.invoke(main, [*base, "--store", str(tmp_path / "full")])
+    assert r.exit_code == 0, r.output
+    full = ActivationStore.open(tmp_path / "full")
+    rows = full.index[full.index["shard"] >= 0].groupby("shard").size()
+    # --shard-size 4: shards of at most 4 rows, closed before a multi-allelic run that would overflow them
+    assert rows.max() == 4 and (rows == 4).sum() >= 3 and len(rows) >= 5
+    want = _files(tmp_path / "full")
+
+    # one step: harvest --repair
+    shutil.copytree(tmp_path / "full", tmp_path / "a")
+    _flip(tmp_path / "a" / shard_name(2))
+    keep = {n: (tmp_path / "a" / n).stat().st_mtime_ns for n in (shard_name(0), shard_name(1), shard_name(3))}
+    r = runner.invoke(main, ["probe", "apply", "--probe", "x.safetensors", "--store", str(tmp_path / "a"),
+                             "--out", str(tmp_path / "s.h5ad")])
+    assert r.exit_code != 0
+    r = runner.invoke(main, [*base, "--store", str(tmp_path / "a"), "--repair"])
+    assert r.exit_code == 0, r.output
+    assert f"1 damaged shard(s) dropped, {rows[2]} variants to recompute" in r.output
+    assert _files(tmp_path / "a") == want
+    assert all((tmp_path / "a" / n).stat().st_mtime_ns == m for n, m in keep.items())  # others untouched
+
+    # two steps: store repair, then the plain harvest command (a missing and a damaged shard)
+    shutil.copytree(tmp_path / "full", tmp_path / "b")
+    _flip(tmp_path / "b" / shard_name(1), "header")
+    (tmp_path / "b" / shard_name(3)).unlink()
+    r = runner.invoke(main, ["store", "verify", str(tmp_path / "b")])
+    assert r.exit_code == 1 and "--repair" in r.output
+    r = runner.invoke(main, ["store", "repair", str(tmp_path / "b")])
+    assert r.exit_code == 0 and f"{rows[1] + rows[3]} variants await recompute" in r.output, r.output
+    with pytest.raises(StoreError, match="marked damaged"):
+        ActivationStore.open(tmp_path / "b").read()
+    r = runner.invoke(main, [*base, "--store", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert _files(tmp_path / "b") == want
+    assert runner.invoke(main, ["store", "verify", str(tmp_path / "b")]).exit_code == 0
