@@ -151,6 +151,21 @@ def scoring_report(adata, out_dir: str | Path, n_boot: int = 1000, title: str = 
         plt.close(fig)
         figs.append((f"ROC of {main} by consequence class", "roc_by_consequence.png"))
 
+    md_cmp = ""
+    if y is not None and names:
+        from biointerp.probes.baselines import with_baselines
+        from biointerp.probes.evaluate import comparison_markdown, comparison_tables
+
+        split = obs["split"].astype(str).to_numpy() if "split" in obs.columns else None
+        try:
+            cmp = with_baselines(obs, y, {n: oriented(n, X[:, j]) for j, n in enumerate(names)},
+                                 np.ones(len(obs), dtype=bool), None if split is None else split == "train",
+                                 zero_shot=False, n_boot=n_boot)
+            md_cmp = comparison_markdown(cmp, cmp["baselines_fitted"])
+            comparison_tables(cmp)["long"].to_csv(out / "comparison.tsv", sep="\t", index=False)
+        except ValueError as err:
+            md_cmp = f"Baselines not computed: {err}.\n"
+
     summary = pd.DataFrame(
         [{"metric": "n_variants", "value": adata.n_obs}]
         + [{"metric": f"status.{r.status}", "value": int(r.n)} for r in status.itertuples()]
@@ -165,6 +180,10 @@ def scoring_report(adata, out_dir: str | Path, n_boot: int = 1000, title: str = 
         md += ["No labels in the table: ROC analysis skipped.", ""]
     else:
         md += ["AUROC uses higher = damaging (`delta_ll` negated); 95% percentile bootstrap CIs.", ""]
+    if md_cmp:
+        md += ["## Every score beside the model-free baselines", "",
+               "All labelled variants (probe scores here include their own training variants; the training "
+               "report holds the held-out figures).", "", md_cmp, ""]
     if per_class is not None:
         md += ["## Per consequence class", "",
                "Classes holding both labels are scored within the class; classes of positives only "
@@ -214,57 +233,95 @@ def per_class_metrics(y: np.ndarray, score: np.ndarray, classes: np.ndarray, n_b
 
 def training_report(evals: Sequence[str | Path], labels: pd.DataFrame, out_dir: str | Path,
                     zeroshot=None, n_boot: int = 1000) -> pd.DataFrame:
-    """Compare trained probes (evaluation JSONs of ``biointerp probe evaluate``)
-    with zero-shot scores on the same test split; writes ``report.md``,
-    ``summary.tsv`` and ``comparison.png``. Returns the comparison table."""
-    from biointerp.probes.evaluate import evaluate
+    """Compare trained probes (evaluation JSONs of ``biointerp probe evaluate``) with
+    zero-shot scores and the model-free baselines (fitted on the ``train`` split only)
+    on the same test split; writes ``report.md``, ``summary.tsv``, ``comparison.tsv``
+    and ``comparison.png``. Returns the summary table: one row per method (probes,
+    zero-shot scores, baselines) with overall and within-variant-class AUROC [CI] and
+    whether its interval clears the best baseline.
+    """
+    from biointerp.probes.baselines import with_baselines
+    from biointerp.probes.evaluate import binary_labels, comparison_markdown, comparison_tables
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    lab = labels.drop_duplicates("variant_id").set_index(labels.drop_duplicates("variant_id")["variant_id"].astype(str))
+    split = lab["split"].astype(str) if "split" in lab.columns else pd.Series("test", index=lab.index)
+    scores, kinds, rows_without = {}, {}, []
     for path in evals:
         r = json.loads(Path(path).read_text())
-        m = r.get("metrics", r)
-        rows.append({"method": f"probe:{Path(path).stem}", "n": m.get("n"), "auroc": m.get("auroc"),
-                     "auroc_lo": (m.get("auroc_ci") or [np.nan, np.nan])[0],
-                     "auroc_hi": (m.get("auroc_ci") or [np.nan, np.nan])[1],
-                     "auprc": m.get("auprc")})
+        name = f"probe:{Path(path).stem}"
+        pred = r.get("predictions")
+        if pred:
+            first = next(k for k in pred if k != "variant_id")
+            v = pd.Series(pred[first], index=[str(i) for i in pred["variant_id"]], dtype=float)
+            scores[name], kinds[name] = v.reindex(lab.index).to_numpy(float), "model"
+        else:  # an evaluation JSON without per-variant predictions: its own figures only
+            m = r.get("metrics", r)
+            rows_without.append({"method": name, "kind": "model", "n": m.get("n"), "auroc": m.get("auroc"),
+                                 "auroc_lo": (m.get("auroc_ci") or [np.nan, np.nan])[0],
+                                 "auroc_hi": (m.get("auroc_ci") or [np.nan, np.nan])[1], "auprc": m.get("auprc")})
     if zeroshot is not None:
-        test_ids = set(labels.loc[labels["split"].astype(str) == "test", "variant_id"].astype(str))
-        lab = labels.drop_duplicates("variant_id").set_index("variant_id")["label"]
-        mask = np.array([i in test_ids for i in zeroshot.obs_names])
-        y = lab.reindex(zeroshot.obs_names[mask]).to_numpy(dtype=float)
-        X = np.asarray(zeroshot.X, dtype=float)[mask]
+        X = np.asarray(zeroshot.X, dtype=float)
         for j, name in enumerate(zeroshot.var_names):
             if str(name) in NOT_EFFECT_SCORES:
                 continue
-            r = evaluate(y, oriented(str(name), X[:, j]), n_boot=n_boot)
-            rows.append({"method": f"zero-shot:{name}", "n": r["n"], "auroc": r["auroc"],
-                         "auroc_lo": r["auroc_ci"][0], "auroc_hi": r["auroc_ci"][1], "auprc": r["auprc"]})
+            v = pd.Series(oriented(str(name), X[:, j]), index=zeroshot.obs_names.astype(str))
+            scores[f"zero-shot:{name}"] = v[~v.index.duplicated()].reindex(lab.index).to_numpy(float)
+            kinds[f"zero-shot:{name}"] = "zero-shot"
+    y = binary_labels(pd.to_numeric(lab["label"], errors="coerce")
+                      if pd.api.types.is_numeric_dtype(lab["label"]) else lab["label"])
+    cmp, md_cmp = None, ""
+    try:
+        cmp = with_baselines(lab, y, scores, (split == "test").to_numpy(), (split == "train").to_numpy(), kinds,
+                             zero_shot=False, n_boot=n_boot)
+        md_cmp = comparison_markdown(cmp, cmp["baselines_fitted"])
+    except ValueError as err:
+        md_cmp = f"Baselines not computed: {err}.\n"
+    rows = []
+    if cmp is not None and cmp.get("overall"):
+        within = {r["score"]: r for r in cmp["within"] if r["by"] == cmp["headline"]}
+        verd = {r["score"]: r for r in cmp["verdicts"] if r["basis"] == f"within:{cmp['headline']}"}
+        verd_all = {r["score"]: r for r in cmp["verdicts"] if r["basis"] == "overall"}
+        for r in cmp["overall"]:
+            k, w = r["score"], within.get(r["score"], {})
+            rows.append({"method": k, "kind": r["kind"], "n": r["n"], "auroc": r["auroc"], "auroc_lo": r["auroc_lo"],
+                         "auroc_hi": r["auroc_hi"], "auprc": r["auprc"],
+                         "auroc_within": w.get("auroc_within", np.nan), "within_lo": w.get("lo", np.nan),
+                         "within_hi": w.get("hi", np.nan),
+                         "carried_by_composition": w.get("carried_by_composition", False),
+                         "better_than_baselines_within": verd[k]["better"] if k in verd else None,
+                         "better_than_baselines_overall": verd_all[k]["better"] if k in verd_all else None})
+        comparison_tables(cmp)["long"].to_csv(out / "comparison.tsv", sep="\t", index=False)
+    rows += rows_without
     table = pd.DataFrame(rows)
     table.to_csv(out / "summary.tsv", sep="\t", index=False)
 
-    fig, ax = plt.subplots(figsize=(6, 0.6 * max(len(table), 1) + 1.2))
+    fig, ax = plt.subplots(figsize=(6, 0.45 * max(len(table), 1) + 1.2))
     if len(table):
         a = table["auroc"].astype(float).to_numpy()
         lo = np.nan_to_num(a - table["auroc_lo"].astype(float).to_numpy())
         hi = np.nan_to_num(table["auroc_hi"].astype(float).to_numpy() - a)
-        ax.barh(table["method"], a, xerr=[lo, hi], color="#4c72b0", capsize=3)
+        colors = ["#999999" if k == "baseline" else "#4c72b0" for k in table["kind"]]
+        ax.barh(table["method"], a, xerr=[lo, hi], color=colors, capsize=3, label="overall")
+        if "auroc_within" in table:
+            ax.scatter(table["auroc_within"].astype(float), table["method"], color="#c44e52", zorder=3,
+                       label="within variant class")
+        ax.legend(fontsize=7, loc="lower right")
     ax.axvline(0.5, ls="--", color="grey")
     ax.set_xlim(0, 1)
-    ax.set_xlabel("AUROC on the test split (95% CI)")
+    ax.set_xlabel("AUROC on the test split (95% CI); grey: model-free baselines")
     fig.tight_layout()
     fig.savefig(out / "comparison.png", dpi=100)
     plt.close(fig)
 
-    counts = labels["split"].astype(str).value_counts() if "split" in labels.columns else pd.Series(dtype=int)
+    counts = lab["split"].astype(str).value_counts() if "split" in lab.columns else pd.Series(dtype=int)
     md = ["# Probe training report", "",
-          f"{len(labels)} variants ({int(np.isfinite(pd.to_numeric(labels['label'], errors='coerce')).sum())} "
-          "labelled); split " + ", ".join(f"{k} {v}" for k, v in counts.items())
+          f"{len(lab)} variants ({int(np.isfinite(y).sum())} labelled); split "
+          + ", ".join(f"{k} {v}" for k, v in counts.items())
           + ". Probes are trained on `train` (early stopping on `val` when present) and every method "
-          "is scored on the same `test` variants.", "",
-          "## Test-split performance", "", _md_table(table) if len(table) else "No evaluations.", "",
-          "Zero-shot `delta_ll` is negated (higher = damaging). 95% percentile bootstrap CIs.", "",
+          "is scored on the same `test` variants. Zero-shot `delta_ll` is negated (higher = damaging).", "",
+          "## Test split: every score beside the model-free baselines", "", md_cmp, "",
           "![AUROC comparison](comparison.png)", ""]
     (out / "report.md").write_text("\n".join(md))
     return table

@@ -296,7 +296,9 @@ def test_probe_training_outputs(synth_runs):
         m = metrics.get("metrics", metrics)
         assert m["n"] > 0 and 0 <= m["auroc"] <= 1 and len(m["auroc_ci"]) == 2
     table = pd.read_csv(out / "report" / "summary.tsv", sep="\t")
-    assert set(table["method"]) == {"probe:linear", "probe:covariance", "zero-shot:delta_ll"}
+    assert {"probe:linear", "probe:covariance", "zero-shot:delta_ll"} <= set(table["method"])
+    assert {"baseline:variant_class", "baseline:substitution", "baseline:combined"} <= set(table["method"])
+    assert {"auroc_within", "better_than_baselines_within"} <= set(table.columns)
     assert (out / "report" / "comparison.png").stat().st_size > 0
     split = pd.read_parquet(out / "split.parquet")
     genes = split[split["gene"].astype(str) != ""].groupby("gene")["split"].nunique()

@@ -154,6 +154,15 @@ def _evaluate_test(result, src, labels, split, n_boot, batch_size, strata_column
         if strata_column in labels.columns:
             st = stratified(y, pred[head].to_numpy(), labels.loc[test_ids, strata_column], n_boot=min(n_boot, 200))
             strata[head] = st.replace({np.nan: None}).to_dict(orient="records")
+    binary = [h for h, spec in result.heads.items() if spec.get("kind", "binary") == "binary"]
+    if binary:
+        h = binary[0]
+        test = labels.index.isin(test_ids)
+        score = pred[h].reindex(labels.index).to_numpy(dtype=float)
+        cmp = _baseline_comparison(labels, result.heads[h].get("column", h), {_score_name(h): score}, test,
+                                   (split == "train").to_numpy(), strata_column, n_boot, 0)
+        if cmp is not None:
+            strata["_comparison"] = cmp
     return metrics, strata, pred
 
 
@@ -222,7 +231,8 @@ def _card(src, result, kind, split_desc, metrics, strata, calibration, extra=Non
         "data_fingerprint": result.info["data_fingerprint"],
         "split": split_desc,
         "training": {k: v for k, v in result.info.items() if k not in ("input", "data_fingerprint")},
-        "metrics": {"test": metrics, "test_strata": strata},
+        "metrics": {"test": metrics, "test_strata": {k: v for k, v in (strata or {}).items() if k != "_comparison"},
+                    **({"test_vs_baselines": strata["_comparison"]} if (strata or {}).get("_comparison") else {})},
         "calibration": calibration,
         "store_manifest": man,
     }
@@ -247,6 +257,11 @@ def _card(src, result, kind, split_desc, metrics, strata, calibration, extra=Non
                    "evaluate and finetune use the card's.")
 @click.option("--h", "h", type=click.IntRange(1), default=64, show_default=True, help="Covariance rank h.")
 @click.option("--p", "p", type=click.IntRange(1), default=128, show_default=True, help="Covariance readout width p.")
+@click.option("--root", type=click.Choice(["newton_schulz", "sym_eigh", "gram_eigh"]), default="newton_schulz",
+              show_default=True,
+              help="Covariance probes: newton_schulz = EVEE's 3-step polynomial of the non-symmetric C (not a square "
+                   "root); sym_eigh = true root of C's symmetric part projected onto the PSD cone; gram_eigh = true "
+                   "root of the PSD pooling sum L^T L / K.")
 @click.option("--calibrate", type=click.Choice(["none", "platt", "isotonic"]), default="none", show_default=True,
               help="Fit a calibration map on the validation split and store it in the card.")
 @click.option("--report-dir", type=click.Path(file_okay=False), default=None,
@@ -255,7 +270,7 @@ def _card(src, result, kind, split_desc, metrics, strata, calibration, extra=Non
               help="Column for per-stratum test metrics in the card (skipped when absent).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Probe file (.safetensors).")
 def train_cmd(stores, labels, label_columns, tensor, how, split_column, test_frac, val_frac, epochs, batch_size, lr,
-              patience, seed, n_boot, accelerator, kind, name, head_kind, l2, features, pairing, h, p, calibrate,
+              patience, seed, n_boot, accelerator, kind, name, head_kind, l2, features, pairing, h, p, root, calibrate,
               report_dir, strata, out):
     """Train a probe on store activations, evaluate it on the held-out test split, save it.
 
@@ -277,7 +292,7 @@ def train_cmd(stores, labels, label_columns, tensor, how, split_column, test_fra
     split = _make_split(table, split_column, how, test_frac, val_frac, seed)
     counts = split.value_counts().to_dict()
     click.echo(f"split ({'column ' + split_column if split_column else how}): {counts}")
-    hp = {"l2": l2, "h": h, "p": p}
+    hp = {"l2": l2, "h": h, "p": p, "root": root}
     if features != "auto":
         hp["features"] = features
     try:
@@ -319,6 +334,8 @@ def train_cmd(stores, labels, label_columns, tensor, how, split_column, test_fra
     click.echo(f"probe -> {out}")
     if report_dir:
         _write_report(report_dir, table, split, pred, result, metrics, calibration)
+        if strata.get("_comparison"):
+            _write_comparison(Path(report_dir), strata["_comparison"])
 
 
 def _write_report(report_dir, table, split, pred, result, metrics, calibration):
@@ -472,11 +489,15 @@ def _store_variant_table(src):
               help="Column for per-stratum tables (skipped when absent).")
 @click.option("--n-boot", type=click.IntRange(0), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Show every score beside model-free baselines (variant class, substitution type, consequence, "
+                   "indel length, their logistic combination; fitted on the split column's 'train' rows, else "
+                   "cross-fitted) and the zero-shot -delta_ll, per variant class and consequence.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Metrics JSON.")
 @click.option("--out-dir", default=None, type=click.Path(file_okay=False),
-              help="Also write strata.tsv, reliability.tsv, roc.png, calibration.png here.")
+              help="Also write strata.tsv, reliability.tsv, roc.png, calibration.png, comparison.md/.tsv here.")
 def evaluate_cmd(scores, score_names, probe_path, stores, labels, kind, d_model, label_column, split_column,
-                 split_value, strata, n_boot, seed, out, out_dir):
+                 split_value, strata, n_boot, seed, baselines, out, out_dir):
     """AUROC / AUPRC with bootstrap CIs, per-stratum tables, calibration and plots.
 
     Either a scores table and --score columns, or --probe with --store and --labels.
@@ -529,9 +550,11 @@ def evaluate_cmd(scores, score_names, probe_path, stores, labels, kind, d_model,
             raise click.UsageError("name the score column(s) with --score")
     if label_column not in table.columns:
         raise click.ClickException(f"label column {label_column!r} not found (columns: {list(table.columns)[:15]})")
+    full, train_mask = table, None
     if split_column:
         if split_column not in table.columns:
             raise click.ClickException(f"split column {split_column!r} not found")
+        train_mask = (table[split_column].astype(str) == "train").to_numpy()
         table = table[table[split_column].astype(str) == split_value]
     y = binary_labels(table[label_column])
     results, curves, rel, strata_tabs = {}, {}, {}, []
@@ -554,6 +577,14 @@ def evaluate_cmd(scores, score_names, probe_path, stores, labels, kind, d_model,
     _print_metrics(results)
     payload = {"metrics": results[score_names[0]], "scores": results,
                "label_column": label_column, "split": {split_column: split_value} if split_column else None}
+    cmp = None
+    if baselines:
+        cmp = _baseline_comparison(full, label_column, {sname: _signed(table, sname) for sname in score_names},
+                                   full.index.isin(table.index), train_mask, strata, n_boot, seed)
+        payload["comparison"] = cmp
+    payload["predictions"] = {"variant_id": table.index.astype(str).tolist(),
+                              **{sname: [None if not np.isfinite(v) else float(v) for v in _signed(table, sname)]
+                                 for sname in score_names}}
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(payload, indent=2, default=float))
@@ -569,7 +600,50 @@ def evaluate_cmd(scores, score_names, probe_path, stores, labels, kind, d_model,
                                                                           index=False)
             plot_calibration(rel, d / "calibration.png")
         plot_roc(curves, d / "roc.png")
+        if cmp is not None:
+            _write_comparison(d, cmp)
         click.echo(f"report -> {d}")
+
+
+def _signed(table, sname):
+    """Score column ``sname`` of ``table`` as floats (``-name``: negated)."""
+    import pandas as pd
+
+    col, sign = (sname[1:], -1.0) if sname.startswith("-") else (sname, 1.0)
+    return sign * pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=float)
+
+
+def _baseline_comparison(table, label_column, scores, eval_mask, train_mask, strata, n_boot, seed):
+    """compare_scores of ``scores`` (on the eval rows) beside the baselines; printed as a table."""
+    import numpy as np
+
+    from biointerp.probes.baselines import with_baselines
+    from biointerp.probes.evaluate import binary_labels, comparison_tables
+
+    full = {}
+    for k, v in scores.items():  # one value per table row, or per evaluated row
+        full[k] = np.asarray(v, float) if len(v) == len(table) else np.full(len(table), np.nan)
+        if len(v) != len(table):
+            full[k][np.asarray(eval_mask, bool)] = v
+    try:
+        cmp = with_baselines(table, binary_labels(table[label_column]), full, eval_mask, train_mask,
+                             strata_column=strata, n_boot=n_boot, seed=seed)
+    except ValueError as err:
+        click.echo(f"baselines skipped: {err}", err=True)
+        return None
+    head = comparison_tables(cmp)["headline"]
+    if len(head):
+        click.echo(f"beside the model-free baselines ({cmp['baselines_fitted']}):")
+        click.echo(head.to_string(index=False))
+    return cmp
+
+
+def _write_comparison(d, cmp):
+    from biointerp.probes.evaluate import comparison_markdown, comparison_tables
+
+    (d / "comparison.md").write_text("# Scores beside their baselines\n\n"
+                                     + comparison_markdown(cmp, cmp.get("baselines_fitted", "")))
+    comparison_tables(cmp)["long"].to_csv(d / "comparison.tsv", sep="\t", index=False)
 
 
 @probe.command("show")

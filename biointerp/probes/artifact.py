@@ -73,11 +73,11 @@ def build_probe(kind: str, hparams: dict) -> nn.Module:
     if kind == "covariance":
         return CovarianceProbe(hp["d"], hp.get("h", 64), hp.get("p", 128), hp.get("n_out", 2), hp.get("eps", 1e-3),
                                hp.get("n_sqrt_iter", 3), hp.get("concat", False), hp.get("input_scale", 1.0),
-                               pairing)
+                               pairing, hp.get("root", "newton_schulz"))
     if kind == "covariance_multihead":
         return MultiHeadCovarianceProbe(hp["d"], hp["heads"], hp.get("h", 64), hp.get("p", 128), hp.get("eps", 1e-3),
                                         hp.get("n_sqrt_iter", 3), hp.get("concat", False),
-                                        hp.get("input_scale", 1.0), pairing)
+                                        hp.get("input_scale", 1.0), pairing, hp.get("root", "newton_schulz"))
     raise ValueError(f"unknown probe kind {kind!r}; use one of {KINDS}")
 
 

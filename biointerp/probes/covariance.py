@@ -21,10 +21,29 @@ a loaded probe reads its input the way it was trained.
 
 For each direction: ``left = proj_left_<dir>(diff)``, ``right = proj_right_<dir>(diff)``
 (``d -> h`` with bias), ``C = sum_dir left^T right / K + eps*I`` (``h x h``),
-``S = sqrt(C)`` by coupled Newton-Schulz (3 steps on ``C / ||C||_F``, rescaled
-by ``sqrt(||C||_F)``), ``feat_j = sum_lr S_lr A_jl B_jr`` with ``A``, ``B`` the
+``S = NS_3(C)``: 3 coupled Newton-Schulz steps on ``C / ||C||_F``, rescaled
+by ``sqrt(||C||_F)``; ``feat_j = sum_lr S_lr A_jl B_jr`` with ``A``, ``B`` the
 weights of ``head_left``, ``head_right`` (bias-free ``h -> p``), then ``out``
 (``p -> n``). Parameter names match the published EVEE ``probe.safetensors``.
+
+What this computes (the default, ``root="newton_schulz"``, kept as EVEE has it):
+``left`` and ``right`` are two *different* projections, so ``C`` is neither
+symmetric nor positive semi-definite (at initialisation ``C`` typically has
+eigenvalues with negative real part), and Newton-Schulz converges to a square
+root only for matrices with spectrum in the right half-plane, after many more
+than 3 steps. Three steps are a fixed matrix polynomial of ``C / ||C||_F``: a
+learned second-order pooling followed by a smooth, bounded non-linearity, not a
+square root (median ``||S^2 - C|| / ||C||`` is of order 1 or more at
+initialisation; see ``root_error``). The probe is trained end to end through
+that polynomial, which is a legitimate model in its own right.
+
+``root="sym_eigh"`` takes a true square root: ``C`` is symmetrised
+(``(C + C^T)/2``), projected onto the PSD cone (eigenvalues clamped at ``eps``)
+and rooted through its eigendecomposition. ``root="gram_eigh"`` pools
+``C = sum_dir left^T left / K + eps*I`` (symmetric PSD by construction; the right
+projections are unused) and roots it the same way. Both back-propagate through
+the Lyapunov equation ``S X + X S = G`` (stable: ``s_i + s_j >= 2 sqrt(eps)``),
+not through the eigenvector derivative, which diverges at repeated eigenvalues.
 """
 
 from __future__ import annotations
@@ -66,6 +85,48 @@ def newton_schulz_sqrt(C: torch.Tensor, n_iter: int = 3) -> torch.Tensor:
         Y = Y @ T
         Z = T @ Z
     return Y * norm.sqrt()
+
+
+#: how the covariance is rooted (see the module doc); the first is EVEE's and the default
+ROOTS = ("newton_schulz", "sym_eigh", "gram_eigh")
+
+
+class _PSDSqrt(torch.autograd.Function):
+    """Principal square root of symmetric ``C`` (eigenvalues clamped at ``floor``); Lyapunov backward."""
+
+    @staticmethod
+    def forward(ctx, C: torch.Tensor, floor: float) -> torch.Tensor:
+        lam, V = torch.linalg.eigh(C.double())
+        s = lam.clamp_min(floor).sqrt()
+        ctx.save_for_backward(s, V)
+        return ((V * s.unsqueeze(-2)) @ V.transpose(-1, -2)).to(C.dtype)
+
+    @staticmethod
+    def backward(ctx, G: torch.Tensor):
+        s, V = ctx.saved_tensors
+        Vt = V.transpose(-1, -2)
+        Gs = Vt @ (0.5 * (G + G.transpose(-1, -2))).double() @ V
+        X = Gs / (s.unsqueeze(-1) + s.unsqueeze(-2))
+        return (V @ X @ Vt).to(G.dtype), None
+
+
+def psd_sqrt(C: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+    """Square root of the symmetric part of ``C [..., h, h]`` projected onto the PSD cone
+    (eigenvalues below ``floor`` raised to it): ``S`` symmetric PSD with ``S @ S`` = that matrix."""
+    return _PSDSqrt.apply(0.5 * (C + C.transpose(-1, -2)), float(floor))
+
+
+def root_error(C: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    """``||S @ S - C||_F / ||C||_F`` per matrix: 0 for a true square root."""
+    num = torch.linalg.matrix_norm(S @ S - C, ord="fro")
+    return num / torch.linalg.matrix_norm(C, ord="fro").clamp_min(1e-12)
+
+
+def check_root(root: str) -> str:
+    """``root`` if it is one of :data:`ROOTS`, else a ValueError."""
+    if root not in ROOTS:
+        raise ValueError(f"unknown root {root!r}; use one of {', '.join(ROOTS)}")
+    return root
 
 
 def evee_diffs(acts: torch.Tensor, pairing: str = "genomic") -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,10 +198,12 @@ class CovarianceBackbone(nn.Module):
     """
 
     def __init__(self, d: int, h: int = 64, eps: float = 1e-3, n_sqrt_iter: int = 3, concat: bool = False,
-                 input_scale: float = 1.0, pairing: str = "genomic"):
+                 input_scale: float = 1.0, pairing: str = "genomic", root: str = "newton_schulz"):
         super().__init__()
         self.d, self.h, self.eps, self.n_sqrt_iter, self.concat = d, h, eps, n_sqrt_iter, concat
         self.pairing = check_pairing(pairing)
+        #: ``newton_schulz`` (EVEE, default), ``sym_eigh`` or ``gram_eigh`` (true roots; module doc)
+        self.root = check_root(root)
         #: diffs are multiplied by this before projection (1.0 = EVEE; set from the training
         #: data's RMS by ``train_probe``; stored in the card, not in the tensors)
         self.input_scale = float(input_scale)
@@ -160,19 +223,28 @@ class CovarianceBackbone(nn.Module):
         fwd, bwd = evee_diffs(acts, self.pairing)
         if self.input_scale != 1.0:
             fwd, bwd = fwd * self.input_scale, bwd * self.input_scale
+        gram = self.root == "gram_eigh"
         if self.concat:
             x = torch.cat([fwd, bwd], dim=-1)
             m = None if mask is None else (mask[:, 0] & mask[:, 1])
-            C = _outer_mean(self.proj_left(x), self.proj_right(x), m)
+            lx = self.proj_left(x)
+            C = _outer_mean(lx, lx if gram else self.proj_right(x), m)
         else:
             mf = None if mask is None else mask[:, 0]
             mb = None if mask is None else mask[:, 1]
-            C = _outer_mean(self.proj_left_fwd(fwd), self.proj_right_fwd(fwd), mf)
-            C = C + _outer_mean(self.proj_left_bwd(bwd), self.proj_right_bwd(bwd), mb)
+            lf, lb = self.proj_left_fwd(fwd), self.proj_left_bwd(bwd)
+            C = _outer_mean(lf, lf if gram else self.proj_right_fwd(fwd), mf)
+            C = C + _outer_mean(lb, lb if gram else self.proj_right_bwd(bwd), mb)
         return C + self.eps * self._eye.to(C.dtype)
 
     def forward(self, acts: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return newton_schulz_sqrt(self.covariance(acts, mask), self.n_sqrt_iter)
+        C = self.covariance(acts, mask)
+        if self.root == "newton_schulz":
+            return newton_schulz_sqrt(C, self.n_sqrt_iter)
+        return psd_sqrt(C, self.eps)
+
+    def _root_hparams(self) -> dict:
+        return {} if self.root == "newton_schulz" else {"root": self.root}
 
 
 class CovarianceProbe(CovarianceBackbone):
@@ -184,8 +256,9 @@ class CovarianceProbe(CovarianceBackbone):
     kind = "covariance"
 
     def __init__(self, d: int, h: int = 64, p: int = 128, n_out: int = 2, eps: float = 1e-3,
-                 n_sqrt_iter: int = 3, concat: bool = False, input_scale: float = 1.0, pairing: str = "genomic"):
-        super().__init__(d, h, eps, n_sqrt_iter, concat, input_scale, pairing)
+                 n_sqrt_iter: int = 3, concat: bool = False, input_scale: float = 1.0, pairing: str = "genomic",
+                 root: str = "newton_schulz"):
+        super().__init__(d, h, eps, n_sqrt_iter, concat, input_scale, pairing, root)
         self.p, self.n_out = p, n_out
         self.head_left = nn.Linear(h, p, bias=False)
         self.head_right = nn.Linear(h, p, bias=False)
@@ -199,7 +272,7 @@ class CovarianceProbe(CovarianceBackbone):
     def hparams(self) -> dict:
         return {"d": self.d, "h": self.h, "p": self.p, "n_out": self.n_out, "eps": self.eps,
                 "n_sqrt_iter": self.n_sqrt_iter, "concat": self.concat, "input_scale": self.input_scale,
-                "pairing": self.pairing}
+                "pairing": self.pairing, **self._root_hparams()}
 
 
 class MultiHeadCovarianceProbe(CovarianceBackbone):
@@ -215,8 +288,9 @@ class MultiHeadCovarianceProbe(CovarianceBackbone):
     kind = "covariance_multihead"
 
     def __init__(self, d: int, heads: Mapping[str, Mapping], h: int = 64, p: int = 128, eps: float = 1e-3,
-                 n_sqrt_iter: int = 3, concat: bool = False, input_scale: float = 1.0, pairing: str = "genomic"):
-        super().__init__(d, h, eps, n_sqrt_iter, concat, input_scale, pairing)
+                 n_sqrt_iter: int = 3, concat: bool = False, input_scale: float = 1.0, pairing: str = "genomic",
+                 root: str = "newton_schulz"):
+        super().__init__(d, h, eps, n_sqrt_iter, concat, input_scale, pairing, root)
         self.p = p
         self.heads = {k: dict(v) for k, v in heads.items()}
         self.head_modules = nn.ModuleDict({name: BilinearHead(h, p, head_outputs(spec))
@@ -236,7 +310,8 @@ class MultiHeadCovarianceProbe(CovarianceBackbone):
 
     def hparams(self) -> dict:
         return {"d": self.d, "h": self.h, "p": self.p, "eps": self.eps, "n_sqrt_iter": self.n_sqrt_iter,
-                "concat": self.concat, "input_scale": self.input_scale, "pairing": self.pairing, "heads": self.heads}
+                "concat": self.concat, "input_scale": self.input_scale, "pairing": self.pairing, "heads": self.heads,
+                **self._root_hparams()}
 
 
 def head_outputs(spec: Mapping) -> int:
@@ -286,7 +361,7 @@ def to_multihead(probe: CovarianceBackbone, name: str = "pathogenicity",
     if head_outputs(spec) != probe.n_out:
         spec = {"kind": "categorical", "classes": list(range(probe.n_out))}
     mh = MultiHeadCovarianceProbe(probe.d, {name: spec}, probe.h, probe.p, probe.eps, probe.n_sqrt_iter,
-                                  probe.concat, probe.input_scale, probe.pairing)
+                                  probe.concat, probe.input_scale, probe.pairing, probe.root)
     sd = {}
     for k, v in probe.state_dict().items():
         if k.split(".")[0] in ("head_left", "head_right", "out"):

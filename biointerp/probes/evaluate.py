@@ -284,3 +284,231 @@ def plot_calibration(tables: Mapping[str, pd.DataFrame], path: str | Path, title
     ax.set(xlabel="mean predicted probability", ylabel="fraction positive", title=title, xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=7, loc="upper left")
     return _save(fig, path)
+
+
+# ------------------------------------------------- scores beside their baselines
+def _stratified_indices(groups: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap row indices ``[n_boot, n]``: each stratum resampled within itself (its size kept)."""
+    cols = []
+    for g in np.unique(groups):
+        members = np.flatnonzero(groups == g)
+        cols.append(members[rng.integers(0, len(members), size=(n_boot, len(members)))])
+    return np.concatenate(cols, axis=1) if cols else np.zeros((n_boot, 0), dtype=int)
+
+
+def _ci(vals: np.ndarray, alpha: float) -> tuple[float, float]:
+    v = vals[np.isfinite(vals)]
+    return (float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2))) if len(v) else (np.nan, np.nan)
+
+
+def _metrics_batch(y: np.ndarray, S: np.ndarray, idx: np.ndarray, chunk: int = 250) -> tuple[np.ndarray, np.ndarray]:
+    """AUROC and AUPRC ``[n_boot, m]`` of each score row of ``S [m, n]`` on resamples ``idx``."""
+    B = idx.shape[0]
+    auc, ap = np.full((B, len(S)), np.nan), np.full((B, len(S)), np.nan)
+    for j, s in enumerate(S):
+        for lo in range(0, B, chunk):
+            ii = idx[lo:lo + chunk]
+            auc[lo:lo + chunk, j] = _rank_auc_batch(y[ii], s[ii])
+            ap[lo:lo + chunk, j] = _ap_batch(y[ii], s[ii])
+    return auc, ap
+
+
+def compare_scores(y: Sequence, scores: Mapping[str, Sequence], kinds: Mapping[str, str],
+                   strata: Mapping[str, Sequence] | None = None, headline: str | None = None,
+                   n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, min_n: int = 10) -> dict:
+    """Every score beside the model-free baselines, overall and per stratum, with paired bootstrap CIs.
+
+    Parameters
+    ----------
+    y
+        Labels (anything :func:`binary_labels` reads).
+    scores
+        ``{name: score}`` (higher = more likely positive), model scores and baselines alike.
+    kinds
+        ``{name: "model" | "zero-shot" | "baseline"}``; "baseline" marks the model-free scores
+        a model score must beat.
+    strata
+        ``{column: per-row stratum}`` (e.g. ``variant_class``, ``consequence``).
+    headline
+        The strata column whose size-weighted mean of per-stratum AUROCs is the
+        headline ("within-stratum" AUROC); default: the first of ``strata``.
+    n_boot, alpha, seed
+        Percentile bootstrap. Resamples keep every stratum's size (stratified by the
+        headline column) and are shared by all scores, so differences are paired.
+    min_n
+        Strata with fewer labelled rows, or one class only, are listed without metrics
+        and left out of the within-stratum summary.
+
+    Returns
+    -------
+    A JSON-able dict: ``n, n_pos, n_neg, n_dropped`` (rows left out because a label or
+    any score is missing), ``overall``, ``strata``, ``within`` and ``verdicts`` (lists of
+    row dicts). A within row's ``carried_by_composition`` is True when the overall AUROC
+    exceeds every within-stratum AUROC of that score. A verdict's ``better`` is True only
+    where the bootstrap interval of (score - best baseline) lies above 0.
+    """
+    names = list(scores)
+    yv = binary_labels(y)
+    S = np.vstack([np.asarray(scores[k], float) for k in names]) if names else np.zeros((0, len(yv)))
+    ok = np.isfinite(yv) & np.isfinite(S).all(0)
+    dropped = {k: int((np.isfinite(yv) & ~np.isfinite(S[j])).sum()) for j, k in enumerate(names)}
+    yv, S = yv[ok], S[:, ok]
+    st = {k: pd.Series(v).astype("string").fillna("NA").to_numpy(dtype=object)[ok] for k, v in (strata or {}).items()}
+    headline = headline if headline in st else next(iter(st), None)
+    rng = np.random.default_rng(seed)
+    res = {"n": int(len(yv)), "n_pos": int(yv.sum()), "n_neg": int(len(yv) - yv.sum()),
+           "n_dropped": int((~ok).sum() - (~np.isfinite(binary_labels(y))).sum()), "n_missing_per_score": dropped,
+           "n_boot": int(n_boot), "alpha": alpha, "headline": headline,
+           "kinds": {k: kinds.get(k, "model") for k in names}, "overall": [], "strata": [], "within": [],
+           "verdicts": []}
+    if len(yv) == 0 or len(np.unique(yv)) < 2 or not names:
+        return res
+    point_auc = np.array([auroc(yv, s) for s in S])
+    point_ap = np.array([auprc(yv, s) for s in S])
+    boots = {}
+    for by in ([headline] if headline else []) + [k for k in st if k != headline] or [None]:
+        groups = st[by] if by else np.zeros(len(yv), dtype=object)
+        idx = _stratified_indices(groups, n_boot, rng) if n_boot else np.zeros((0, len(yv)), dtype=int)
+        if by == headline or by is None:
+            boots["overall"] = _metrics_batch(yv, S, idx)
+        if by is None:
+            continue
+        g_auc, g_w, g_boot = [], [], []
+        for g in sorted(set(groups)):
+            m = np.flatnonzero(groups == g)
+            yg = yv[m]
+            row0 = {"by": by, "stratum": str(g), "n": int(len(m)), "n_pos": int(yg.sum())}
+            if len(m) < min_n or len(np.unique(yg)) < 2:
+                for j, k in enumerate(names):
+                    res["strata"].append({**row0, "score": k, "kind": res["kinds"][k], "auroc": np.nan,
+                                          "auroc_lo": np.nan, "auroc_hi": np.nan, "auprc": np.nan,
+                                          "auprc_lo": np.nan, "auprc_hi": np.nan})
+                continue
+            # the stratum's own resamples: its block of the stratified indices
+            sub = idx[:, np.isin(idx[0], m)] if n_boot else idx
+            a_b, p_b = _metrics_batch(yv, S, sub) if n_boot else (np.zeros((0, len(S))), np.zeros((0, len(S))))
+            a_pt = np.array([auroc(yg, s[m]) for s in S])
+            for j, k in enumerate(names):
+                lo, hi = _ci(a_b[:, j], alpha) if n_boot else (np.nan, np.nan)
+                plo, phi = _ci(p_b[:, j], alpha) if n_boot else (np.nan, np.nan)
+                res["strata"].append({**row0, "score": k, "kind": res["kinds"][k], "auroc": float(a_pt[j]),
+                                      "auroc_lo": lo, "auroc_hi": hi, "auprc": auprc(yg, S[j, m]),
+                                      "auprc_lo": plo, "auprc_hi": phi})
+            g_auc.append(a_pt)
+            g_w.append(len(m))
+            g_boot.append(a_b)
+        if not g_auc:
+            continue
+        w = np.asarray(g_w, float)
+        within = (np.vstack(g_auc) * w[:, None]).sum(0) / w.sum()
+        if n_boot:
+            gb = np.stack(g_boot)  # [G, B, m]
+            wb = np.where(np.isfinite(gb), w[:, None, None], 0.0)
+            within_b = np.nansum(gb * wb, 0) / np.maximum(wb.sum(0), 1e-12)
+        else:
+            within_b = np.zeros((0, len(S)))
+        boots[f"within:{by}"] = (within, within_b)
+        for j, k in enumerate(names):
+            lo, hi = _ci(within_b[:, j], alpha) if n_boot else (np.nan, np.nan)
+            res["within"].append({"by": by, "score": k, "kind": res["kinds"][k], "auroc_within": float(within[j]),
+                                  "lo": lo, "hi": hi, "n_strata": len(g_w), "n_used": int(w.sum()),
+                                  "overall": float(point_auc[j]), "max_stratum": float(np.vstack(g_auc)[:, j].max()),
+                                  "carried_by_composition": bool(point_auc[j] > np.vstack(g_auc)[:, j].max())})
+    a_b, p_b = boots["overall"]
+    for j, k in enumerate(names):
+        lo, hi = _ci(a_b[:, j], alpha) if n_boot else (np.nan, np.nan)
+        plo, phi = _ci(p_b[:, j], alpha) if n_boot else (np.nan, np.nan)
+        res["overall"].append({"score": k, "kind": res["kinds"][k], "n": int(len(yv)), "auroc": float(point_auc[j]),
+                               "auroc_lo": lo, "auroc_hi": hi, "auprc": float(point_ap[j]), "auprc_lo": plo,
+                               "auprc_hi": phi})
+    base = [j for j, k in enumerate(names) if res["kinds"][k] == "baseline"]
+    bases = [("overall", point_auc, a_b)] + [(k, v[0], v[1]) for k, v in boots.items() if k.startswith("within:")]
+    for j, k in enumerate(names):
+        if res["kinds"][k] == "baseline" or not base:
+            continue
+        for basis, pt, bt in bases:
+            b = base[int(np.argmax(pt[base]))]
+            d = bt[:, j] - bt[:, b] if n_boot else np.zeros(0)
+            lo, hi = _ci(d, alpha) if n_boot else (np.nan, np.nan)
+            res["verdicts"].append({"score": k, "basis": basis, "best_baseline": names[b],
+                                    "baseline_auroc": float(pt[b]), "auroc": float(pt[j]),
+                                    "delta": float(pt[j] - pt[b]), "delta_lo": lo, "delta_hi": hi,
+                                    "better": bool(np.isfinite(lo) and lo > 0)})
+    return res
+
+
+def _ci_text(x: float, lo: float, hi: float) -> str:
+    if x is None or not np.isfinite(x):
+        return "NA"
+    return f"{x:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{x:.3f}"
+
+
+def comparison_tables(cmp: Mapping) -> dict[str, pd.DataFrame]:
+    """Plain tables from :func:`compare_scores`: ``headline`` (one row per score), ``strata``
+    (score x stratum AUROC [CI]) and ``long`` (every figure, for a TSV)."""
+    names = list(cmp.get("kinds", {}))
+    hl = cmp.get("headline")
+    within = {(r["by"], r["score"]): r for r in cmp.get("within", [])}
+    verd = {(r["score"], r["basis"]): r for r in cmp.get("verdicts", [])}
+    rows = []
+    for r in cmp.get("overall", []):
+        k = r["score"]
+        w = within.get((hl, k))
+        row = {"score": k, "kind": r["kind"]}
+        if w:
+            row[f"AUROC within {hl} (headline)"] = _ci_text(w["auroc_within"], w["lo"], w["hi"])
+        row["AUROC overall"] = _ci_text(r["auroc"], r["auroc_lo"], r["auroc_hi"])
+        row["AUPRC overall"] = _ci_text(r["auprc"], r["auprc_lo"], r["auprc_hi"])
+        for basis in ([f"within:{hl}"] if w else []) + ["overall"]:
+            v = verd.get((k, basis))
+            if v:
+                tag = basis.split(":")[0]
+                row[f"vs best baseline ({tag})"] = (f"{v['delta']:+.3f} [{v['delta_lo']:+.3f}, {v['delta_hi']:+.3f}] "
+                                                    f"vs {v['best_baseline']}" if np.isfinite(v["delta_lo"])
+                                                    else f"{v['delta']:+.3f} vs {v['best_baseline']}")
+                row[f"better ({tag})"] = "yes" if v["better"] else "no"
+        if w is not None:
+            row["note"] = "overall carried by stratum composition" if w["carried_by_composition"] else ""
+        rows.append(row)
+    head = pd.DataFrame(rows)
+    st = pd.DataFrame(cmp.get("strata", []))
+    wide = pd.DataFrame()
+    if len(st):
+        st["cell"] = [_ci_text(a, lo, hi) for a, lo, hi in zip(st["auroc"], st["auroc_lo"], st["auroc_hi"])]
+        st["col"] = [f"{b}={s} (n={n}, {p} pos)" for b, s, n, p in zip(st["by"], st["stratum"], st["n"], st["n_pos"])]
+        wide = st.pivot_table(index="score", columns="col", values="cell", aggfunc="first", sort=False)
+        wide = wide.reindex([n for n in names if n in wide.index]).reset_index()
+        wide.columns.name = None
+    long = pd.concat([pd.DataFrame(cmp.get("overall", [])).assign(by="all", stratum="all"),
+                      pd.DataFrame(cmp.get("strata", []))], ignore_index=True) if cmp.get("overall") else pd.DataFrame()
+    return {"headline": head, "strata": wide, "long": long}
+
+
+def comparison_markdown(cmp: Mapping, fitted: str = "") -> str:
+    """Markdown section for a report: the headline table, the per-stratum table and how to read them."""
+    if not cmp.get("overall"):
+        return "No comparison: the evaluated rows hold one class only or no scores.\n"
+    t = comparison_tables(cmp)
+    hl = cmp.get("headline")
+    lines = [f"{cmp['n']} labelled rows ({cmp['n_pos']} positive / {cmp['n_neg']} negative)"
+             + (f"; {cmp['n_dropped']} left out for a missing score" if cmp.get("n_dropped") else "") + ". "
+             f"Baselines (no model): {fitted or 'see kinds'}. 95% percentile bootstrap CIs ({cmp['n_boot']} "
+             f"resamples, stratified by {hl or 'nothing'}, shared by all scores so differences are paired).", ""]
+    if hl:
+        lines += [f"Headline: the within-{hl} AUROC, the mean of per-stratum AUROCs weighted by stratum size. "
+                  "A score is called better only where the interval of its difference from the best baseline "
+                  "lies above 0. An overall AUROC above every per-stratum AUROC is flagged: the overall figure is "
+                  "then carried by how the strata differ in label rate, not by ranking within them.", ""]
+    lines += [_md(t["headline"]), ""]
+    if len(t["strata"]):
+        lines += ["AUROC [95% CI] per stratum (strata with under 10 rows or one class: NA):", "", _md(t["strata"]), ""]
+    return "\n".join(lines)
+
+
+def _md(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    out = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    for row in df.itertuples(index=False):
+        out.append("| " + " | ".join("NA" if (isinstance(v, float) and not np.isfinite(v)) else str(v)
+                                     for v in row) + " |")
+    return "\n".join(out)

@@ -392,7 +392,8 @@ def train_probe(
         ``{name: spec}`` (see :class:`MultiHeadCovarianceProbe`); default one binary head
         ``pathogenicity`` reading the ``label`` column.
     hparams
-        Probe sizes: linear ``l2``, ``features``; covariance ``h``, ``p``, ``eps``, ``n_sqrt_iter``.
+        Probe sizes: linear ``l2``, ``features``; covariance ``h``, ``p``, ``eps``, ``n_sqrt_iter``,
+        ``root`` (``newton_schulz`` default, ``sym_eigh``, ``gram_eigh``: see :mod:`~biointerp.probes.covariance`).
     probe
         An existing probe to fine-tune (its weights are the starting point).
     method
@@ -549,7 +550,8 @@ def _new_probe(kind: str, heads: dict, hp: dict, src, tensor: str, train_ids, ba
                          "(harvest with --view evee or evee_diff)")
     d = x0.shape[-1]
     common = dict(h=hp.get("h", 64), p=hp.get("p", 128), eps=hp.get("eps", 1e-3),
-                  n_sqrt_iter=hp.get("n_sqrt_iter", 3), input_scale=hp.get("input_scale", 1.0), pairing=pairing)
+                  n_sqrt_iter=hp.get("n_sqrt_iter", 3), input_scale=hp.get("input_scale", 1.0), pairing=pairing,
+                  root=hp.get("root", "newton_schulz"))
     if kind in ("covariance", "covariance_concat") and len(heads) == 1 \
             and next(iter(heads.values())).get("kind", "binary") == "binary":
         return CovarianceProbe(d, n_out=2, concat=kind == "covariance_concat", **common)
