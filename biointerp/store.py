@@ -276,7 +276,8 @@ class ActivationStore:
         try:
             return safe_open(str(p), framework="pt")
         except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
-            raise DamagedShardError(p, f"not a readable safetensors file ({err})", self.path) from err
+            raise DamagedShardError(p, f"shard is damaged (not a readable safetensors file: {err})",
+                                    self.path) from err
 
     def tensor_names(self) -> list[str]:
         """Names of the tensors in the first listed shard (empty store -> [])."""
@@ -511,8 +512,26 @@ class ActivationStore:
                 (self.path / shard_name(shard)).unlink(missing_ok=True)
         return out
 
+    def check_headers(self) -> None:
+        """Cheap structural check of every listed shard: present, and its safetensors header agrees
+        with its size (catches missing, empty and truncated shards without hashing them)."""
+        for shard in sorted(self._shard_sums()):
+            p = self.path / shard_name(shard)
+            if not p.is_file():
+                raise DamagedShardError(p, "shard listed in the index is missing", self.path)
+            try:
+                with safe_open(str(p), framework="pt"):
+                    pass
+            except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+                raise DamagedShardError(p, f"shard is damaged (not a readable safetensors file: {err})",
+                                        self.path) from err
+
     def info(self) -> dict:
-        """Summary: manifest, counts per status, shards, bytes on disk, bytes per stored variant."""
+        """Summary: manifest, counts per status, shards, bytes on disk, bytes per stored variant.
+
+        Checks every shard's presence and header (:meth:`check_headers`) and the first shard's checksum.
+        """
+        self.check_headers()
         idx = self._index
         size = sum(p.stat().st_size for p in self.path.glob("shard-*.safetensors"))
         n_ok = int((idx["shard"] >= 0).sum())

@@ -145,6 +145,9 @@ CASES = [
     ("shard truncated", lambda w: _truncate(w / S), "apply", "shard is damaged"),
     ("shard empty", lambda w: (w / S).write_bytes(b""), "apply", "shard is damaged"),
     ("shard missing", lambda w: (w / S).unlink(), "apply", "shard listed in the index is missing"),
+    ("shard truncated, store info", lambda w: _truncate(w / "store" / shard_name(2)), "info",
+     "shard-00002.safetensors: shard is damaged"),
+    ("shard missing, store info", lambda w: (w / "store" / shard_name(2)).unlink(), "info", "missing"),
     ("shard damaged, probe train", lambda w: _flip(w / S), "train", "shard-00001.safetensors"),
     ("index.parquet garbage", lambda w: (w / STORE / "index.parquet").write_bytes(b"PAR1 not really" * 9),
      "apply", "index.parquet is damaged"),
@@ -234,7 +237,7 @@ def test_damaged_artifact_is_one_clear_error(work, case, damage, cmd, expect):
 def test_corpus_covers_the_issue():
     """At least the 25 damaged-artifact cases of issue #19, stores and probe files alike."""
     assert len(CASES) >= 25
-    assert sum(c[2] in ("apply", "info", "verify", "train") and "probe" not in c[0] for c in CASES) >= 10
+    assert sum(c[2] in ("apply", "info", "verify", "train") and "probe" not in c[0] for c in CASES) >= 15
     assert sum(c[0].startswith(("probe", "card-less")) for c in CASES) >= 15
 
 
