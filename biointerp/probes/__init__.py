@@ -1,7 +1,7 @@
 """Probes on model activations: linear and covariance probes, training, splits,
 evaluation and safetensors artifacts (see DESIGN.md and docs/INTERFACES.md)."""
 
-from biointerp.probes.artifact import build_probe, load_probe, read_card, save_probe
+from biointerp.probes.artifact import ProbeFileError, build_probe, check_tensors, load_probe, read_card, save_probe
 from biointerp.probes.covariance import (CovarianceBackbone, CovarianceProbe, MultiHeadCovarianceProbe,
                                          newton_schulz_sqrt)
 from biointerp.probes.evaluate import (apply_calibration, auprc, auroc, evaluate, fit_calibration,
@@ -23,7 +23,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "CovarianceBackbone", "CovarianceProbe", "MultiHeadCovarianceProbe", "LinearProbe", "InMemorySource",
-    "TrainResult", "apply_calibration", "auprc", "auroc", "build_probe", "evaluate", "featurize",
+    "ProbeFileError", "TrainResult", "apply_calibration", "auprc", "auroc", "build_probe", "check_tensors", "evaluate", "featurize",
     "fit_calibration", "fit_linear", "load_probe", "make_split", "newton_schulz_sqrt", "predict",
     "read_card", "reliability_table", "save_probe", "split_by_chrom", "split_by_gene", "split_from_column",
     "stratified", "train_probe",
