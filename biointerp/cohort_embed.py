@@ -20,6 +20,7 @@ float32, ``uns["biointerp"]`` provenance + ``embedding`` (sequence counts, forwa
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 
 import anndata as ad
@@ -144,7 +145,9 @@ def sample_features(model, seqset: SequenceSet, layers: Sequence[str], poolings:
                                       end=int(r["end"]), layer=lay, pooling=p, dim=k) for k in range(d)]
             else:
                 with np.errstate(invalid="ignore"):
-                    blocks.append(np.nanmean(per_region, axis=1) if len(reg_names) else per_region[:, 0])
+                    with warnings.catch_warnings():  # samples that are not ok: all NaN, stay NaN
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        blocks.append(np.nanmean(per_region, axis=1))
                 var_rows += [dict(encoding=enc, region="all", chrom="", start=-1, end=-1, layer=lay, pooling=p,
                                   dim=k) for k in range(d)]
     X = np.concatenate(blocks, axis=1).astype(np.float32)

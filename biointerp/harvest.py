@@ -76,7 +76,7 @@ from tqdm.auto import tqdm
 
 from biointerp.genome import Genome, reverse_complement
 from biointerp.scoring import _lcp
-from biointerp.store import ActivationStore
+from biointerp.store import ActivationStore, store_recipe  # noqa: F401  (store_recipe re-exported)
 from biointerp.windows import PreparedVariant, prepare_variants
 
 VIEWS = ("evee", "evee_diff", "variant", "window_mean", "mean")
@@ -91,20 +91,6 @@ RECIPE_DIFF = {"evee": "var_same - ref_same", "genomic": "var_same - ref_aligned
 #: EVEE's published defaults (7B: blocks.27; 20B: blocks.20, d = 8,192)
 EVEE_DEFAULTS = {"upstream": 49152, "downstream": 16384, "K": 256, "fixed": 64, "layer_7b": "blocks.27",
                  "layer_20b": "blocks.20"}
-
-
-def store_recipe(manifest: dict) -> str | None:
-    """The harvest recipe of a store's manifest: ``evee``, ``genomic`` or None (pooled views).
-
-    Stores written before recipes were named carry no ``recipe`` field; their
-    EVEE views were made by the genomic recipe (with ``ref_cross`` then naming
-    the genomically aligned reference), so they are read as ``genomic``.
-    """
-    if manifest.get("recipe"):
-        return str(manifest["recipe"])
-    if str(manifest.get("view", "")).startswith("evee"):
-        return "genomic"
-    return None
 
 
 def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -594,7 +580,9 @@ def genomic_reference(model, genome: Genome, variants: pd.DataFrame, layer: str,
     return ids, {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
 
 
-def evee_bytes_per_variant(d: int, K: int, view: str = "evee", dtype_bytes: int = 2) -> int:
-    """Bytes per variant of the stored EVEE tensors (acts or diff + positions + mean + loss_diff)."""
+def evee_bytes_per_variant(d: int, K: int, view: str = "evee", dtype_bytes: int = 2, recipe: str = DEFAULT_RECIPE) -> int:
+    """Bytes per variant of the stored EVEE tensors (acts or diff + positions + mean + loss_diff);
+    the evee recipe keeps ``mean`` in fp32, as EVEE does."""
     big = 2 * 3 * K * d if view == "evee" else 2 * K * d
-    return big * dtype_bytes + 2 * K * 8 + 2 * 3 * d * dtype_bytes + 2 * K * 4
+    mean_bytes = 4 if recipe == "evee" else dtype_bytes
+    return big * dtype_bytes + 2 * K * 8 + 2 * 3 * d * mean_bytes + 2 * K * 4

@@ -58,6 +58,20 @@ def repair_hint(path: str | Path) -> str:
             f"the damaged shards' variants), or run `biointerp store repair {path}` and then rerun the harvest")
 
 
+def store_recipe(manifest: dict) -> str | None:
+    """The harvest recipe of a store's manifest: ``evee``, ``genomic`` or None (pooled views).
+
+    Stores written before recipes were named carry no ``recipe`` field; their
+    EVEE views were made by the genomic recipe (with ``ref_cross`` then naming
+    the genomically aligned reference), so they are read as ``genomic``.
+    """
+    if manifest.get("recipe"):
+        return str(manifest["recipe"])
+    if str(manifest.get("view", "")).startswith("evee"):
+        return "genomic"
+    return None
+
+
 def shard_name(i: int) -> str:
     """File name of shard ``i`` (``shard-00000.safetensors``)."""
     return f"shard-{i:05d}.safetensors"

@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "db": "biointerp.cli.db:db",
     "pipeline": "biointerp.cli.pipeline:pipeline",
     "cohort": "biointerp.cli.cohort:cohort",
+    "features": "biointerp.cli.features:features",
+    "explain": "biointerp.cli.features:explain",
     "demo": "biointerp.cli.pipeline:demo",
 }
 

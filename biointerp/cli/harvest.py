@@ -13,8 +13,13 @@ from biointerp.cli.score import common_options, load_inputs, shard_options
               help="Layer name (module name, e.g. blocks.27); repeat for several layers (poolings).")
 @click.option("--view", type=click.Choice(["evee", "evee_diff", "variant", "window_mean", "mean"]),
               default="evee", show_default=True,
-              help="evee: [2,3,K,d] var_same/ref_same/ref_cross; evee_diff: var-ref only [2,K,d]; "
-                   "variant/window_mean/mean: pooled [d] per layer.")
+              help="evee: [2,3,K,d] three views (see --recipe); evee_diff: the recipe's var-ref diff only "
+                   "[2,K,d]; variant/window_mean/mean: pooled [d] per layer.")
+@click.option("--recipe", type=click.Choice(["evee", "genomic"]), default="evee", show_default=True,
+              help="EVEE views: evee = EVEE's public harvest exactly (alt spliced into the window, views "
+                   "var_same/ref_same/ref_cross with ref_cross the other strand's reference, same-index "
+                   "pairing); genomic = ours (same-length windows, var vs the reference at the same genomic "
+                   "base, views var_same/ref_same/ref_aligned). Recorded in the store.")
 @click.option("--store", "store_dir", required=True, type=click.Path(file_okay=False),
               help="Store directory; an existing one with the same settings is resumed.")
 @click.option("--upstream", type=click.IntRange(0), default=None,
@@ -26,7 +31,7 @@ from biointerp.cli.score import common_options, load_inputs, shard_options
 @click.option("--fixed", type=click.IntRange(0), default=64, show_default=True,
               help="Fixed window right after the variant (forward direction).")
 @click.option("--fixed-rev", type=click.IntRange(0), default=0, show_default=True,
-              help="Fixed window right before the variant (reverse direction).")
+              help="Fixed window right before the variant (reverse direction; genomic recipe only).")
 @click.option("--pool-window", type=click.IntRange(0), default=64, show_default=True,
               help="Half-width (bp) of the window_mean pooling.")
 @click.option("--shard-size", type=click.IntRange(1), default=64, show_default=True,
@@ -38,7 +43,7 @@ from biointerp.cli.score import common_options, load_inputs, shard_options
                    "their checksum), then recompute exactly their variants (same options as the first run).")
 @shard_options
 def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, no_prefix_reuse, layers, view,
-            store_dir, upstream, downstream, K, fixed, fixed_rev, pool_window, shard_size, out, shard,
+            recipe, store_dir, upstream, downstream, K, fixed, fixed_rev, pool_window, shard_size, out, shard,
             n_shards, checkpoint=None, model_config=None, repair=False, index_dir=None) -> None:
     """Harvest activations for variants into an activation store.
 
@@ -47,12 +52,17 @@ def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, n
     give each shard its own --store directory. Example:
 
       biointerp harvest --model demo --fasta ref.fa --variants v.vcf.gz --layer blocks.6 --view evee --store acts/
+
+    EVEE's defaults for Evo 2 7B: --layer blocks.27 (20B: blocks.20), 49,152 +
+    16,384 bp, -K 256, --fixed 64.
     """
     from biointerp.harvest import harvest as run_harvest
     from biointerp.store import StoreError
 
     if fixed > K:
         raise click.UsageError(f"--fixed ({fixed}) cannot exceed -K ({K})")
+    if recipe == "evee" and fixed_rev and view.startswith("evee"):
+        raise click.UsageError("--fixed-rev: EVEE's harvest has no fixed window upstream; use --recipe genomic")
     if out is not None and view.startswith("evee"):
         raise click.UsageError("--out writes pooled embeddings; use it with --view variant|window_mean|mean")
     genome, table, model = load_inputs(model_spec, fasta, variants_path, info, device, dtype, shard, n_shards,
@@ -64,7 +74,8 @@ def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, n
     if repair:
         _drop_damaged(store_dir)
     try:
-        store = run_harvest(model, genome, table, list(layers), view=view, store=store_dir, upstream=upstream,
+        store = run_harvest(model, genome, table, list(layers), view=view, recipe=recipe, store=store_dir,
+                            upstream=upstream,
                             downstream=downstream, K=K, fixed=fixed, fixed_rev=fixed_rev, pool_window=pool_window,
                             shard_size=shard_size, batch_size=batch_size, reuse_prefix=not no_prefix_reuse)
     except StoreError as err:

@@ -73,6 +73,8 @@ def head_info(db: VariantDB) -> list[dict]:
     meta = getattr(db, "head_info", None)
     if callable(meta):
         meta = meta()
+    if hasattr(meta, "to_dict"):  # VariantDB.head_info(): a DataFrame (column_name, display, group, ...)
+        meta = meta.rename(columns={"column_name": "name"}).to_dict("records")
     if meta is None:
         meta = db.metadata.get("head_info") or db.metadata.get("head_metadata") or db.metadata.get("heads_info")
     by_name: dict = {}

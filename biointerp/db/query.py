@@ -104,7 +104,7 @@ class VariantDB:
                 self._alias.setdefault(a.lower(), c)
 
     # -- plumbing -----------------------------------------------------------------------
-    def _run(self, sql: str, params: list, heads: bool | list[str] = False) -> Result:
+    def _run(self, sql: str, params: list, heads: bool | list[str] = False, keep=None) -> Result:
         # Cursors are created up front in the opening thread and handed out one per query:
         # creating them lazily from many threads at once can deadlock duckdb's Python binding.
         cur = self._pool.get()
@@ -121,6 +121,8 @@ class VariantDB:
             rows = [r[:-1] + (tuple(r[-1]) if r[-1] is not None else (None,) * n) for r in rows]
         elif cols[-2:] == ["__shard", "__frow"]:
             # wide layout: head values come from the head store, only for the rows returned
+            if keep is not None:
+                rows = [r for r in rows if keep(r)]
             names = self._head_list(heads)
             cols = cols[:-2] + names
             vals = self._store.fetch([(r[-2], r[-1]) for r in rows], names) if names and rows else [()] * len(rows)
@@ -188,8 +190,11 @@ class VariantDB:
         if c is None:
             return Result(self._colnames(heads), [])
         if self.wide:  # allele filter before head values are fetched
-            return self._run(f"SELECT {self._cols(heads)} FROM variants WHERE key = ? AND ref = ? AND alt = ?",
-                             [self._key(c, pos), ref, alt], heads)
+            i_ref, i_alt = self.base_columns.index("ref"), self.base_columns.index("alt")
+            res = self._run(f"SELECT {self._cols(heads)} FROM variants WHERE key = ?", [self._key(c, pos)], heads,
+                            keep=lambda r: r[i_ref] == ref and r[i_alt] == alt)
+            res.rows = [r for r in res.rows if r[i_ref] == ref and r[i_alt] == alt]
+            return res
         res = self._run(f"SELECT {self._cols(heads)} FROM variants WHERE key = ?", [self._key(c, pos)])
         i_ref, i_alt = res.columns.index("ref"), res.columns.index("alt")
         res.rows = [r for r in res.rows if r[i_ref] == ref and r[i_alt] == alt]

@@ -286,6 +286,27 @@ class InplaceHeads:
         self.starts = [np.concatenate([[0], np.cumsum(r)]).tolist() for r in metadata["shard_row_groups"]]
         self._files: dict[int, object] = {}
         self._locks = defaultdict(threading.Lock)
+        # decoded row groups, kept while they fit in ``cache_bytes`` (a browsing session revisits them;
+        # at EVEE width one row group is larger than the cache and is never kept)
+        self.cache_bytes = 64 << 20
+        self._cache: OrderedDict = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def _row_group(self, s: int, g: int, cols: list[str]):
+        key = (s, g, tuple(cols))
+        with self._cache_lock:
+            t = self._cache.get(key)
+            if t is not None:
+                self._cache.move_to_end(key)
+                return t
+        with self._locks[s]:
+            t = self._pf(s).read_row_group(g, columns=cols, use_threads=False)
+        if t.nbytes <= self.cache_bytes // 4:
+            with self._cache_lock:
+                self._cache[key] = t
+                while sum(x.nbytes for x in self._cache.values()) > self.cache_bytes:
+                    self._cache.popitem(last=False)
+        return t
 
     def _pf(self, s: int):
         pf = self._files.get(s)
@@ -304,9 +325,7 @@ class InplaceHeads:
         out: list = [None] * len(locs)
         uniq = list(dict.fromkeys(cols))
         for (s, g), items in groups.items():
-            with self._locks[s]:
-                t = self._pf(s).read_row_group(g, columns=uniq, use_threads=False)
-            t = t.take([r for _, r in items])
+            t = self._row_group(s, g, uniq).take([r for _, r in items])
             m = _rows_as_objects(t, [uniq.index(c) for c in cols])
             for (i, _), row in zip(items, m):
                 out[i] = row
@@ -366,7 +385,9 @@ class PackedHeads:
         return _matrix_as_objects(vals)
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _matrix_as_objects(vals: np.ndarray) -> list[tuple]:

@@ -194,6 +194,10 @@ def load_published_sae(path: str | Path, k: int | None = None, kind: str = "batc
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise SAEError(f"{path}: expected a dict of tensors (a state dict)")
     state = strip_prefixes(state)
+    unknown = sorted(set(state) - {"W", "b_enc", "b_dec", "W_dec", "input_scale"})
+    if unknown:
+        raise SAEError(f"{path}: unknown keys {unknown}; the Evo 2 SAE layout has W, b_enc, b_dec "
+                       "(optionally W_dec), with or without _orig_mod./module. prefixes")
     if "W" not in state or getattr(state["W"], "ndim", 0) != 2:
         raise SAEError(f"{path}: expected a 2-D tensor 'W' [d_in, d_hidden]; keys are {sorted(state)}")
     d_in, d_hidden = state["W"].shape

@@ -123,7 +123,7 @@ class StoreActivations(IterableDataset):
         from biointerp.store import ActivationStore
 
         self.store = ActivationStore.open(store_path)
-        names = self.store.tensor_names
+        names = self.store.tensor_names()
         if not names:
             raise ValueError(f"{store_path}: the activation store holds no tensors yet")
         float_names = [n for n in names if n not in ("positions", "loss_diff")]
@@ -203,11 +203,15 @@ def _lightning_module(sae: SparseAutoencoder, lr: float, aux_k: int, aux_weight:
 
 
 def init_from_batch(sae: SparseAutoencoder, x: Tensor) -> None:
-    """Set ``input_scale`` so rows have mean squared norm ``d_in`` and ``b_dec`` to their mean."""
+    """Set ``input_scale`` so rows have mean norm ``sqrt(d_in)``, ``b_dec`` to their mean and
+    ``b_enc`` to ``−mean @ W`` (pre-activations start centred, so no latent starts dead because
+    of a large shared offset in the activations)."""
     with torch.no_grad():
         scale = math.sqrt(sae.d_in) / float(x.float().norm(dim=-1).mean().clamp_min(1e-8))
         sae.input_scale.fill_(scale)
-        sae.b_dec.copy_((x.float() * scale).mean(0))
+        mean = (x.float() * scale).mean(0)
+        sae.b_dec.copy_(mean)
+        sae.b_enc.copy_(-(mean @ sae.W))
         if not sae.tied:
             sae.W_dec.div_(sae.W_dec.norm(dim=1, keepdim=True))
 
@@ -256,7 +260,15 @@ def evaluate_sae(model, sae: SparseAutoencoder, layer: str, seqs: Sequence[str],
     ``spliced_loss`` (layer output replaced by the reconstruction),
     ``zero_loss`` (layer output zeroed), and ``loss_recovered`` =
     (zero − spliced) / (zero − clean). Positions before ``skip`` are ignored."""
-    from biointerp.features.intervene import edit_output, encode_rows, log_probs_with, splice_reconstruction
+    torch.set_grad_enabled(False)
+    try:
+        return _evaluate(model, sae, layer, seqs, batch_size, skip)
+    finally:
+        torch.set_grad_enabled(True)
+
+
+def _evaluate(model, sae, layer, seqs, batch_size, skip) -> dict:
+    from biointerp.features.intervene import encode_rows, log_probs_with, splice_reconstruction
 
     se = sv = 0.0
     l0 = n = 0

@@ -12,11 +12,12 @@ multi-head) with per-head losses that skip missing labels:
 Early stopping watches the validation loss; the best weights are restored at the end.
 
 EVEE ``acts`` inputs are reduced to variant-minus-reference diffs with the probe's
-``pairing``: ``"genomic"`` (default, ``var_same - ref_cross``, the same genomic base, what
-an ``evee_diff`` store holds) or ``"index"`` (``var_same - ref_same``, the same sequence
-index; ``acts`` stores only). It is a probe hyper-parameter, saved in the card
-(``hparams.pairing``, ``input.pairing``), so :func:`predict` on a loaded probe pairs the
-views as in training.
+``pairing``: ``"index"`` (``var_same - ref_same``, EVEE's diff; the default on stores of
+the ``evee`` harvest recipe) or ``"genomic"`` (``var_same - ref_aligned``, the same
+genomic base; the default on ``genomic``-recipe stores). The store's recipe and the
+pairing are saved in the card (``input.recipe``, ``hparams.pairing``), and
+:func:`predict` refuses a store written by another recipe than the probe was trained on
+(see :mod:`biointerp.probes.covariance`).
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
-from biointerp.probes.covariance import (CovarianceBackbone, CovarianceProbe, MultiHeadCovarianceProbe,
-                                         check_pairing, evee_diffs, head_prediction, soft_bin_labels)
+from biointerp.probes.covariance import (LAYOUTS, CovarianceBackbone, CovarianceProbe, MultiHeadCovarianceProbe,
+                                         check_recipe, evee_diffs, head_prediction, resolve_pairing,
+                                         soft_bin_labels)
 from biointerp.probes.evaluate import auroc, binary_labels
 from biointerp.probes.linear import LinearProbe, featurize, fit_linear
 
@@ -405,17 +407,18 @@ def train_probe(
         Read ``<tensor>.ref`` too and give the probe ``[N, 2, d]`` (alt, ref); default: when
         ``tensor`` is a pooled embedding whose ``.ref`` is stored.
     pairing
-        EVEE ``acts`` only: ``"genomic"`` (``var_same - ref_cross``, the reference at the same
-        genomic base; what an ``evee_diff`` store holds) or ``"index"`` (``var_same - ref_same``,
-        the reference at the same sequence index; downstream of an indel these are different
-        bases). Default: the fine-tuned ``probe``'s own pairing, else ``"genomic"``. ``"index"``
-        on a ``diff`` store or a pooled tensor raises ValueError. Saved in the probe's hparams.
+        EVEE views only: ``"index"`` (``var_same - ref_same``, the same sequence index, EVEE's
+        diff) or ``"genomic"`` (``var_same - ref_aligned``, the same genomic base; genomic-recipe
+        stores only). Default: the fine-tuned ``probe``'s own pairing, else the store recipe's
+        (evee: index, genomic: genomic). Combinations a store cannot give raise ValueError
+        (:func:`~biointerp.probes.covariance.resolve_pairing`). Saved in the probe's hparams.
 
     Returns
     -------
     :class:`TrainResult` with the trained probe (best validation weights, eval mode),
     the head specs and ``info`` (n_train, n_val, epochs, best_val_loss, history,
-    data_fingerprint, input {tensor, pair[, pairing]}; ``pairing`` for EVEE views).
+    data_fingerprint, input {tensor, pair[, pairing, recipe, layout]}; the last three for EVEE
+    views).
     """
     L.seed_everything(seed, workers=True, verbose=False)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -444,12 +447,16 @@ def train_probe(
     if pair is None:
         pair = tensor.startswith("emb.") and (tensor + ".ref") in names and hp.get("features") != "pooled"
     use_mask = tensor in ("acts", "diff") and "positions" in names
-    pairing = _resolve_pairing(pairing if pairing is not None else hp.get("pairing"), probe)
+    recipe = source_recipe(src) if tensor in ("acts", "diff") else None
+    if probe is not None:
+        check_recipe(getattr(probe, "input_recipe", None), recipe)
+    pairing = _resolve_pairing(pairing if pairing is not None else hp.get("pairing"), probe, recipe, tensor)
     x0 = _first_input(src, tensor, ids["train"], pair)
-    _check_pairing_input(x0, tensor, pairing)
+    _check_pairing_input(x0, tensor, pairing, recipe)
     inp = {"tensor": tensor, "pair": bool(pair)}
-    if x0.dim() >= 4:  # EVEE view (acts or diff): record how var and ref were paired
+    if x0.dim() >= 4:  # EVEE view (acts or diff): record the harvest recipe and how var and ref were paired
         inp["pairing"] = pairing
+        inp["recipe"] = recipe
     info = {"n_train": len(ids["train"]), "n_val": len(ids["val"]), "seed": seed,
             "n_labelled_without_activations": int((has_target & ~in_store).sum()),
             "input": inp,
@@ -460,6 +467,10 @@ def train_probe(
         probe = _new_probe(kind, heads, hp, src, tensor, ids["train"], batch_size, use_mask, pair, x0, pairing)
         if isinstance(probe, CovarianceBackbone) and "input_scale" not in hp:
             probe.input_scale = _diff_rms(src, tensor, ids["train"], batch_size, pair, pairing=pairing)
+    if x0.dim() >= 4:
+        probe.input_recipe = recipe
+        inp["layout"] = LAYOUTS[bool(probe.concat)] if isinstance(probe, CovarianceBackbone) else \
+            f"linear:{getattr(probe, 'features', '')}"
     if isinstance(probe, LinearProbe):
         if len(heads) != 1:
             raise ValueError("a linear probe has one head; use covariance_multihead for several labels")
@@ -500,25 +511,38 @@ def _tensor_names(src) -> list[str]:
     return list(src.tensor_names())
 
 
-def _resolve_pairing(pairing: str | None, probe: nn.Module | None) -> str:
-    """The pairing to train with: the argument, else the fine-tuned probe's, else ``"genomic"``."""
+def source_recipe(src) -> str | None:
+    """Harvest recipe of a store (or of several, which must agree); None for tensors in memory."""
+    from biointerp.store import store_recipe
+
+    mans = [getattr(s, "manifest", None) for s in getattr(src, "stores", [src])]
+    recipes = {store_recipe(m) for m in mans if m}
+    if len(recipes) > 1:
+        raise ValueError(f"the stores were written by different harvest recipes ({sorted(map(str, recipes))}); "
+                         "train or apply a probe on stores of one recipe")
+    return recipes.pop() if recipes else None
+
+
+def _resolve_pairing(pairing: str | None, probe: nn.Module | None, recipe: str | None = None,
+                     tensor: str = "acts") -> str:
+    """The pairing to train with: the argument, else the fine-tuned probe's, else the recipe's."""
     own = getattr(probe, "pairing", None) if probe is not None else None
-    if pairing is None:
-        return own or "genomic"
-    check_pairing(pairing)
-    if own is not None and own != pairing:
+    if pairing is not None and own is not None and own != pairing:
         raise ValueError(f"the probe to fine-tune was trained with pairing={own!r}; cannot continue it with "
                          f"pairing={pairing!r}")
-    return pairing
+    if tensor not in ("acts", "diff"):
+        return resolve_pairing(None, pairing or own)
+    return resolve_pairing(recipe, pairing or own, tensor)
 
 
-def _check_pairing_input(x0: torch.Tensor, tensor: str, pairing: str) -> None:
+def _check_pairing_input(x0: torch.Tensor, tensor: str, pairing: str, recipe: str | None = None) -> None:
     """ValueError when ``pairing="index"`` cannot be computed from ``tensor`` (``x0``: its first rows)."""
     if pairing != "index":
         return
-    if x0.dim() == 4:
-        evee_diffs(x0, pairing)  # raises: an evee_diff store only holds genomic-pairing diffs
-    if x0.dim() != 5:
+    if x0.dim() == 4 and recipe is None:
+        raise ValueError("pairing='index' on diff tensors [N,2,K,d] of unknown recipe: only a store's manifest "
+                         "says which diff they hold (evee recipe: var_same - ref_same); read them from the store")
+    if x0.dim() not in (4, 5):
         raise ValueError(f"pairing='index' (var_same - ref_same) needs the EVEE view acts [N,2,3,K,d]; tensor "
                          f"{tensor!r} has shape {tuple(x0.shape[1:])} per variant (harvest with --view evee, or "
                          "leave pairing='genomic')")
@@ -549,7 +573,8 @@ def _new_probe(kind: str, heads: dict, hp: dict, src, tensor: str, train_ids, ba
                          f"pair with its .ref; tensor {tensor!r} has shape {tuple(x0.shape[1:])} per variant "
                          "(harvest with --view evee or evee_diff)")
     d = x0.shape[-1]
-    common = dict(h=hp.get("h", 64), p=hp.get("p", 128), eps=hp.get("eps", 1e-3),
+    concat = kind == "covariance_concat" or (kind == "covariance_multihead" and hp.get("concat", False))
+    common = dict(h=hp.get("h", 64), p=hp.get("p", 256 if concat else 128), eps=hp.get("eps", 1e-3),
                   n_sqrt_iter=hp.get("n_sqrt_iter", 3), input_scale=hp.get("input_scale", 1.0), pairing=pairing,
                   root=hp.get("root", "newton_schulz"))
     if kind in ("covariance", "covariance_concat") and len(heads) == 1 \
@@ -590,10 +615,16 @@ def predict(probe: nn.Module, source, tensor: str, ids: Sequence[str] | None, he
 
     Binary heads give P(positive), continuous the expected value, categorical the class index.
     EVEE ``acts`` are paired as the probe was trained (its ``pairing`` hyper-parameter, read
-    from the card by :func:`~biointerp.probes.artifact.load_probe`).
+    from the card by :func:`~biointerp.probes.artifact.load_probe`); a store written by
+    another harvest recipe than the probe's (``probe.input_recipe``) raises ValueError.
     Returns a DataFrame indexed by ``variant_id`` in the order given (store order when None).
     """
     src = open_source(source)
+    if tensor in ("acts", "diff"):
+        recipe = source_recipe(src)
+        check_recipe(getattr(probe, "input_recipe", None), recipe)
+        if hasattr(probe, "pairing"):
+            resolve_pairing(recipe, probe.pairing, tensor)
     probe = probe.to(device).eval()
     use_mask = tensor in ("acts", "diff") and "positions" in _tensor_names(src)
     out_ids, cols = [], {k: [] for k in heads}

@@ -4,6 +4,8 @@
 # BRCA2 variants (the test gene is never seen in training or validation).
 #
 #   MODEL=demo LAYER=blocks.2 bash probes/clinvar_brca/run.sh
+#   RECIPE=genomic ... bash probes/clinvar_brca/run.sh   # the other harvest recipe, same OUT (shares
+#                                                          # the variant tables and zero-shot scores)
 #
 # Only pathogenic / benign records (any review status) are scored and harvested;
 # everything else ("other") is counted by `variants check` and left out here.
@@ -18,7 +20,8 @@ DOWN=${DOWN:-512}
 WINDOW=${WINDOW:-1024}
 NBOOT=${NBOOT:-1000}
 LIMIT=${LIMIT:-0}   # >0: only the first LIMIT labelled variants per region (smoke runs)
-PAIRING=${PAIRING:-genomic}   # probe input: var_same - ref_cross (genomic) or var_same - ref_same (index)
+RECIPE=${RECIPE:-evee}   # harvest recipe: evee (EVEE's public harvest) or genomic (ours)
+PAIRING=${PAIRING:-}     # probe input; empty = the recipe's own (evee: index = var_same - ref_same; genomic: genomic)
 BI=${BI:-.venv/bin/biointerp}
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data}
@@ -43,7 +46,8 @@ PY
     $BI score --model "$MODEL" --fasta "$fa" --variants "$OUT/$name.labelled.parquet" --window "$WINDOW" \
       --strand both --out "$OUT/$name.zeroshot.h5ad"
   $BI harvest --model "$MODEL" --fasta "$fa" --variants "$OUT/$name.labelled.parquet" --layer "$LAYER" \
-    --view evee -K "$K" --fixed "$FIXED" --upstream "$UP" --downstream "$DOWN" --store "$OUT/$name.store"
+    --view evee --recipe "$RECIPE" -K "$K" --fixed "$FIXED" --upstream "$UP" --downstream "$DOWN" \
+    --store "$OUT/$name.$RECIPE.store"
 done
 
 # labels + split: BRCA1 -> train (85%) / val (15%, random, seeded), BRCA2 -> test
@@ -61,16 +65,18 @@ d.to_parquet(f"{out}/labels.parquet", index=False)
 print(pd.crosstab(d["split"], d["label"]))
 PY
 
-STORES="--store $OUT/brca1.store --store $OUT/brca2.store"
+STORES="--store $OUT/brca1.$RECIPE.store --store $OUT/brca2.$RECIPE.store"
+R=$OUT/$RECIPE
+mkdir -p "$R"
 for kind in linear covariance; do
-  $BI probe train --kind "$kind" $STORES --labels "$OUT/labels.parquet" --split-column split --pairing "$PAIRING" \
+  $BI probe train --kind "$kind" $STORES --labels "$OUT/labels.parquet" --split-column split ${PAIRING:+--pairing "$PAIRING"} \
     --h 16 --p 32 --lr 1e-3 --epochs 60 --patience 8 --n-boot "$NBOOT" --calibrate platt --strata variant_type \
-    --report-dir "$OUT/report_$kind" --out "$OUT/$kind.safetensors"
+    --report-dir "$R/report_$kind" --out "$R/$kind.safetensors"
 done
 
-$BI tables merge "$OUT/brca1.zeroshot.h5ad" "$OUT/brca2.zeroshot.h5ad" --out "$OUT/scores.h5ad"
-$BI probe apply --probe "$OUT/linear.safetensors" $STORES --scores "$OUT/scores.h5ad" --name probe_linear --out "$OUT/scores.h5ad"
-$BI probe apply --probe "$OUT/covariance.safetensors" $STORES --scores "$OUT/scores.h5ad" --name probe_covariance --out "$OUT/scores.h5ad"
-$BI probe evaluate --scores "$OUT/scores.h5ad" --labels "$OUT/labels.parquet" --label-column label \
+$BI tables merge "$OUT/brca1.zeroshot.h5ad" "$OUT/brca2.zeroshot.h5ad" --out "$R/scores.h5ad"
+$BI probe apply --probe "$R/linear.safetensors" $STORES --scores "$R/scores.h5ad" --name probe_linear --out "$R/scores.h5ad"
+$BI probe apply --probe "$R/covariance.safetensors" $STORES --scores "$R/scores.h5ad" --name probe_covariance --out "$R/scores.h5ad"
+$BI probe evaluate --scores "$R/scores.h5ad" --labels "$OUT/labels.parquet" --label-column label \
   --split-column split --split test --strata variant_type --n-boot "$NBOOT" \
-  --score probe_linear --score probe_covariance --score -delta_ll --score indel_baseline --out-dir "$OUT/eval"
+  --score probe_linear --score probe_covariance --score -delta_ll --score indel_baseline --out-dir "$R/eval"
