@@ -56,11 +56,13 @@ mean over ``[offset − pool_window, offset + len(alt) + pool_window)``, or the
 mean over the whole window; stored as ``emb.<layer>.<pooling> [N, d]`` and the
 reference sequence's as ``emb.<layer>.<pooling>.ref``.
 
-Speed (numbers equal to full passes up to float rounding): variants sharing a
-reference window share its two passes; with prefix reuse the variant
-sequences are computed only from their first token that differs from the
-reference (fwd: from the allele on; reverse complement: for ``evee``, from the
-allele on in reverse order, the downstream part being shared). Shards are
+Speed: variants sharing a reference window share its two passes (bitwise
+exact). With prefix reuse (default for poolings and the genomic recipe, opt-in
+for ``evee``) the variant sequences are computed only from their first token
+that differs from the reference (fwd: from the allele on; reverse complement:
+for ``evee``, from the allele on in reverse order, the downstream part being
+shared); numbers then equal full passes up to float rounding, which can swap a
+position whose selection score ties the K-th one within rounding. Shards are
 written on a background thread while the model runs.
 """
 
@@ -380,7 +382,7 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
             view: str = "evee", recipe: str = DEFAULT_RECIPE, store: str | Path | ActivationStore = "activations",
             upstream: int | None = None, downstream: int | None = None, K: int = 256, fixed: int = 64,
             fixed_rev: int = 0, pool_window: int = 64, shard_size: int = 64, batch_size: int = 8,
-            reuse_prefix: bool = True, storage_dtype: torch.dtype = torch.float16,
+            reuse_prefix: bool | None = None, storage_dtype: torch.dtype = torch.float16,
             progress: bool = True, chunk_rows: int = 256) -> ActivationStore:
     """Harvest activations of ``variants`` into an activation store (resumable).
 
@@ -444,6 +446,8 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
     manifest = harvest_manifest(model, layers, view, upstream, downstream, K, fixed, fixed_rev,
                                 pool_window, storage_dtype, recipe)
     exact_evee = evee and recipe == "evee"
+    if reuse_prefix is None:
+        reuse_prefix = not exact_evee
     mean_dtype = torch.float32 if exact_evee else storage_dtype
     st = store if isinstance(store, ActivationStore) else ActivationStore.open_or_create(store, manifest)
     # the store is keyed by variant id: a repeated id (status "duplicate" in
@@ -474,7 +478,8 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                 yield preps, {id(p) for p, k in zip(preps, todo_mask[lo + seg]) if k}
 
     layer = layers[0]
-    bar = tqdm(total=int(todo_mask.sum()), desc=f"harvest {view}" + (f" ({recipe})" if evee else ""), unit="var", disable=not progress)
+    bar = tqdm(total=int(todo_mask.sum()), desc=f"harvest {view}" + (f" ({recipe})" if evee else ""), unit="var",
+               disable=not progress)
     buf_ids: list[str] = []
     buf_status: list[str] = []
     buf_detail: list[str] = []
@@ -588,7 +593,8 @@ def genomic_reference(model, genome: Genome, variants: pd.DataFrame, layer: str,
     return ids, {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
 
 
-def evee_bytes_per_variant(d: int, K: int, view: str = "evee", dtype_bytes: int = 2, recipe: str = DEFAULT_RECIPE) -> int:
+def evee_bytes_per_variant(d: int, K: int, view: str = "evee", dtype_bytes: int = 2,
+                           recipe: str = DEFAULT_RECIPE) -> int:
     """Bytes per variant of the stored EVEE tensors (acts or diff + positions + mean + loss_diff);
     the evee recipe keeps ``mean`` in fp32, as EVEE does."""
     big = 2 * 3 * K * d if view == "evee" else 2 * K * d

@@ -51,7 +51,8 @@ def test_unified_diff_probe_on_evee_store(stores):
     p = r.probe
     assert r.info["input"] == {"tensor": "acts", "pair": False, "pairing": "index", "recipe": "evee",
                                "layout": "unified_diff"}
-    assert (p.h, p.p, p.concat, p.pairing, p.input_recipe) == (64, 256, True, "index", "evee")  # EVEE's d_hidden/d_probe
+    # EVEE's d_hidden / d_probe
+    assert (p.h, p.p, p.concat, p.pairing, p.input_recipe) == (64, 256, True, "index", "evee")
     # the probe's input is EVEE's utils.unified_diff: [B, K, 2d] = (var_same - ref_same) fwd ++ bwd, all K rows
     ids, t = st.read(["acts", "positions"])
     a = t["acts"]

@@ -38,13 +38,19 @@ from biointerp.cli.score import common_options, load_inputs, shard_options
               help="Variants per store shard.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="Also write an AnnData table (.h5ad) with pooled embeddings in obsm (pooling views).")
+@click.option("--prefix-reuse", "prefix_reuse", is_flag=True,
+              help="evee recipe: compute variant passes from their first differing token (faster; numbers equal to "
+                   "float rounding, but positions tying the K-th within fp32 rounding may swap). Without it the evee "
+                   "recipe is bitwise equal to EVEE's four full passes; the other views use prefix reuse unless "
+                   "--no-prefix-reuse.")
 @click.option("--repair", is_flag=True,
               help="First check every shard of an existing --store and drop the damaged ones (missing or failing "
                    "their checksum), then recompute exactly their variants (same options as the first run).")
 @shard_options
 def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, no_prefix_reuse, layers, view,
             recipe, store_dir, upstream, downstream, K, fixed, fixed_rev, pool_window, shard_size, out, shard,
-            n_shards, checkpoint=None, model_config=None, repair=False, index_dir=None) -> None:
+            n_shards, checkpoint=None, model_config=None, repair=False, prefix_reuse=False,
+            index_dir=None) -> None:
     """Harvest activations for variants into an activation store.
 
     Resumable: rerun the same command after a crash and it continues from the
@@ -61,6 +67,8 @@ def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, n
 
     if fixed > K:
         raise click.UsageError(f"--fixed ({fixed}) cannot exceed -K ({K})")
+    if prefix_reuse and no_prefix_reuse:
+        raise click.UsageError("--prefix-reuse and --no-prefix-reuse contradict each other; give one")
     if recipe == "evee" and fixed_rev and view.startswith("evee"):
         raise click.UsageError("--fixed-rev: EVEE's harvest has no fixed window upstream; use --recipe genomic")
     if out is not None and view.startswith("evee"):
@@ -77,7 +85,8 @@ def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, n
         store = run_harvest(model, genome, table, list(layers), view=view, recipe=recipe, store=store_dir,
                             upstream=upstream,
                             downstream=downstream, K=K, fixed=fixed, fixed_rev=fixed_rev, pool_window=pool_window,
-                            shard_size=shard_size, batch_size=batch_size, reuse_prefix=not no_prefix_reuse)
+                            shard_size=shard_size, batch_size=batch_size,
+                            reuse_prefix=False if no_prefix_reuse else (True if prefix_reuse else None))
     except StoreError as err:
         raise click.ClickException(str(err)) from err
     except ValueError as err:

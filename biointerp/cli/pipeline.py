@@ -271,6 +271,9 @@ def demo(outdir, cores, shards, model) -> None:
                "biology. The test split (contig synth4) was unseen by the demo model and by the probes: "
                "those are the honest figures, and a score counts only where it beats the model-free baselines "
                "(variant class, substitution type, consequence class, their combination).")
+    click.echo("")
+    click.echo(f"Browse the variants in a web page: biointerp db serve --db {out / 'variants.duckdb'} "
+               "(then open http://127.0.0.1:8000/; Ctrl+C stops it)")
 
 
 def _demo_cohort(out: Path, model: str) -> None:

@@ -43,6 +43,11 @@ def info(path: str, as_json: bool) -> None:
     click.echo(f"model      {m.get('model')}  layers {m.get('layers')}  view {m.get('view')}  "
                f"K {m.get('K')}  d {m.get('d')}  dtype {m.get('dtype')}")
     click.echo(f"window     {m.get('window')}")
+    if str(m.get("view", "")).startswith("evee"):
+        from biointerp.store import store_recipe
+
+        legacy = "" if m.get("recipe") else " (no recipe field: written before recipes existed, read as genomic)"
+        click.echo(f"recipe     {store_recipe(m)}{legacy}  views {m.get('views')}")
     click.echo(f"variants   {s['n_variants']}  {s['status_counts']}")
     click.echo(f"shards     {s['n_shards']}  tensors {', '.join(s['tensors'])}")
     click.echo(f"size       {s['bytes'] / 1e6:.2f} MB, {s['bytes_per_variant'] / 1e3:.1f} kB per stored variant")

@@ -60,8 +60,13 @@ def _json(obj, status: int = 200):
 
 def _payload(res: Result, **extra):
     """JSON response built directly (values are plain str/int/float/None; FastAPI's generic
-    encoder walk is skipped, which matters for rows with hundreds of head columns)."""
-    rows = [{c: _clean(v) for c, v in zip(res.columns, r)} for r in res.rows]
+    encoder walk is skipped, which matters for rows with hundreds of head columns). orjson
+    writes NaN/inf as null itself; the standard library needs them cleaned first."""
+    cols = res.columns
+    if _orjson_dumps is not None:
+        rows = [dict(zip(cols, r)) for r in res.rows]
+    else:
+        rows = [{c: _clean(v) for c, v in zip(cols, r)} for r in res.rows]
     return _json({**extra, "count": len(rows), "truncated": res.truncated, "results": rows})
 
 
