@@ -102,6 +102,11 @@ def build(inputs, out, score_column, heads, zero_based, kind, model, probe, expo
     lay = f"wide layout, heads {meta['head_store']}" if meta.get("layout") == "wide" else "narrow layout"
     click.echo(f"{out}: {meta['n_rows']:,} variants, {len(meta['heads'])} heads ({lay}), "
                f"score from {meta['score_source'] or 'none'}; {size / 1e6:.1f} MB")
+    if meta.get("layout") == "wide":
+        rg = [r for sh in meta["shard_row_groups"] for r in sh]
+        click.echo(f"  release: {len(meta['shards'])} shards, {len(rg)} row groups of up to {max(rg, default=0):,} rows; "
+                   + ("an all-heads look-up decodes one row group of the release (see --head-store packed)"
+                      if meta["head_store"] == "inplace" else f"packed heads: {out}.heads"), err=True)
     for inp in meta["inputs"]:
         if inp.get("ignored_columns"):
             click.echo(f"  {inp['path']}: columns not kept: {', '.join(inp['ignored_columns'][:20])}", err=True)

@@ -25,8 +25,9 @@ import scipy.sparse as sp
 from scipy.stats import rankdata
 
 ANN_COLUMNS = ["chrom", "start", "end", "type", "strand", "name"]
-#: Annotation types too broad to be a feature label by default.
-BROAD_TYPES = ("region", "chromosome", "source")
+#: Annotation types too broad to be a feature label by default (a gene or transcript span
+#: covers its exons, introns and UTRs alike).
+BROAD_TYPES = ("region", "chromosome", "source", "gene", "mRNA", "transcript")
 
 
 # --------------------------------------------------------------------------- annotations
