@@ -32,7 +32,8 @@ def feature_demo(inputs_dir: str | Path, out_dir: str | Path, model_spec: str = 
     train = [c for c in genome.contigs if c not in test]
     per = 3 * train_rows // len(train)  # rows come from random windows of these stretches
     rows = collect_rows(model, {c: genome.fetch(c, 1, per) for c in train}, layer, train_rows)
-    sae, rep = train_sae(TensorRows(rows, 512), model.d_model, 128, 8, steps=steps, lr=2e-3, engine="plain")
+    sae, rep = train_sae(TensorRows(rows, 512), model.d_model, 128, 8, steps=steps, lr=2e-3, engine="plain",
+                         standardize=True)
     tc = test[0]
     held = genome.fetch(tc, 1, label_bases)
     ev = evaluate_sae(model, sae, layer, [held[i:i + 512] for i in range(0, 4 * 512, 512)])
