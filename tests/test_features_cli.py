@@ -33,7 +33,7 @@ def test_features_cli_end_to_end(inputs):
              "--out", d / "sae.safetensors", "--latents", "64", "-k", "4", "--steps", "20", "--batch-size", "256",
              "--window", "256", "--buffer-tokens", "2048", "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    rep = json.loads(r.output[r.output.rindex("\n{") + 1:])
+    rep, _ = json.JSONDecoder().raw_decode(r.output[r.output.index("\n{") + 1:])  # log lines may follow
     assert rep["l0"] == pytest.approx(4.0) and "eval_loss_recovered" in rep
     assert json.loads((d / "sae.json").read_text())["layer"] == "blocks.4"
     r = run(["features", "encode", "--model", d / "model", "--sae", d / "sae.safetensors", "--fasta", fa,
