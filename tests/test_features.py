@@ -179,3 +179,11 @@ def test_explanations_side_table(tiny, trained):
     share = matching_share(e, v.assign(consequence="splice_donor"), top=3,
                            matching={"splice_donor": ("exon",)})
     assert share["share"].iat[0] == pytest.approx(8 / 9)
+
+
+def test_rankdata_matches_scipy():
+    from scipy.stats import rankdata as scipy_rank
+
+    from biointerp.features.label import rankdata
+    a = np.random.default_rng(1).integers(0, 7, 300).astype(float)
+    np.testing.assert_array_equal(rankdata(a), scipy_rank(a))

@@ -202,11 +202,15 @@ def label(features_path, annotations, stranded, min_count, by, min_score, top_n,
         ann = read_annotations(annotations)
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
-    ann = ann[ann["chrom"].isin(set(table.obs["chrom"]))]
+    span = table.obs.groupby("chrom", observed=True)["pos"].agg(["min", "max"])
+    ann = ann[ann["chrom"].isin(set(span.index))]
+    lo, hi = ann["chrom"].map(span["min"]).astype(int), ann["chrom"].map(span["max"]).astype(int)
+    ann = ann[(ann["end"] >= lo) & (ann["start"] <= hi)]  # elements overlapping the encoded positions
     classes = annotation_classes(ann, min_count, stranded)
     if not classes:
-        raise click.ClickException(f"{annotations}: no annotation class with >= {min_count} elements on the "
-                                   f"encoded contigs ({', '.join(sorted(set(table.obs['chrom'])))})")
+        where = ", ".join(f"{c}:{int(r['min'])}-{int(r['max'])}" for c, r in span.iterrows())
+        raise click.ClickException(f"{annotations}: no annotation class with >= {min_count} elements in the "
+                                   f"encoded regions ({where}); encode a larger region or lower --min-count")
     sc = label_latents(table.X, table.obs, ann, classes, stranded, top_n)
     mx = __import__("numpy").asarray(table.X.max(0).todense()).ravel()
     sc["max_activation"] = mx[sc["latent"].to_numpy()]

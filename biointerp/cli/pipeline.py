@@ -257,7 +257,7 @@ def demo(outdir, cores, shards, model) -> None:
                "per stratum")
     click.echo("  cohort/features.h5ad          samples x features from per-sample haplotypes (cohort step)")
     click.echo("  features/                     SAE (sae.safetensors), labelled latents (features.h5ad), "
-               "explanations.parquet, dashboard/index.html")
+               "explanations.parquet")
     click.echo("")
     click.echo("Probes vs zero-shot vs model-free baselines (fitted on the training split) on the held-out test "
                "split (AUROC, 95% CI; within = mean of per-variant-class AUROCs; better = the interval of the "

@@ -6,14 +6,14 @@ import time
 from pathlib import Path
 
 
-def feature_demo(inputs_dir: str | Path, out_dir: str | Path, model_spec: str = "demo", steps: int = 300,
-                 train_rows: int = 16_384, label_bases: int = 10_000) -> dict:
+def feature_demo(inputs_dir: str | Path, out_dir: str | Path, model_spec: str = "demo", steps: int = 150,
+                 train_rows: int = 8192, label_bases: int = 8000) -> dict:
     """Train an SAE on the middle layer on ``train_rows`` positions of the training contigs, label it on
     the first ``label_bases`` of the held-out contig against ``elements.gff3``, explain the
-    held-out variants there and draw a dashboard. Writes under ``out_dir``; returns a summary."""
+    held-out variants there (``biointerp features dashboard`` draws the latents). Writes under
+    ``out_dir``; returns a summary."""
     import pandas as pd
 
-    from biointerp.features.dashboard import write_dashboard
     from biointerp.features.explain import explain_variants
     from biointerp.features.label import best_labels, best_per_class, encode_genome, feature_table, label_latents, read_annotations
     from biointerp.features.sae import save_sae
@@ -32,7 +32,8 @@ def feature_demo(inputs_dir: str | Path, out_dir: str | Path, model_spec: str = 
     train = [c for c in genome.contigs if c not in test]
     per = 3 * train_rows // len(train)  # rows come from random windows of these stretches
     rows = collect_rows(model, {c: genome.fetch(c, 1, per) for c in train}, layer, train_rows)
-    sae, rep = train_sae(TensorRows(rows, 512), model.d_model, 128, 8, steps=steps, lr=2e-3, engine="plain")
+    sae, rep = train_sae(TensorRows(rows, 512), model.d_model, 128, 8, steps=steps, lr=2e-3, engine="plain",
+                         standardize=True)
     tc = test[0]
     held = genome.fetch(tc, 1, label_bases)
     ev = evaluate_sae(model, sae, layer, [held[i:i + 512] for i in range(0, 4 * 512, 512)])
@@ -54,8 +55,6 @@ def feature_demo(inputs_dir: str | Path, out_dir: str | Path, model_spec: str = 
             e = explain_variants(model, sae, layer, {tc: held}, v, labels=best_labels(scores, 0.2), top=5)
             e.to_parquet(out / "explanations.parquet")
             n_expl = int(v["variant_id"].nunique())
-    write_dashboard(X, obs, table.var, {tc: held}, ann, out / "dashboard", list(best["latent"].astype(int))[:4],
-                    n_contexts=4)
     return {"layer": layer, "explained_variance": ev["explained_variance"], "loss_recovered": ev["loss_recovered"],
             "best": best[["latent", "f1", "auroc", "element_auroc"]], "n_explained": n_expl,
             "seconds": time.perf_counter() - t0, "out": out}

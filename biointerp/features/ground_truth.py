@@ -5,7 +5,8 @@ randomly initialised model of the same architecture, :func:`run_feature_ground_t
 trains an SAE on a middle layer over the training contigs, labels its latents
 against the planted annotation on the held-out contig, explains the held-out
 damaging variants, and (for the trained model) runs the causal tests:
-ablating the latent labelled with a chosen element class and measuring the
+ablating the latent labelled with a chosen element class (by default splice donor, the
+class the issue names, and CpG island, the class the labelling recovers best) and measuring the
 log-likelihood change at real elements vs matched control positions, and
 steering generation with its decoder direction, counting the element with the
 organism's own consensus definitions (:func:`count_elements`); both against a
@@ -29,6 +30,7 @@ CONSENSUS = {
     "TATA_box": synth.TATA_BOX,
     "polyA_signal_sequence": synth.POLYA_SIGNAL,
     "TF_binding_site": "|".join(synth.TF_MOTIFS.values()),
+    "CpG_island": "CG",  # islands are GC-rich stretches spared the background's CpG depletion
 }
 
 
@@ -50,8 +52,9 @@ def _genome_for(model) -> synth.SynthGenome:
 
 
 def _element_windows(genome, chrom: str, cls: str, window: int, offset: int, n: int, seed: int):
+    """Windows with a + strand element of type ``cls`` (a ``:strand`` suffix is dropped; CpG islands and
+    the consensus counts do not depend on it) at ``offset``, and a length-matched control span in each."""
     cls = cls.split(":")[0]
-    """Windows with a + strand element of ``cls`` at ``offset``, and a control 6-mer span in each."""
     rng = np.random.default_rng(seed)
     seq = genome.contigs[chrom]
     el = genome.elements
@@ -62,7 +65,7 @@ def _element_windows(genome, chrom: str, cls: str, window: int, offset: int, n: 
         s0 = int(r.start) - 1 - offset
         if s0 < 0 or s0 + window > len(seq):
             continue
-        L = int(r.end - r.start + 1)
+        L = min(int(r.end - r.start + 1), window - offset)  # long elements: the part inside the window
         w = seq[s0:s0 + window]
         # control: same length, same first base, >= 20 bp from the class, after the first 64 bases
         cands = [o for o in range(64, window - L) if abs(o - offset) > 20 and w[o] == w[offset]
@@ -122,7 +125,8 @@ def causal_tests(model, sae, layer: str, genome, labels: pd.DataFrame, chrom: st
 def run_feature_ground_truth(model_spec: str = "demo", layer: str | None = None, d_hidden: int = 256, k: int = 8,
                              steps: int = 1000, batch_size: int = 512, train_rows: int = 32_768,
                              label_bases: int | None = None, engine: str = "plain", standardize: bool = True,
-                             causal_class: str = "five_prime_cis_splice_site:+", causal: bool = True,
+                             causal_classes: tuple[str, ...] = ("five_prime_cis_splice_site:+", "CpG_island:-"),
+                             causal: bool = True,
                              out_dir: str | Path | None = None, seed: int = 0, progress: bool = False) -> dict:
     """The whole check for the model and its random-init control; returns a JSON-able dict."""
     from biointerp.features.explain import explain_variants, matching_share
@@ -179,7 +183,7 @@ def run_feature_ground_truth(model_spec: str = "demo", layer: str | None = None,
                "labels_used": labels["label"].value_counts().to_dict(),
                "explanations_matching_share": share}
         if causal and name == "model":
-            res["causal"] = causal_tests(m, sae, layer, genome, scores, tc, causal_class, seed=seed)
+            res["causal"] = {c: causal_tests(m, sae, layer, genome, scores, tc, c, seed=seed) for c in causal_classes}
         res["seconds"] = time.perf_counter() - t0
         out[name] = res
         if out_dir is not None:
