@@ -5,6 +5,9 @@
 #
 #   MODEL=demo LAYER=blocks.2 bash probes/clinvar_brca/run.sh
 #
+# The evaluation puts every score beside model-free baselines fitted on BRCA1 only
+# (variant class, substitution type, indel length, their logistic combination), per variant class.
+#
 # Only pathogenic / benign records (any review status) are scored and harvested;
 # everything else ("other") is counted by `variants check` and left out here.
 set -euo pipefail
@@ -19,6 +22,7 @@ WINDOW=${WINDOW:-1024}
 NBOOT=${NBOOT:-1000}
 LIMIT=${LIMIT:-0}   # >0: only the first LIMIT labelled variants per region (smoke runs)
 PAIRING=${PAIRING:-genomic}   # probe input: var_same - ref_cross (genomic) or var_same - ref_same (index)
+ROOTS=${ROOTS:-}   # e.g. "sym_eigh gram_eigh": also train covariance probes with a true matrix square root
 BI=${BI:-.venv/bin/biointerp}
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data}
@@ -62,15 +66,29 @@ print(pd.crosstab(d["split"], d["label"]))
 PY
 
 STORES="--store $OUT/brca1.store --store $OUT/brca2.store"
-for kind in linear covariance; do
+# covariance probes: EVEE's Newton-Schulz polynomial (covariance) and, with ROOTS, the true-root options
+# at the same budget (same h, p, lr, epochs, patience, seed); wall time of each training in train_seconds.tsv
+printf "probe\tseconds\n" > "$OUT/train_seconds.tsv"
+SCORES=""
+for spec in linear:linear covariance:newton_schulz $(for r in $ROOTS; do echo "covariance_$r:$r"; done); do
+  IFS=: read -r name root <<<"$spec"
+  kind=$([ "$name" = linear ] && echo linear || echo covariance)
+  t0=$SECONDS
   $BI probe train --kind "$kind" $STORES --labels "$OUT/labels.parquet" --split-column split --pairing "$PAIRING" \
     --h 16 --p 32 --lr 1e-3 --epochs 60 --patience 8 --n-boot "$NBOOT" --calibrate platt --strata variant_type \
-    --report-dir "$OUT/report_$kind" --out "$OUT/$kind.safetensors"
+    $([ "$kind" = covariance ] && echo "--root $root") --report-dir "$OUT/report_$name" --out "$OUT/$name.safetensors"
+  printf "%s\t%s\n" "$name" $((SECONDS - t0)) >> "$OUT/train_seconds.tsv"
+  SCORES="$SCORES $name"
 done
 
 $BI tables merge "$OUT/brca1.zeroshot.h5ad" "$OUT/brca2.zeroshot.h5ad" --out "$OUT/scores.h5ad"
-$BI probe apply --probe "$OUT/linear.safetensors" $STORES --scores "$OUT/scores.h5ad" --name probe_linear --out "$OUT/scores.h5ad"
-$BI probe apply --probe "$OUT/covariance.safetensors" $STORES --scores "$OUT/scores.h5ad" --name probe_covariance --out "$OUT/scores.h5ad"
+EVAL=""
+for name in $SCORES; do
+  $BI probe apply --probe "$OUT/$name.safetensors" $STORES --scores "$OUT/scores.h5ad" --name "probe_$name" \
+    --out "$OUT/scores.h5ad"
+  EVAL="$EVAL --score probe_$name"
+done
+# every score beside the model-free baselines (fitted on BRCA1 = the train split), per variant class
 $BI probe evaluate --scores "$OUT/scores.h5ad" --labels "$OUT/labels.parquet" --label-column label \
   --split-column split --split test --strata variant_type --n-boot "$NBOOT" \
-  --score probe_linear --score probe_covariance --score -delta_ll --score indel_baseline --out-dir "$OUT/eval"
+  $EVAL --score -delta_ll --out "$OUT/eval.json" --out-dir "$OUT/eval"
