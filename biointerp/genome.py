@@ -23,14 +23,13 @@ from pathlib import Path
 
 import pyfaidx
 
-from biointerp.variants import contig_aliases
-
 __all__ = [
     "Genome",
     "GenomeError",
     "Segment",
     "Window",
     "VariantWindow",
+    "contig_aliases",
     "reverse_complement",
     "variant_sequences",
 ]
@@ -39,8 +38,38 @@ _REGION_RE = re.compile(r"^(?P<chrom>.+):(?P<start>[0-9][0-9,]*)-(?P<end>[0-9][0
 _COMPLEMENT = str.maketrans("ACGTNacgtnRYKMSWBDHVrykmswbdhv", "TGCANtgcanYRMKSWVHDByrmkswvhdb")
 
 
+_MITO = {"M", "MT", "CHRM", "CHRMT"}
+
+
 class GenomeError(ValueError):
-    """A reference FASTA cannot be opened or a request falls outside it."""
+    """A reference FASTA cannot be opened or a request falls outside it.
+
+    ``status`` is the variant-table status the failure maps to
+    (``unknown_contig``, ``out_of_bounds``, ``ref_mismatch``), so callers never
+    parse the message; failures without a more specific one are ``out_of_bounds``.
+    """
+
+    def __init__(self, message: str, status: str = "out_of_bounds") -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def contig_aliases(name: str) -> list[str]:
+    """Names under which contig ``name`` may appear elsewhere, ``name`` first.
+
+    ``chr17`` <-> ``17``, ``chrM`` <-> ``MT`` <-> ``M`` <-> ``chrMT``.
+    """
+    out = [name]
+    bare = name[3:] if name.lower().startswith("chr") else name
+    if bare.upper() in _MITO:
+        cands = ["chrM", "MT", "M", "chrMT"]
+    else:
+        cands = [bare, "chr" + bare]
+    for c in cands:
+        if c not in out:
+            out.append(c)
+    return out
+
 
 
 def reverse_complement(seq: str) -> str:
@@ -280,7 +309,8 @@ class Genome:
     def _require(self, chrom: str) -> str:
         name = self.resolve_contig(chrom)
         if name is None:
-            raise GenomeError(f"contig {chrom!r} is not in {self.path} (it has: {', '.join(self.contigs[:10])})")
+            raise GenomeError(f"contig {chrom!r} is not in {self.path} (it has: {', '.join(self.contigs[:10])})",
+                              "unknown_contig")
         return name
 
     def bounds(self, chrom: str) -> tuple[int, int]:
@@ -315,7 +345,7 @@ class Genome:
             name = self._require(chrom)
             first, last = self.bounds(name)
             raise GenomeError(f"{name}:{start}-{end} is outside the reference {self.path} "
-                              f"(it holds {name}:{first}-{last})")
+                              f"(it holds {name}:{first}-{last})", "out_of_bounds")
         return self._fetch_seg(seg, start, end)
 
     def _fetch_seg(self, seg: Segment, start: int, end: int) -> str:
@@ -332,7 +362,8 @@ class Genome:
         seg = self.segment_at(name, pos)
         if seg is None:
             first, last = self.bounds(name)
-            raise GenomeError(f"{name}:{pos} is outside the reference {self.path} (it holds {name}:{first}-{last})")
+            raise GenomeError(f"{name}:{pos} is outside the reference {self.path} (it holds {name}:{first}-{last})",
+                              "out_of_bounds")
         length = min(upstream + downstream, len(seg))
         start = pos - upstream
         start = max(seg.first, min(start, seg.last - length + 1))
@@ -370,10 +401,10 @@ def variant_sequences(genome: Genome, chrom: str, pos: int, ref: str, alt: str,
     ref_end = w.offset + len(ref)
     if ref_end > len(w.seq):
         raise GenomeError(f"{w.chrom}:{pos}:{ref}:{alt}: the ref allele ({len(ref)} bp) runs past the "
-                          f"window end; use a larger downstream than {downstream}")
+                          f"window end; use a larger downstream than {downstream}", "out_of_bounds")
     if check_ref and w.seq[w.offset:ref_end] != ref:
         raise GenomeError(f"{w.chrom}:{pos}: REF {ref!r} disagrees with the reference "
-                          f"({w.seq[w.offset:ref_end]!r})")
+                          f"({w.seq[w.offset:ref_end]!r})", "ref_mismatch")
     alt_seq = w.seq[: w.offset] + alt + w.seq[ref_end:]
     if same_length:
         n = len(w.seq)

@@ -1,40 +1,54 @@
-"""Activation harvest: EVEE-compatible variant views and simple poolings into an ActivationStore.
+"""Activation harvest: EVEE views (two recipes) and simple poolings into an ActivationStore.
 
-EVEE view (``view="evee"``), per variant and for one layer:
+EVEE views (``view="evee"`` stores ``acts [2, 3, K, d]`` per variant: direction
+fwd/bwd x three views x K positions x d; ``view="evee_diff"`` stores only the
+recipe's variant-minus-reference diff ``[2, K, d]``). Which positions and views
+are taken is the ``recipe``; the store's manifest records it.
 
-* windows: reference ``[pos − upstream, pos + downstream)`` and the variant
-  window of the same length (``alt`` spliced at ``offset``, cut or extended
-  downstream from the genome); direction ``fwd`` runs them as they are,
-  ``rev`` runs their reverse complements.
-* anchors: the first base after the allele, ``offset + len(ref)`` in the
-  reference and ``offset + len(alt)`` in the variant sequence (in the
-  reverse-complement sequences, the first base after the allele there, i.e.
-  the base just upstream of the variant on the genome).
-* candidates: the positions after the anchor, paired by genomic position:
-  variant index ``a_var + i`` with reference index ``a_ref + i``.
-  ``fwd`` keeps a fixed window ``i < fixed`` (64) plus the ``K − fixed``
-  candidates with the lowest cosine similarity between the variant and the
-  reference activation (``ref_cross`` pairing; ranked by ``1 − cos`` computed
-  in difference form, see :func:`divergence`); ``rev`` keeps the ``K −
-  fixed_rev`` (default all K) most divergent upstream positions. Selected
-  positions are sorted by ``i``; missing ones are padding (position −1, zeros).
-* views, my reading of EVEE's names: ``var_same`` = variant-sequence
-  activations at the selected variant indices; ``ref_same`` = reference
-  activations at the *same sequence indices*; ``ref_cross`` = reference
-  activations at the *corresponding genomic positions* (index ``a_ref + i``).
-  For SNVs (and for everything upstream of the variant) ``ref_same ==
-  ref_cross``; they differ downstream of indels, where sequence index and
-  genomic position part ways by ``len(alt) − len(ref)``.
-* ``positions [2, K]``: 0-based genomic positions of the selected bases
-  (−1 = padding); ``mean [2, 3, d]``: mean over the selected positions of
-  ``rms_norm(x) = x / sqrt(mean(x²) + 1e-6)`` per view;
-  ``loss_diff [2, K]``: ``−log p`` of the same genomic base in the variant
-  minus in the reference sequence (cross pairing).
+``recipe="evee"`` (default) reproduces EVEE's public harvest
+(``goodfire-ai/evo2-clinvar-harvest``, ``pipeline/harvest.py``):
 
-Store tensors: ``acts [N,2,3,K,d]`` (fp16), ``positions [N,2,K]`` int64,
-``mean [N,2,3,d]`` (fp16), ``loss_diff [N,2,K]`` fp32. ``view="evee_diff"``
-stores ``diff [N,2,K,d]`` = var_same − ref_cross instead of ``acts`` (a third
-of the size; what the covariance probe consumes).
+* windows: reference ``[pos − upstream, pos + downstream)`` (shifted at contig
+  edges); the variant window is the reference window with ``alt`` spliced in,
+  so an indel changes its length; ``shared_len = min(len(var), len(ref))``.
+* each window runs forward and as its reverse complement; the reverse pass's
+  activations and per-token losses are flipped back to sense order.
+* views at a sequence index ``j``: ``var_same`` (variant, selecting strand),
+  ``ref_same`` (reference, selecting strand, same index), ``ref_cross``
+  (reference from the *other strand's* pass, same index).
+* fwd positions: the fixed window ``[a, a + fixed)`` with ``a = offset +
+  max(len(ref), len(alt))``, plus the ``K − fixed`` indices of
+  ``[a + fixed, shared_len)`` with the lowest cosine similarity ``var_same`` vs
+  ``ref_same`` (``torch.nn.functional.cosine_similarity`` in fp32, as EVEE);
+  bwd positions: the ``K`` lowest-similarity indices of ``[0, offset)`` (bwd
+  views). Both sorted ascending; stored as ``window_start + j`` (0-based; −1 =
+  padding), i.e. sequence indices, not re-aligned after an indel.
+* ``mean [2, 3, d]`` fp32: ``mean(rms_norm(x)[:shared_len])`` per view and
+  direction (``torch.nn.functional.rms_norm``, default eps), over the whole
+  shared window.
+* ``loss_diff [2, K]`` fp32: per-token cross-entropy ``loss[j]`` = loss of token
+  ``j + 1`` (fwd) or, flipped, of base ``j`` in the reverse pass (bwd);
+  ``var_loss[j] − ref_loss[j]`` at the selected indices (0 where ``j`` is past
+  either loss array, and at padding).
+* ``view="evee_diff"`` stores ``var_same − ref_same`` (EVEE's diff).
+
+``recipe="genomic"`` (ours): the variant window keeps the reference's length
+(cut or extended downstream from the genome) and the variant is compared with
+the reference at the *same genomic base*, so the position of an indel does not
+show as a shifted index. Views ``var_same``, ``ref_same`` (same sequence index)
+and ``ref_aligned`` (reference at the aligned genomic base, index ``a_ref + i``
+for variant index ``a_var + i``); fwd keeps ``fixed`` positions after the
+anchor then the most divergent (``1 − cos`` in difference form, see
+:func:`divergence`), bwd the ``K − fixed_rev`` most divergent upstream
+positions, stored nearest first (descending genomic position); ``mean`` over
+the selected positions; ``loss_diff`` = ``−log p`` of the same genomic base,
+variant minus reference; ``view="evee_diff"`` stores ``var_same − ref_aligned``.
+This was the only recipe before recipes were named: stores without a
+``recipe`` field are this recipe (see :func:`store_recipe`).
+
+Store tensors: ``acts [N,2,3,K,d]`` (fp16 by default) or ``diff [N,2,K,d]``,
+``positions [N,2,K]`` int64, ``mean [N,2,3,d]`` (evee: fp32; genomic: storage
+dtype), ``loss_diff [N,2,K]`` fp32.
 
 Poolings (``view="variant" | "window_mean" | "mean"``, any number of layers
 in one pass): the variant-sequence activation at the last allele base, the
@@ -42,11 +56,12 @@ mean over ``[offset − pool_window, offset + len(alt) + pool_window)``, or the
 mean over the whole window; stored as ``emb.<layer>.<pooling> [N, d]`` and the
 reference sequence's as ``emb.<layer>.<pooling>.ref``.
 
-Speed: variants sharing a reference window share its passes; with prefix
-reuse the reference is prefilled once and the variant sequences are only
-computed from their first differing token (for ``fwd`` that skips the whole
-upstream part, for ``rev`` the downstream part). Shards are written on a
-background thread while the model runs.
+Speed (numbers equal to full passes up to float rounding): variants sharing a
+reference window share its two passes; with prefix reuse the variant
+sequences are computed only from their first token that differs from the
+reference (fwd: from the allele on; reverse complement: for ``evee``, from the
+allele on in reverse order, the downstream part being shared). Shards are
+written on a background thread while the model runs.
 """
 
 from __future__ import annotations
@@ -56,14 +71,40 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from biointerp.genome import Genome, reverse_complement
-from biointerp.scoring import PreparedVariant, _lcp, prepare_variants
+from biointerp.scoring import _lcp
 from biointerp.store import ActivationStore
+from biointerp.windows import PreparedVariant, prepare_variants
 
 VIEWS = ("evee", "evee_diff", "variant", "window_mean", "mean")
-EVEE_DEFAULTS = {"upstream": 49152, "downstream": 16384, "K": 256, "fixed": 64}
+#: harvest recipes for the EVEE views (module doc); ``evee`` is the default
+RECIPES = ("evee", "genomic")
+DEFAULT_RECIPE = "evee"
+#: the three views of ``acts`` per recipe (index 0, 1, 2)
+RECIPE_VIEWS = {"evee": ["var_same", "ref_same", "ref_cross"],
+                "genomic": ["var_same", "ref_same", "ref_aligned"]}
+#: what ``view="evee_diff"`` stores per recipe
+RECIPE_DIFF = {"evee": "var_same - ref_same", "genomic": "var_same - ref_aligned"}
+#: EVEE's published defaults (7B: blocks.27; 20B: blocks.20, d = 8,192)
+EVEE_DEFAULTS = {"upstream": 49152, "downstream": 16384, "K": 256, "fixed": 64, "layer_7b": "blocks.27",
+                 "layer_20b": "blocks.20"}
+
+
+def store_recipe(manifest: dict) -> str | None:
+    """The harvest recipe of a store's manifest: ``evee``, ``genomic`` or None (pooled views).
+
+    Stores written before recipes were named carry no ``recipe`` field; their
+    EVEE views were made by the genomic recipe (with ``ref_cross`` then naming
+    the genomically aligned reference), so they are read as ``genomic``.
+    """
+    if manifest.get("recipe"):
+        return str(manifest["recipe"])
+    if str(manifest.get("view", "")).startswith("evee"):
+        return "genomic"
+    return None
 
 
 def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -209,6 +250,90 @@ def evee_views(p: PreparedVariant, fwd: tuple, rev: tuple, layer: str, K: int, f
     }
 
 
+# --------------------------------------------------------------------------- EVEE recipe
+def token_losses(lp: torch.Tensor | None, reverse: bool) -> torch.Tensor | None:
+    """Per-token cross-entropy in sense order: ``−lp`` (``[L−1]``, entry ``j`` = token ``j+1``),
+    flipped for a reverse-complement pass (entry ``j`` = sense base ``j``)."""
+    if lp is None:
+        return None
+    loss = -lp.float()
+    return loss.flip(0) if reverse else loss
+
+
+def evee_select(var_same: torch.Tensor, ref_same: torch.Tensor, ref_cross: torch.Tensor, K: int,
+                start: int, end: int, fixed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """EVEE's position choice in ``[start, end)`` for one direction.
+
+    The first ``min(fixed, n, K)`` indices are kept; the rest of the K come from
+    the remaining range, lowest cosine similarity ``var_same`` vs ``ref_same``
+    first; all sorted ascending. Returns ``(idx [K] int64 (−1 pad), views [3, K, d]
+    fp32 = var_same, ref_same, ref_cross at idx, zeros at padding)``.
+    """
+    d = var_same.shape[-1]
+    idx = torch.full((K,), -1, dtype=torch.long)
+    views = torch.zeros(3, K, d, dtype=torch.float32)
+    n = max(0, end - start)
+    if n == 0:
+        return idx, views
+    n_fixed = min(fixed, n, K)
+    chosen = torch.arange(start, start + n_fixed)
+    lo = start + n_fixed
+    take = min(K - n_fixed, max(0, end - lo))
+    if take > 0:
+        sim = F.cosine_similarity(var_same[lo:end].float(), ref_same[lo:end].float(), dim=-1)
+        low = sim.topk(take, largest=False).indices.cpu() + lo
+        chosen = torch.cat([chosen, low])
+    chosen = chosen.sort().values
+    k = len(chosen)
+    idx[:k] = chosen
+    dev = var_same.device
+    at = chosen.to(dev)
+    views[0, :k] = var_same[at].float().cpu()
+    views[1, :k] = ref_same[at].float().cpu()
+    views[2, :k] = ref_cross[at].float().cpu()
+    return idx, views
+
+
+def _loss_at(var_loss: torch.Tensor | None, ref_loss: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
+    """``var_loss[j] − ref_loss[j]`` at the selected indices; 0 at padding or past either array."""
+    out = torch.zeros(idx.shape[0], dtype=torch.float32)
+    if var_loss is None or ref_loss is None:
+        return out
+    ok = (idx >= 0) & (idx < len(var_loss)) & (idx < len(ref_loss))
+    if ok.any():
+        j = idx[ok]
+        out[ok] = (var_loss.cpu()[j] - ref_loss.cpu()[j]).float()
+    return out
+
+
+def evee_recipe_views(p: PreparedVariant, ref_fwd: tuple, var_fwd: tuple, ref_bwd: tuple, var_bwd: tuple,
+                      K: int, fixed: int) -> dict[str, torch.Tensor]:
+    """EVEE tensors of one variant (``recipe="evee"``, module doc).
+
+    Each pass is ``(acts [L, d], loss [L−1] or None)`` in *sense order* (reverse
+    passes already flipped, see :func:`token_losses`); ``p`` holds the spliced
+    windows. Returns ``positions [2, K]``, ``acts [2, 3, K, d]`` fp32,
+    ``mean [2, 3, d]`` fp32 and ``loss_diff [2, K]`` fp32.
+    """
+    rf, rb, vf, vb = ref_fwd[0], ref_bwd[0], var_fwd[0], var_bwd[0]
+    shared = min(rf.shape[0], vf.shape[0])
+    start = p.offset + max(p.ref_len, p.alt_len)
+    idx_f, acts_f = evee_select(vf, rf, rb, K, start, shared, fixed)
+    idx_b, acts_b = evee_select(vb, rb, rf, K, 0, p.offset, 0)
+    d = rf.shape[-1]
+
+    def mean_of(x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x[:shared].float(), (d,)).mean(0).cpu()
+
+    mean = torch.stack([torch.stack([mean_of(vf), mean_of(rf), mean_of(rb)]),
+                        torch.stack([mean_of(vb), mean_of(rb), mean_of(rf)])])
+    g0 = p.start - 1  # 0-based genome position of window index 0
+    pos = torch.stack([idx_f, idx_b])
+    pos = torch.where(pos >= 0, pos + g0, pos)
+    loss = torch.stack([_loss_at(var_fwd[1], ref_fwd[1], idx_f), _loss_at(var_bwd[1], ref_bwd[1], idx_b)])
+    return {"positions": pos, "acts": torch.stack([acts_f, acts_b]), "mean": mean, "loss_diff": loss}
+
+
 def pool(acts: torch.Tensor, how: str, offset: int, allele_len: int, pool_window: int) -> torch.Tensor:
     """Pool ``[L, d]`` activations: ``variant`` (last allele base), ``window_mean``, ``mean``."""
     if how == "variant":
@@ -235,19 +360,25 @@ def _runs(preps: list[PreparedVariant]) -> list[list[PreparedVariant]]:
 
 
 def harvest_manifest(model, layers: Sequence[str], view: str, upstream: int, downstream: int,
-                     K: int, fixed: int, fixed_rev: int, pool_window: int, storage_dtype: torch.dtype) -> dict:
+                     K: int, fixed: int, fixed_rev: int, pool_window: int, storage_dtype: torch.dtype,
+                     recipe: str = DEFAULT_RECIPE) -> dict:
     from biointerp import __version__
 
+    evee = view.startswith("evee")
     return {
+        "recipe": recipe if evee else None,
+        "variant_window": "splice" if evee and recipe == "evee" else "same_length",
         "model": getattr(model, "name", "model"),
         "model_kind": getattr(model, "kind", "causal"),
         "d": int(model.d_model),
         "layer": list(layers)[0] if len(layers) == 1 else None,
         "layers": list(layers),
         "view": view,
-        "views": ["var_same", "ref_same", "ref_cross"] if view == "evee" else (
-            ["var_minus_ref_cross"] if view == "evee_diff" else [view]),
-        "directions": ["fwd", "rev"] if view.startswith("evee") else ["fwd"],
+        "views": RECIPE_VIEWS[recipe] if view == "evee" else (
+            [RECIPE_DIFF[recipe]] if view == "evee_diff" else [view]),
+        "directions": ["fwd", "rev"] if evee else ["fwd"],
+        "position_order": ("ascending" if recipe == "evee" else "fwd ascending, rev descending") if evee else None,
+        "mean_dtype": ("float32" if recipe == "evee" else str(storage_dtype).replace("torch.", "")) if evee else None,
         "K": K if view.startswith("evee") else None,
         "fixed": fixed if view.startswith("evee") else None,
         "fixed_rev": fixed_rev if view.startswith("evee") else None,
@@ -259,7 +390,7 @@ def harvest_manifest(model, layers: Sequence[str], view: str, upstream: int, dow
 
 
 def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str] | str,
-            view: str = "evee", store: str | Path | ActivationStore = "activations",
+            view: str = "evee", recipe: str = DEFAULT_RECIPE, store: str | Path | ActivationStore = "activations",
             upstream: int | None = None, downstream: int | None = None, K: int = 256, fixed: int = 64,
             fixed_rev: int = 0, pool_window: int = 64, shard_size: int = 64, batch_size: int = 8,
             reuse_prefix: bool = True, storage_dtype: torch.dtype = torch.float16,
@@ -277,6 +408,9 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         views take exactly one.
     view
         ``evee``, ``evee_diff``, ``variant``, ``window_mean`` or ``mean``.
+    recipe
+        EVEE views only: ``evee`` (EVEE's public harvest, exactly) or ``genomic``
+        (ours: genomic pairing); see the module doc. Recorded in the manifest.
     store
         Store directory; an existing store with the same settings is resumed
         (variants already in it are skipped).
@@ -285,9 +419,9 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         4,096 + 4,096 otherwise).
     K, fixed, fixed_rev
         Positions kept per direction and the fixed window right after the
-        variant (fwd) / upstream of it (rev).
+        variant (fwd) / upstream of it (rev; genomic recipe only, EVEE has none).
     shard_size
-        Rows per shard (shards close after whole groups of variants).
+        Input rows per shard (ok and non-ok; a shard holds at most this many tensor rows).
     chunk_rows
         Input rows whose windows are prepared (held in memory) at once.
 
@@ -305,6 +439,11 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
     if bad:
         raise ValueError(f"unknown layer(s) {bad} for {model.name}; layers look like {model.layer_names[:6]}")
     evee = view.startswith("evee")
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    if evee and recipe == "evee" and fixed_rev:
+        raise ValueError("the evee recipe has no fixed window upstream (fixed_rev must be 0); "
+                         "use recipe='genomic' for one")
     if evee and len(layers) != 1:
         raise ValueError("the EVEE views take exactly one layer (run one harvest per layer)")
     if evee and getattr(model, "kind", "causal") != "causal":
@@ -316,7 +455,9 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
     if K < 1 or fixed < 0 or fixed > K:
         raise ValueError("need K >= 1 and 0 <= fixed <= K")
     manifest = harvest_manifest(model, layers, view, upstream, downstream, K, fixed, fixed_rev,
-                                pool_window, storage_dtype)
+                                pool_window, storage_dtype, recipe)
+    exact_evee = evee and recipe == "evee"
+    mean_dtype = torch.float32 if exact_evee else storage_dtype
     st = store if isinstance(store, ActivationStore) else ActivationStore.open_or_create(store, manifest)
     # the store is keyed by variant id: a repeated id (status "duplicate" in
     # read_variants' table) is stored once, under its first occurrence
@@ -333,10 +474,11 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         for lo in range(0, len(variants), chunk_rows):
             block = variants.iloc[lo:lo + chunk_rows][todo_mask[lo:lo + chunk_rows]]
             if len(block):
-                yield prepare_variants(genome, block, upstream, downstream, same_length=True)
+                yield prepare_variants(genome, block, upstream, downstream,
+                                       variant_window="splice" if exact_evee else "same_length")
 
     layer = layers[0]
-    bar = tqdm(total=int(todo_mask.sum()), desc=f"harvest {view}", unit="var", disable=not progress)
+    bar = tqdm(total=int(todo_mask.sum()), desc=f"harvest {view}" + (f" ({recipe})" if evee else ""), unit="var", disable=not progress)
     buf_ids: list[str] = []
     buf_status: list[str] = []
     buf_detail: list[str] = []
@@ -347,10 +489,10 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         d = int(model.d_model)
         if view == "evee":
             return {"acts": torch.zeros(2, 3, K, d, dtype=storage_dtype), "positions": torch.full((2, K), -1),
-                    "mean": torch.zeros(2, 3, d, dtype=storage_dtype), "loss_diff": torch.zeros(2, K)}
+                    "mean": torch.zeros(2, 3, d, dtype=mean_dtype), "loss_diff": torch.zeros(2, K)}
         if view == "evee_diff":
             return {"diff": torch.zeros(2, K, d, dtype=storage_dtype), "positions": torch.full((2, K), -1),
-                    "mean": torch.zeros(2, 3, d, dtype=storage_dtype), "loss_diff": torch.zeros(2, K)}
+                    "mean": torch.zeros(2, 3, d, dtype=mean_dtype), "loss_diff": torch.zeros(2, K)}
         return {n: torch.zeros(d, dtype=storage_dtype) for n in names}
 
     def add(p: PreparedVariant, row: dict[str, torch.Tensor] | None) -> None:
@@ -360,6 +502,8 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         buf_detail.append(p.status_detail)
         for k, v in row.items():
             buf_t.setdefault(k, []).append(v)
+        if len(buf_ids) >= shard_size:  # shards hold exactly shard_size rows, even inside a run
+            flush()
 
     with st.background_writer() as writer:
         def flush() -> None:
@@ -379,16 +523,24 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                     rev = run_group(model, reverse_complement(ref),
                                     [reverse_complement(p.alt_seq) for p in run], layers, reuse_prefix, batch_size)
                 for j, p in enumerate(run):
-                    if evee:
+                    if exact_evee:
+                        t = evee_recipe_views(
+                            p, (fwd[0][layer], token_losses(fwd[1], False)),
+                            (fwd[2][j][0][layer], token_losses(fwd[2][j][1], False)),
+                            (rev[0][layer].flip(0), token_losses(rev[1], True)),
+                            (rev[2][j][0][layer].flip(0), token_losses(rev[2][j][1], True)), K, fixed)
+                    elif evee:
                         f = (fwd[0], fwd[1], fwd[2][j][0], fwd[2][j][1])
                         r = (rev[0], rev[1], rev[2][j][0], rev[2][j][1])
                         t = evee_views(p, f, r, layer, K, fixed, fixed_rev)
-                        row = {"positions": t["positions"], "mean": t["mean"].to(storage_dtype),
+                    if evee:
+                        row = {"positions": t["positions"], "mean": t["mean"].to(mean_dtype),
                                "loss_diff": t["loss_diff"]}
                         if view == "evee":
                             row["acts"] = t["acts"].to(storage_dtype)
-                        else:
-                            row["diff"] = (t["acts"][:, 0] - t["acts"][:, 2]).to(storage_dtype)
+                        else:  # the recipe's diff: evee var_same - ref_same, genomic var_same - ref_aligned
+                            ref_view = 1 if exact_evee else 2
+                            row["diff"] = (t["acts"][:, 0] - t["acts"][:, ref_view]).to(storage_dtype)
                     else:
                         row = {}
                         for lay in layers:
@@ -398,8 +550,6 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                                                                 pool_window).cpu().to(storage_dtype)
                     add(p, row)
             bar.update(len(run))
-            if len(buf_ids) >= shard_size:
-                flush()
         flush()
     bar.close()
     return st
@@ -413,17 +563,16 @@ def _tensor_names(view: str, layers: Sequence[str]) -> list[str]:
     return [n for lay in layers for n in (f"emb.{lay}.{view}", f"emb.{lay}.{view}.ref")]
 
 
-def evee_reference(model, genome: Genome, variants: pd.DataFrame, layer: str,
-                   upstream: int = 49152, downstream: int = 16384, K: int = 256, fixed: int = 64,
-                   fixed_rev: int = 0) -> tuple[list[str], dict[str, torch.Tensor]]:
-    """EVEE's published harvest recipe re-implemented as the baseline.
-
-    Batch size 1 and four full passes per variant (reference and variant, each
-    forward and as reverse complement), no sharing between variants. Returns
-    ``(variant_ids, {acts, positions, mean, loss_diff})`` for the ``ok`` rows,
-    in fp32.
+def genomic_reference(model, genome: Genome, variants: pd.DataFrame, layer: str,
+                      upstream: int = 49152, downstream: int = 16384, K: int = 256, fixed: int = 64,
+                      fixed_rev: int = 0) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """The ``genomic`` recipe with batch size 1 and four full passes per variant (reference
+    and variant, each forward and as reverse complement), nothing shared: the baseline its
+    speed-ups are checked against. Returns ``(variant_ids, {acts, positions, mean,
+    loss_diff})`` for the ``ok`` rows, in fp32. (EVEE's own recipe, re-implemented
+    independently: :mod:`biointerp.evee_plain`.)
     """
-    preps = prepare_variants(genome, variants, upstream, downstream, same_length=True)
+    preps = prepare_variants(genome, variants, upstream, downstream, variant_window="same_length")
     ids: list[str] = []
     rows: list[dict[str, torch.Tensor]] = []
     for p in preps:

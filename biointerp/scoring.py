@@ -2,7 +2,8 @@
 
 Causal models: Δ log-likelihood = LL(variant window) − LL(reference window),
 the Evo 2 zero-shot recipe. The reference window covers
-``[pos − window//2, pos + window − window//2)`` (shifted at contig edges); the
+``[pos − window/2, pos + window/2)`` (shifted at contig edges; ``window`` must
+be even, as the notebook takes window//2 bases either side); the
 variant window splices ``alt`` for ``ref`` at the variant's offset (indels
 change its length). LL is the mean (``reduce="mean"``) or sum of
 ``log p(x_t | x_<t)`` over tokens ``t = 1..L−1``, or over the tokens within
@@ -38,78 +39,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from biointerp.genome import Genome, GenomeError, reverse_complement, variant_sequences
+from biointerp.genome import Genome, reverse_complement
+from biointerp.windows import PreparedVariant, centred_bounds, prepare_variants  # noqa: F401
 
 SCORE_COLUMNS = ["delta_ll", "ref_ll", "alt_ll"]
 #: ``mean`` / ``sum`` of the window's token LLs, or ``aligned`` (length-aware; module doc)
 REDUCTIONS = ("mean", "sum", "aligned")
-
-
-@dataclass
-class PreparedVariant:
-    """One input row with its windows (``ok`` rows only have sequences)."""
-
-    row: int
-    variant_id: str
-    status: str
-    status_detail: str
-    ref_seq: str = ""
-    alt_seq: str = ""
-    start: int = 0  # 1-based genome position of ref_seq[0]
-    offset: int = 0
-    ref_len: int = 0
-    alt_len: int = 0
-    n_count: int = 0
-
-
-def _status_from_error(err: Exception) -> str:
-    msg = str(err)
-    if "disagrees" in msg:
-        return "ref_mismatch"
-    if "not in" in msg and "contig" in msg:
-        return "unknown_contig"
-    return "out_of_bounds"
-
-
-def prepare_variants(genome: Genome, variants: pd.DataFrame, upstream: int, downstream: int,
-                     same_length: bool = False) -> list[PreparedVariant]:
-    """Reference/variant windows for every row of ``variants`` (status kept for every row).
-
-    ``variants`` needs ``chrom, pos, ref, alt`` (``variant_id`` and ``status``
-    optional: rows whose status is not ``ok`` are passed through untouched).
-    Windows that cannot be built get the matching status (``ref_mismatch``,
-    ``unknown_contig``, ``out_of_bounds``, ``invalid_allele``).
-    """
-    out: list[PreparedVariant] = []
-    has_status = "status" in variants.columns
-    for i, r in enumerate(variants.itertuples(index=False)):
-        rec = r._asdict()
-        vid = str(rec.get("variant_id") or f"{rec['chrom']}:{rec['pos']}:{rec['ref']}:{rec['alt']}")
-        status = str(rec["status"]) if has_status else "ok"
-        detail = str(rec.get("status_detail") or "") if status != "ok" else ""
-        if status != "ok":
-            out.append(PreparedVariant(i, vid, status, detail))
-            continue
-        ref, alt = str(rec["ref"]).upper(), str(rec["alt"]).upper()
-        if not ref or not alt or set(ref + alt) - set("ACGTN"):
-            out.append(PreparedVariant(i, vid, "invalid_allele", f"alleles {ref!r}/{alt!r} are not plain bases"))
-            continue
-        try:
-            vw = variant_sequences(genome, str(rec["chrom"]), int(rec["pos"]), ref, alt,
-                                   upstream, downstream, same_length=same_length)
-        except GenomeError as err:
-            out.append(PreparedVariant(i, vid, _status_from_error(err), str(err)))
-            continue
-        out.append(PreparedVariant(i, vid, "ok", "", vw.ref_seq, vw.alt_seq, vw.start, vw.offset,
-                                   len(ref), len(alt), vw.n_count))
-    return out
 
 
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
@@ -326,8 +267,7 @@ def score_variants(model, genome: Genome, variants: pd.DataFrame, window: int = 
         raise ValueError(f"reduce must be 'mean', 'sum' or 'aligned', not {reduce!r}")
     if strand not in ("fwd", "rev", "both"):
         raise ValueError(f"strand must be 'fwd', 'rev' or 'both', not {strand!r}")
-    if window < 2:
-        raise ValueError("window must be at least 2 bp")
+    centred_bounds(window)  # refuses odd windows (ValueError)
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be >= 1")
     bar = tqdm(total=len(variants), desc="score", unit="var", disable=not progress or len(variants) == 0)
@@ -351,7 +291,7 @@ def score_variants(model, genome: Genome, variants: pd.DataFrame, window: int = 
 def _score_block(model, genome: Genome, variants: pd.DataFrame, window: int, reduce: str, strand: str,
                  span: int | None, batch_size: int, reuse_prefix: bool) -> pd.DataFrame:
     progress = False
-    preps = prepare_variants(genome, variants, window // 2, window - window // 2)
+    preps = prepare_variants(genome, variants, *centred_bounds(window))
     ok = [p for p in preps if p.status == "ok"]
     n = len(preps)
     cols = {c: np.full(n, np.nan) for c in SCORE_COLUMNS}
@@ -412,7 +352,7 @@ def evo2_zero_shot_reference(model, genome: Genome, variants: pd.DataFrame, wind
     are scored by mean log-likelihood; identical reference windows are scored
     once. Returns Δ = mean LL(var) − mean LL(ref) (NaN for rows that are not ok).
     """
-    preps = prepare_variants(genome, variants, window // 2, window - window // 2)
+    preps = prepare_variants(genome, variants, *centred_bounds(window))
     cache: dict[str, float] = {}
     out = np.full(len(preps), np.nan)
 

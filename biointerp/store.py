@@ -17,6 +17,15 @@ the index with ``shard = -1`` (no tensors), so nothing is dropped silently.
 Reads stream shard by shard with :func:`safetensors.safe_open` slices, so
 ``iter_batches`` never holds more than one batch (plus one shard's requested
 rows) in memory.
+
+Integrity: every reader checks a shard's sha256 against the index the first
+time it opens the shard (once per :class:`ActivationStore` object), so a
+damaged shard is an error, never a silently wrong tensor. A damaged or missing
+manifest, index or shard raises :class:`StoreError` naming the file and the fix.
+:meth:`ActivationStore.mark_damaged` takes damaged shards out of the index: their
+variants get the status ``damaged`` (no tensors) and a rerun of the harvest
+(``biointerp harvest ... --repair``) recomputes exactly those variants into the
+same shard number and index rows, so the repaired store equals an undamaged run.
 """
 
 from __future__ import annotations
@@ -39,6 +48,14 @@ INDEX_COLUMNS = ["variant_id", "shard", "row", "status", "status_detail", "check
 MANIFEST = "manifest.json"
 INDEX = "index.parquet"
 STORE_FORMAT = 1
+#: Status of variants whose shard was found damaged and dropped (awaiting recompute).
+DAMAGED = "damaged"
+
+
+def repair_hint(path: str | Path) -> str:
+    """The advice given with every damaged-shard error."""
+    return (f"repair it with `biointerp harvest <the same options> --store {path} --repair` (recomputes exactly "
+            f"the damaged shards' variants), or run `biointerp store repair {path}` and then rerun the harvest")
 
 
 def shard_name(i: int) -> str:
@@ -80,6 +97,14 @@ class StoreError(RuntimeError):
     """The store is missing, inconsistent or incompatible with the request."""
 
 
+class DamagedShardError(StoreError):
+    """A shard listed in the index is missing, unreadable or fails its checksum."""
+
+    def __init__(self, path: Path, reason: str, store: Path):
+        self.shard_path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}; {repair_hint(store)}")
+
+
 class ActivationStore:
     """A resumable on-disk store of per-variant tensors.
 
@@ -88,12 +113,16 @@ class ActivationStore:
     row, status, status_detail, checksum``.
     """
 
-    def __init__(self, path: str | Path, manifest: dict, index: pd.DataFrame):
+    def __init__(self, path: str | Path, manifest: dict, index: pd.DataFrame, verify_reads: bool = True):
         self.path = Path(path)
         self.manifest = manifest
         self._index = index.reset_index(drop=True)
-        self._done = set(self._index["variant_id"].astype(str))
+        self._done = set(self._index.loc[self._index["status"] != DAMAGED, "variant_id"].astype(str))
         self._lock = threading.Lock()
+        #: check each shard's checksum when a reader first opens it (``False`` only for benchmarks)
+        self.verify_reads = verify_reads
+        self._checked: dict[int, str] = {}  # shard -> checksum that was verified
+        self._sums: dict[int, str] | None = None  # shard -> checksum in the index (lazy)
 
     # ------------------------------------------------------------------ open
     @classmethod
@@ -119,19 +148,46 @@ class ActivationStore:
         return store
 
     @classmethod
-    def open(cls, path: str | Path) -> ActivationStore:
-        """Open an existing store (read or resume)."""
+    def open(cls, path: str | Path, verify_reads: bool = True) -> ActivationStore:
+        """Open an existing store (read or resume).
+
+        Raises :class:`StoreError` when ``manifest.json`` or ``index.parquet`` is
+        missing or damaged. ``verify_reads`` (default on) checks each shard's
+        checksum the first time a reader opens it.
+        """
         path = Path(path)
         if not (path / MANIFEST).exists():
             raise StoreError(f"{path} is not an activation store (no {MANIFEST}); "
                              "create one with `biointerp harvest --store DIR`")
-        man = json.loads((path / MANIFEST).read_text())
+        lost = ("it cannot be rebuilt from the shards; harvest again into a new --store directory "
+                "(or restore the file from a backup)")
+        try:
+            man = json.loads((path / MANIFEST).read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise StoreError(f"{path / MANIFEST} is damaged (not JSON: {err}); {lost}") from err
+        if not isinstance(man, dict):
+            raise StoreError(f"{path / MANIFEST} is damaged (a JSON {type(man).__name__}, not an object); {lost}")
         index_path = path / INDEX
         if index_path.exists():
-            index = pd.read_parquet(index_path)
-        else:
-            index = pd.DataFrame({c: [] for c in INDEX_COLUMNS})
-        return cls(path, man, index)
+            try:
+                index = pd.read_parquet(index_path)
+            except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a bad file
+                raise StoreError(f"{index_path} is damaged (not a readable Parquet file: "
+                                 f"{str(err).splitlines()[0][:200]}); {lost}") from err
+            lack = [c for c in INDEX_COLUMNS if c not in index.columns]
+            if lack:
+                raise StoreError(f"{index_path} is damaged (no column(s) {lack}); {lost}")
+            for c in ("shard", "row"):
+                if not pd.api.types.is_integer_dtype(index[c]):
+                    raise StoreError(f"{index_path} is damaged (column {c!r} is {index[c].dtype}, not integer); "
+                                     f"{lost}")
+            index = index[INDEX_COLUMNS]
+        elif any(path.glob("shard-*.safetensors")):
+            raise StoreError(f"{index_path} is missing but {path} holds shards; {lost}")
+        else:  # a crash between writing the manifest and the first (empty) index
+            index = pd.DataFrame({c: pd.Series(dtype="int64" if c in ("shard", "row") else "object")
+                                  for c in INDEX_COLUMNS})
+        return cls(path, man, index, verify_reads=verify_reads)
 
     @classmethod
     def open_or_create(cls, path: str | Path, manifest: Mapping,
@@ -175,11 +231,59 @@ class ActivationStore:
         s = self._index["shard"]
         return int(s.max()) + 1 if len(s) and s.max() >= 0 else 0
 
+    @property
+    def damaged_ids(self) -> list[str]:
+        """Variants whose shard was dropped as damaged and that await recompute."""
+        return self._index.loc[self._index["status"] == DAMAGED, "variant_id"].astype(str).tolist()
+
+    def _shard_sums(self) -> dict[int, str]:
+        if self._sums is None:
+            idx = self._index[self._index["shard"] >= 0]
+            self._sums = dict(zip(idx["shard"].astype(int), idx["checksum"].astype(str)))
+        return self._sums
+
+    def _next_shard(self) -> int:
+        """The lowest shard number not in use (a dropped damaged shard's number first)."""
+        used = set(self._shard_sums())
+        return next(i for i in range(len(used) + 1) if i not in used)
+
+    def check_shard(self, shard: int, force: bool = False) -> Path:
+        """Path of shard ``shard`` after checking it exists and matches its checksum in the index.
+
+        The hash is computed once per store object (``force`` recomputes it); raises
+        :class:`DamagedShardError` naming the file and the repair command.
+        """
+        shard = int(shard)
+        p = self.path / shard_name(shard)
+        want = self._shard_sums().get(shard)
+        if want is None:
+            raise StoreError(f"{p.name} is not listed in the index of {self.path}")
+        if not force and self._checked.get(shard) == want:
+            return p
+        if not p.is_file():
+            raise DamagedShardError(p, "shard listed in the index is missing", self.path)
+        if self.verify_reads or force:
+            got = sha256_file(p)
+            if got != want:
+                raise DamagedShardError(p, f"shard is damaged (checksum sha256 {got[:12]}, the index records {want[:12]})",
+                                        self.path)
+            self._checked[shard] = want
+        return p
+
+    def _open_shard(self, shard: int):
+        """``safe_open`` on a checked shard; an unreadable file is a :class:`DamagedShardError`."""
+        p = self.check_shard(shard)
+        try:
+            return safe_open(str(p), framework="pt")
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+            raise DamagedShardError(p, f"not a readable safetensors file ({err})", self.path) from err
+
     def tensor_names(self) -> list[str]:
-        """Names of the tensors in the first shard (empty store -> [])."""
-        if self.n_shards == 0:
+        """Names of the tensors in the first listed shard (empty store -> [])."""
+        sums = self._shard_sums()
+        if not sums:
             return []
-        with safe_open(str(self.path / shard_name(0)), framework="pt") as f:
+        with self._open_shard(min(sums)) as f:
             return sorted(f.keys())
 
     # ----------------------------------------------------------------- write
@@ -212,13 +316,14 @@ class ActivationStore:
             checksum = ""
             rows = np.full(n, -1, dtype=np.int64)
             if ok.any():
-                shard = self.n_shards
+                shard = self._next_shard()
                 sel = torch.from_numpy(np.flatnonzero(ok))
                 payload = {k: v.index_select(0, sel).detach().to("cpu").contiguous() for k, v in tensors.items()}
                 data = st_save(payload, metadata={"variant_ids": json.dumps([i for i, o in zip(ids, ok) if o])})
                 checksum = sha256_bytes(data)
                 _atomic_write(self.path / shard_name(shard), data)
                 rows[ok] = np.arange(int(ok.sum()))
+                self._checked[shard] = checksum
             new = pd.DataFrame({
                 "variant_id": ids,
                 "shard": np.where(ok, shard, -1).astype(np.int64),
@@ -227,7 +332,17 @@ class ActivationStore:
                 "status_detail": detail,
                 "checksum": [checksum if o else "" for o in ok],
             })
-            self._index = pd.concat([self._index, new], ignore_index=True) if len(self._index) else new
+            # variants of a dropped damaged shard are recomputed into their own index rows
+            old = self._index.index[(self._index["status"] == DAMAGED) & self._index["variant_id"].isin(ids)]
+            if len(old):
+                pos = dict(zip(ids, range(n)))
+                take = [pos[v] for v in self._index.loc[old, "variant_id"]]
+                for c in INDEX_COLUMNS:
+                    self._index.loc[old, c] = new[c].to_numpy()[take]
+                new = new.drop(index=take)
+            if len(new):
+                self._index = pd.concat([self._index, new], ignore_index=True) if len(self._index) else new
+            self._sums = None
             self._write_index()
             self._done.update(ids)
             return shard
@@ -266,6 +381,10 @@ class ActivationStore:
         keeps store order) to a subset. Reads one shard's requested rows at a
         time through safetensors slices; never loads the whole store.
         """
+        n_bad = int((self._index["status"] == DAMAGED).sum())
+        if n_bad:
+            raise StoreError(f"{self.path}: {n_bad} variants are marked damaged and await recompute; "
+                             f"{repair_hint(self.path)}")
         idx = self._index[self._index["shard"] >= 0]
         if variant_ids is not None:
             want = set(map(str, variant_ids))
@@ -283,7 +402,7 @@ class ActivationStore:
         for shard, grp in idx.groupby("shard", sort=True):
             rows = grp["row"].to_numpy()
             ids = grp["variant_id"].tolist()
-            with safe_open(str(self.path / shard_name(int(shard))), framework="pt") as f:
+            with self._open_shard(int(shard)) as f:
                 keys = set(f.keys())
                 lack = [k for k in names if k not in keys]
                 if lack:
@@ -320,34 +439,77 @@ class ActivationStore:
         return ids, {k: torch.cat(v) for k, v in parts.items()}
 
     # ---------------------------------------------------------------- verify
-    def verify(self) -> list[str]:
+    def damaged_shards(self, progress: bool = False) -> dict[int, str]:
+        """``{shard: reason}`` for every listed shard that is missing, fails its checksum, or whose
+        rows / variant ids disagree with the index (hashes every shard)."""
+        from tqdm.auto import tqdm
+
+        bad: dict[int, str] = {}
+        idx = self._index[self._index["shard"] >= 0]
+        groups = list(idx.groupby("shard"))
+        for shard, grp in tqdm(groups, desc="verify", unit="shard", disable=not progress):
+            shard = int(shard)
+            if grp["checksum"].nunique() > 1:
+                bad[shard] = "its index rows record different checksums"
+                continue
+            try:
+                self.check_shard(shard, force=True)
+                with self._open_shard(shard) as f:
+                    meta = f.metadata() or {}
+                    n = {f.get_slice(k).get_shape()[0] for k in f.keys()}
+            except DamagedShardError as err:
+                bad[shard] = err.reason
+                continue
+            if len(n) > 1 or (n and n.pop() != len(grp)):
+                bad[shard] = f"row count does not match the index ({len(grp)})"
+            elif "variant_ids" in meta and json.loads(meta["variant_ids"]) != grp.sort_values("row")["variant_id"].tolist():
+                bad[shard] = "variant ids differ from the index"
+        return bad
+
+    def verify(self, progress: bool = False) -> list[str]:
         """Check every shard's checksum and the index; returns a list of problems (empty = fine)."""
         problems: list[str] = []
         idx = self._index
         if idx["variant_id"].duplicated().any():
             problems.append(f"duplicate variant ids in index: {idx.loc[idx['variant_id'].duplicated(), 'variant_id'].tolist()[:5]}")
-        for shard, grp in idx[idx["shard"] >= 0].groupby("shard"):
-            p = self.path / shard_name(int(shard))
-            if not p.exists():
-                problems.append(f"{p.name} listed in index but missing")
-                continue
-            want = set(grp["checksum"])
-            got = sha256_file(p)
-            if want != {got}:
-                problems.append(f"{p.name}: checksum {got[:12]} does not match index {sorted(want)[0][:12]}")
-                continue
-            with safe_open(str(p), framework="pt") as f:
-                meta = f.metadata() or {}
-                n = {f.get_slice(k).get_shape()[0] for k in f.keys()}
-            if len(n) > 1 or (n and n.pop() != len(grp)):
-                problems.append(f"{p.name}: row count does not match index ({len(grp)})")
-            if "variant_ids" in meta and json.loads(meta["variant_ids"]) != grp.sort_values("row")["variant_id"].tolist():
-                problems.append(f"{p.name}: variant ids differ from index")
+        for shard, reason in self.damaged_shards(progress).items():
+            problems.append(f"{shard_name(shard)}: {reason}")
+        n_bad = int((idx["status"] == DAMAGED).sum())
+        if n_bad:
+            problems.append(f"{n_bad} variants are marked damaged and await recompute (rerun the harvest with --repair)")
         listed = {shard_name(int(s)) for s in idx["shard"].unique() if s >= 0}
         for p in sorted(self.path.glob("shard-*.safetensors")):
             if p.name not in listed:
                 problems.append(f"{p.name} is not in the index (left by an interrupted run; it is overwritten on resume)")
         return problems
+
+    def mark_damaged(self, shards: Mapping[int, str] | None = None, progress: bool = False) -> dict[int, list[str]]:
+        """Take damaged shards out of the store so that a rerun of the harvest recomputes their variants.
+
+        ``shards`` maps shard -> reason (default: :meth:`damaged_shards`). Their index rows keep
+        their place with ``status = "damaged"`` and no tensors, the index is rewritten atomically,
+        then the shard files are deleted. Returns ``{shard: [variant ids]}``.
+        """
+        if shards is None:
+            shards = self.damaged_shards(progress)
+        out: dict[int, list[str]] = {}
+        with self._lock:
+            for shard, reason in shards.items():
+                rows = self._index.index[self._index["shard"] == int(shard)]
+                out[int(shard)] = self._index.loc[rows, "variant_id"].astype(str).tolist()
+                self._index.loc[rows, "shard"] = -1
+                self._index.loc[rows, "row"] = -1
+                self._index.loc[rows, "status"] = DAMAGED
+                self._index.loc[rows, "status_detail"] = f"{shard_name(int(shard))}: {reason}"
+                self._index.loc[rows, "checksum"] = ""
+                self._done.difference_update(out[int(shard)])
+                self._checked.pop(int(shard), None)
+            self._sums = None
+            if out:
+                self._write_index()
+            for shard in out:
+                (self.path / shard_name(shard)).unlink(missing_ok=True)
+        return out
 
     def info(self) -> dict:
         """Summary: manifest, counts per status, shards, bytes on disk, bytes per stored variant."""

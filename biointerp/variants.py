@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from biointerp.genome import contig_aliases  # noqa: F401  (re-exported: aliasing lives next to the reference)
+
 if TYPE_CHECKING:  # pragma: no cover
     from biointerp.genome import Genome
-
-#: Contig aliases that make ``chr17``/``17`` and ``chrM``/``MT`` meet.
-_MITO = {"M", "MT", "CHRM", "CHRMT"}
 
 _ID_RE = re.compile(r"^\s*([^:\s-]+(?:_[^:\s-]+)*)[:\-_](\d+)[:\-_]([A-Za-z*.]+)[:\-_>/]([A-Za-z*.,<>]+)\s*$")
 
@@ -49,23 +48,6 @@ def parse_variant_id(text: str, zero_based: bool = False) -> tuple[str, int, str
     if pos < 1:
         raise ValueError(f"position must be >= 1 (1-based) in {text!r}")
     return chrom, pos, ref, alt
-
-
-def contig_aliases(name: str) -> list[str]:
-    """Names under which contig ``name`` may appear elsewhere, ``name`` first.
-
-    ``chr17`` <-> ``17``, ``chrM`` <-> ``MT`` <-> ``M`` <-> ``chrMT``.
-    """
-    out = [name]
-    bare = name[3:] if name.lower().startswith("chr") else name
-    if bare.upper() in _MITO:
-        cands = ["chrM", "MT", "M", "chrMT"]
-    else:
-        cands = [bare, "chr" + bare]
-    for c in cands:
-        if c not in out:
-            out.append(c)
-    return out
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Harvest: EVEE view equals the EVEE recipe, view semantics, poolings, CLI, kill -9 resume."""
+"""Harvest: the genomic recipe equals its plain version, view semantics, poolings, CLI, kill -9 resume.
+
+(The evee recipe against an independent plain EVEE: tests/test_harvest_evee.py.)
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from click.testing import CliRunner
 
 from biointerp.cli import main
 from biointerp.genome import Genome, variant_sequences
-from biointerp.harvest import evee_bytes_per_variant, evee_reference, harvest, pool, run_full
+from biointerp.harvest import evee_bytes_per_variant, genomic_reference, harvest, pool, run_full
 from biointerp.models import StripedHyenaModel, random_model, save_model, tiny_config
 from biointerp.store import ActivationStore
 
@@ -48,10 +51,10 @@ def _variants(genome: Genome) -> pd.DataFrame:
     return df
 
 
-def test_evee_equals_recipe(model, genome, tmp_path):
+def test_genomic_recipe_equals_plain_passes(model, genome, tmp_path):
     v = _variants(genome)
-    ids, base = evee_reference(model, genome, v, LAYER, **KW)
-    st = harvest(model, genome, v, LAYER, view="evee", store=tmp_path / "s", storage_dtype=torch.float32,
+    ids, base = genomic_reference(model, genome, v, LAYER, **KW)
+    st = harvest(model, genome, v, LAYER, view="evee", recipe="genomic", store=tmp_path / "s", storage_dtype=torch.float32,
                  shard_size=2, chunk_rows=3, progress=False, **KW)
     assert st.index["variant_id"].tolist() == v["variant_id"].tolist()  # every row, incl. the mismatch
     assert st.index["status"].tolist()[-1] == "ref_mismatch"
@@ -63,12 +66,12 @@ def test_evee_equals_recipe(model, genome, tmp_path):
     assert got["acts"].shape == (4, 2, 3, 20, 16) and got["mean"].shape == (4, 2, 3, 16)
     assert st.verify() == []
     # fp16 store (the default) stays close to the fp32 numbers
-    st16 = harvest(model, genome, v, LAYER, view="evee", store=tmp_path / "s16", progress=False, **KW)
+    st16 = harvest(model, genome, v, LAYER, view="evee", recipe="genomic", store=tmp_path / "s16", progress=False, **KW)
     acts16 = st16.read(["acts"])[1]["acts"]
     assert acts16.dtype == torch.float16
     torch.testing.assert_close(acts16.float(), base["acts"], atol=2e-2, rtol=1e-2)
     # the smaller option: var - ref_cross only
-    sd = harvest(model, genome, v, LAYER, view="evee_diff", store=tmp_path / "d", storage_dtype=torch.float32,
+    sd = harvest(model, genome, v, LAYER, view="evee_diff", recipe="genomic", store=tmp_path / "d", storage_dtype=torch.float32,
                  progress=False, **KW)
     diff = sd.read(["diff"])[1]["diff"]
     torch.testing.assert_close(diff, base["acts"][:, :, 0] - base["acts"][:, :, 2], atol=1e-4, rtol=1e-4)
@@ -76,10 +79,11 @@ def test_evee_equals_recipe(model, genome, tmp_path):
     assert evee_bytes_per_variant(4096, 256, "evee_diff") < 0.34 * evee_bytes_per_variant(4096, 256)
 
 
-def test_evee_view_semantics(model, genome, tmp_path):
+def test_genomic_recipe_view_semantics(model, genome, tmp_path):
     v = _variants(genome)
-    st = harvest(model, genome, v, LAYER, view="evee", store=tmp_path / "s", storage_dtype=torch.float32,
-                 progress=False, **KW)
+    st = harvest(model, genome, v, LAYER, view="evee", recipe="genomic", store=tmp_path / "s",
+                 storage_dtype=torch.float32, progress=False, **KW)
+    assert st.manifest["views"] == ["var_same", "ref_same", "ref_aligned"] and st.manifest["recipe"] == "genomic"
     ids, t = st.read()
     pos0 = v["pos"].to_numpy() - 1  # 0-based genomic
     for i, vid in enumerate(ids):
@@ -110,7 +114,7 @@ def test_evee_view_semantics(model, genome, tmp_path):
     torch.testing.assert_close(t["acts"][i, 0, 2, :k], ra[LAYER][off], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(t["acts"][i, 0, 1, :k], ra[LAYER][off + shift], atol=1e-4, rtol=1e-4)
     # K larger than what the window holds: padding with -1
-    st2 = harvest(model, genome, v.iloc[:1], LAYER, view="evee", store=tmp_path / "pad", upstream=20,
+    st2 = harvest(model, genome, v.iloc[:1], LAYER, view="evee", recipe="genomic", store=tmp_path / "pad", upstream=20,
                   downstream=10, K=32, fixed=4, progress=False)
     p = st2.read(["positions"])[1]["positions"][0]
     assert (p[0] == -1).sum() == 32 - 9 and (p[1] == -1).sum() == 32 - 20

@@ -198,14 +198,22 @@ def export(db_path, parquet, tsv, heads, force) -> None:
               help="Cap on rows per response.")
 @click.option("--max-region-bp", type=click.IntRange(min=1), default=5_000_000, show_default=True,
               help="Widest region accepted.")
-def serve(db_path, host, port, max_results, max_region_bp) -> None:
-    """Serve the database read-only as a JSON API (docs at /docs)."""
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Server processes sharing the port (default: one per CPU, at most 4).")
+@click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request.")
+def serve(db_path, host, port, max_results, max_region_bp, workers, access_log) -> None:
+    """Serve the database read-only: the browser page at / and a JSON API (docs at /docs)."""
     try:
+        from biointerp.db.serve import default_workers
         from biointerp.db.serve import serve as run
     except ImportError as err:
         raise click.ClickException(str(err)) from None
     _open(db_path).close()
+    workers = workers or default_workers()
+    click.echo(f"Serving {db_path} read-only at http://{host}:{port}/ (page), /docs (API); "
+               f"{workers} worker{'s' if workers > 1 else ''}; Ctrl+C stops.", err=True)
     try:
-        run(db_path, host=host, port=port, max_results=max_results, max_region_bp=max_region_bp)
+        run(db_path, host=host, port=port, max_results=max_results, max_region_bp=max_region_bp, workers=workers,
+            access_log=access_log)
     except ImportError as err:
         raise click.ClickException(f"{err}; install with: pip install 'biointerp[server]'") from None

@@ -33,10 +33,13 @@ from biointerp.cli.score import common_options, load_inputs, shard_options
               help="Variants per store shard.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="Also write an AnnData table (.h5ad) with pooled embeddings in obsm (pooling views).")
+@click.option("--repair", is_flag=True,
+              help="First check every shard of an existing --store and drop the damaged ones (missing or failing "
+                   "their checksum), then recompute exactly their variants (same options as the first run).")
 @shard_options
 def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, no_prefix_reuse, layers, view,
             store_dir, upstream, downstream, K, fixed, fixed_rev, pool_window, shard_size, out, shard,
-            n_shards, checkpoint=None, model_config=None) -> None:
+            n_shards, checkpoint=None, model_config=None, repair=False) -> None:
     """Harvest activations for variants into an activation store.
 
     Resumable: rerun the same command after a crash and it continues from the
@@ -58,6 +61,8 @@ def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, n
     if bad:
         raise click.UsageError(f"--layer {bad[0]!r} is not a layer of {model.name}; layers look like "
                                f"{', '.join(model.layer_names[1:7])} (see `biointerp models info`)")
+    if repair:
+        _drop_damaged(store_dir)
     try:
         store = run_harvest(model, genome, table, list(layers), view=view, store=store_dir, upstream=upstream,
                             downstream=downstream, K=K, fixed=fixed, fixed_rev=fixed_rev, pool_window=pool_window,
@@ -66,12 +71,31 @@ def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, n
         raise click.ClickException(str(err)) from err
     except ValueError as err:
         raise click.UsageError(str(err)) from err
+    left = store.damaged_ids
+    if left:
+        raise click.ClickException(f"{len(left)} damaged variants of {store_dir} are not in --variants "
+                                   f"(e.g. {left[0]}); rerun with the --variants file the store was made from")
     info_ = store.info()
     click.echo(f"store {store_dir}: {info_['n_variants']} variants ({info_['status_counts']}), "
                f"{info_['n_shards']} shards, {info_['bytes'] / 1e6:.2f} MB, "
                f"{info_['bytes_per_variant'] / 1e3:.1f} kB per stored variant")
     if out is not None:
         _write_table(store, table, model, list(layers), view, model_spec, out)
+
+
+def _drop_damaged(store_dir: str) -> None:
+    from pathlib import Path
+
+    from biointerp.store import MANIFEST, ActivationStore, StoreError
+
+    if not (Path(store_dir) / MANIFEST).exists():
+        raise click.UsageError(f"--repair: {store_dir} holds no activation store to repair")
+    try:
+        dropped = ActivationStore.open(store_dir).mark_damaged(progress=True)
+    except StoreError as err:
+        raise click.ClickException(str(err)) from err
+    n = sum(len(v) for v in dropped.values())
+    click.echo(f"repair: {len(dropped)} damaged shard(s) dropped, {n} variants to recompute", err=True)
 
 
 def _write_table(store, table, model, layers, view, model_spec, out) -> None:

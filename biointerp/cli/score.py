@@ -115,6 +115,9 @@ def score(model_spec, fasta, variants_path, info, device, dtype, batch_size, no_
           reduce, strand, span, shard, n_shards, checkpoint=None, model_config=None) -> None:
     """Zero-shot variant scores (Δ log-likelihood, variant minus reference).
 
+    --window must be even (window/2 bp either side of the variant, as in the
+    Evo 2 notebook).
+
     Every input record appears in the output with its status; rows that are not
     `ok` have NaN scores. Example:
 
@@ -123,6 +126,9 @@ def score(model_spec, fasta, variants_path, info, device, dtype, batch_size, no_
     from biointerp.scoring import score_variants
     from biointerp.tables import file_fingerprint, make_scores_adata, provenance, write_scores
 
+    if window % 2:
+        raise click.BadParameter(f"must be even (the Evo 2 zero-shot window covers window/2 bp on either side of "
+                                 f"the variant); use {window - 1} or {window + 1}", param_hint="--window")
     genome, table, model = load_inputs(model_spec, fasta, variants_path, info, device, dtype, shard, n_shards,
                                        checkpoint, model_config)
     res = score_variants(model, genome, table, window=window, reduce=reduce, strand=strand, span=span,

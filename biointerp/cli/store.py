@@ -1,10 +1,14 @@
-"""``biointerp store info|verify``: inspect and check an activation store."""
+"""``biointerp store info|verify|repair``: inspect, check and repair an activation store."""
 
 from __future__ import annotations
 
 import json
 
 import click
+
+EXIT_CODES = """\b
+Exit codes: 0 success; 1 error (a one-line `Error:` message: bad, missing or damaged
+input or artifact); 2 usage error (bad option or argument)."""
 
 
 def _open(path: str):
@@ -16,17 +20,26 @@ def _open(path: str):
         raise click.ClickException(str(err)) from err
 
 
-@click.group("store")
+@click.group("store", epilog=EXIT_CODES)
 def store() -> None:
     """Activation stores written by `biointerp harvest`."""
 
 
-@store.command("info")
+@store.command("info", epilog=EXIT_CODES)
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def info(path: str, as_json: bool) -> None:
-    """Manifest, variant counts per status, shards and size of the store at PATH."""
-    s = _open(path).info()
+    """Manifest, variant counts per status, shards and size of the store at PATH.
+
+    Checks the manifest, the index and the first shard it reads (its checksum);
+    `store verify` checks every shard.
+    """
+    from biointerp.store import StoreError
+
+    try:
+        s = _open(path).info()
+    except StoreError as err:
+        raise click.ClickException(str(err)) from err
     if as_json:
         click.echo(json.dumps(s, indent=2, default=str))
         return
@@ -40,14 +53,38 @@ def info(path: str, as_json: bool) -> None:
     click.echo(f"size       {s['bytes'] / 1e6:.2f} MB, {s['bytes_per_variant'] / 1e3:.1f} kB per stored variant")
 
 
-@store.command("verify")
+@store.command("verify", epilog=EXIT_CODES)
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 def verify(path: str) -> None:
     """Check every shard's checksum, row counts and the index; exit 1 on any problem."""
-    problems = _open(path).verify()
+    from biointerp.store import repair_hint
+
+    problems = _open(path).verify(progress=True)
     if problems:
         for p in problems:
             click.echo(f"problem: {p}", err=True)
-        raise click.ClickException(f"{len(problems)} problem(s) in {path}; rerun the harvest command "
-                                   "to resume/repair, or delete the store and harvest again")
+        raise click.ClickException(f"{len(problems)} problem(s) in {path}; {repair_hint(path)}")
     click.echo(f"{path}: ok")
+
+
+@store.command("repair", epilog=EXIT_CODES)
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+def repair(path: str) -> None:
+    """Drop damaged shards (missing, or failing their checksum) from the store at PATH.
+
+    Their variants stay in the index with status `damaged` and no tensors, so
+    readers refuse the store until they are recomputed. Then rerun the harvest
+    command that made the store, with the same options plus --repair: it
+    recomputes exactly those variants into the same shard and index rows.
+    `biointerp harvest ... --repair` does both steps in one go.
+    """
+    st = _open(path)
+    dropped = st.mark_damaged(progress=True)
+    todo = st.damaged_ids
+    for shard, ids in dropped.items():
+        click.echo(f"dropped shard {shard} ({len(ids)} variants)")
+    if not todo:
+        click.echo(f"{path}: no damaged shards")
+        return
+    click.echo(f"{len(todo)} variants await recompute: rerun the harvest command with --store {path} --repair "
+               "(same --model, --fasta, --variants and options)")

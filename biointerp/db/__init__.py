@@ -15,21 +15,52 @@ from biointerp.db.build import build, export_parquet, export_tsv
 from biointerp.db.query import QueryError, Result, VariantDB, parse_region
 
 
-def open(path: str | Path) -> VariantDB:  # noqa: A001 - mirrors the CLI verb
+#: Inputs with more head columns than this are indexed with the wide layout by default.
+WIDE_THRESHOLD = 512
+
+
+def is_wide_source(source: str | Path) -> bool:
+    """True for release forms the wide layout reads in place: URLs, shard globs, ``manifest.json``,
+    folders with a manifest, or Parquet more than :data:`WIDE_THRESHOLD` columns wide."""
+    from biointerp.db.release import is_remote
+
+    s = str(source)
+    if is_remote(s) or any(ch in s for ch in "*?[") or s.endswith(".json"):
+        return True
+    p = Path(s)
+    if p.is_dir() and (p / "manifest.json").exists():
+        return True
+    first = next(iter(sorted(p.glob("*.parquet"))), None) if p.is_dir() else p if p.suffix == ".parquet" else None
+    if first is None:
+        return False
+    import pyarrow.parquet as pq
+
+    return len(pq.read_schema(first)) > WIDE_THRESHOLD
+
+
+def open(path: str | Path, **wide_kw) -> VariantDB:  # noqa: A001 - mirrors the CLI verb
     """Open a variant database read-only; see :class:`VariantDB`.
 
-    ``path`` may also be a Parquet file or a folder of Parquet shards (ours or EVEE's
-    release): they are then built into a temporary database first (deleted on ``close()``);
-    for repeated use build once with :func:`build` / ``biointerp db build``.
+    ``path`` may also be a release as it is: a folder of Parquet shards (ours or EVEE's), a
+    ``manifest.json``, a shard glob or an ``s3://`` / ``https://`` location. It is then indexed
+    into a temporary database first (deleted on ``close()``): the wide layout (heads read in
+    place, see :mod:`biointerp.db.wide`) for wide or remote releases, else a full build. For
+    repeated use build once with :func:`build` / ``biointerp db build``.
     """
-    p = Path(path)
-    if p.is_dir() or p.suffix.lower() == ".parquet":
+    s = str(path)
+    p = Path(s)
+    if is_wide_source(s) or p.is_dir() or p.suffix.lower() == ".parquet":
         import shutil
         import tempfile
 
         tmp = Path(tempfile.mkdtemp(prefix="biointerp_db_"))
         try:
-            build([p], tmp / "variants.duckdb", fingerprint=False)
+            if is_wide_source(s):
+                from biointerp.db.wide import build_wide
+
+                build_wide(s, tmp / "variants.duckdb", **wide_kw)
+            else:
+                build([p], tmp / "variants.duckdb", fingerprint=False)
             db = VariantDB(tmp / "variants.duckdb")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -44,5 +75,5 @@ def open(path: str | Path) -> VariantDB:  # noqa: A001 - mirrors the CLI verb
 annotate = annotate_vcf
 
 
-__all__ = ["build", "open", "annotate", "annotate_vcf", "export_parquet", "export_tsv", "VariantDB", "QueryError", "Result",
+__all__ = ["build", "open", "is_wide_source", "annotate", "annotate_vcf", "export_parquet", "export_tsv", "VariantDB", "QueryError", "Result",
            "parse_region"]

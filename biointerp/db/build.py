@@ -174,47 +174,20 @@ def build(
         if bad:
             ex = con.execute("SELECT * FROM staged WHERE chrom IS NULL OR pos IS NULL LIMIT 1").fetchone()
             raise ValueError(f"{bad} input rows have no parsable chrom/pos/ref/alt (e.g. {ex[:4]}); check the id column")
-        chroms = [r[0] for r in con.execute("SELECT DISTINCT chrom FROM staged").fetchall()]
-        ranked = sorted(chroms, key=lambda c: (contig_rank(c), c))
-        ranks = {c: (contig_rank(c) if contig_rank(c) < 1000 else 1000 + i) for i, c in enumerate(ranked)}
-        con.execute("CREATE TABLE contigs (chrom VARCHAR, rank INTEGER)")
-        con.executemany("INSERT INTO contigs VALUES (?, ?)", list(ranks.items()))
+        _rank_contigs(con)
         steps.update()
         score_type = "DOUBLE" if "DOUBLE" in score_types else "FLOAT"
         head_type = "DOUBLE" if "DOUBLE" in all_heads.values() else "FLOAT"
         head_expr = (f", [{', '.join(f'CAST({q(h)} AS {head_type})' for h in all_heads)}]::{head_type}[{len(all_heads)}]"
                      " AS heads") if all_heads else ""
-        con.execute(f"""
-            CREATE TABLE variants AS
-            SELECT CAST(c.rank AS BIGINT) * 4294967296 + s.pos AS key,
-                   s.chrom || ':' || s.pos || ':' || s.ref || ':' || s.alt AS variant_id,
-                   s.chrom || ':' || (s.pos - 1) || ':' || s.ref || ':' || s.alt AS variant_id0,
-                   s.chrom, s.pos, s.ref, s.alt, s.rsid, s.gene, s.consequence, s.clinvar_significance,
-                   s.label, s.status, s.status_detail, s.split, CAST(s.score AS {score_type}) AS score
-                   {head_expr}
-            FROM staged s JOIN contigs c USING (chrom)
-            ORDER BY key, s.ref, s.alt, s.source""")
-        con.execute("DROP TABLE staged")
+        _create_variants(con, score_type, head_expr)
         wide = "".join(f", heads[{j + 1}] AS {q(h)}" for j, h in enumerate(all_heads))
         con.execute(f"CREATE VIEW variants_wide AS SELECT * {'EXCLUDE (heads)' if all_heads else ''}{wide} "
                     "FROM variants")
         steps.update()
         con.execute("CREATE INDEX variants_key_idx ON variants (key)")
         steps.update()
-        con.execute("""
-            CREATE TABLE genes AS
-            SELECT gene, upper(gene) AS gene_upper, chrom, min(key) AS key_start, max(key) AS key_end,
-                   min(pos) AS start, max(pos) AS "end", count(*) AS n_variants, count(score) AS n_scored
-            FROM variants WHERE gene IS NOT NULL GROUP BY gene, chrom ORDER BY gene_upper""")
-        con.execute("""
-            CREATE TABLE rsids AS
-            SELECT DISTINCT lower(trim(r)) AS rsid, key FROM (
-                SELECT unnest(string_split(rsid, ';')) AS r, key FROM variants WHERE rsid IS NOT NULL)
-            WHERE trim(r) <> '' ORDER BY rsid""")
-        con.execute("""
-            CREATE OR REPLACE TABLE contigs AS
-            SELECT c.chrom, c.rank, count(*) AS n, min(v.pos) AS first_pos, max(v.pos) AS last_pos
-            FROM contigs c JOIN variants v USING (chrom) GROUP BY c.chrom, c.rank ORDER BY c.rank""")
+        _create_lookup_tables(con)
         steps.update()
         n_rows = con.execute("SELECT count(*) FROM variants").fetchone()[0]
         n_dup = con.execute(
@@ -249,6 +222,48 @@ def build(
     con.close()
     os.replace(tmp, out)
     return meta
+
+
+def _create_variants(con: duckdb.DuckDBPyConnection, score_type: str, extra: str = "") -> None:
+    """``variants`` from temp table ``staged`` (+ ``contigs``): key, ids, base columns, score, ``extra``."""
+    con.execute(f"""
+        CREATE TABLE variants AS
+        SELECT CAST(c.rank AS BIGINT) * 4294967296 + s.pos AS key,
+               s.chrom || ':' || s.pos || ':' || s.ref || ':' || s.alt AS variant_id,
+               s.chrom || ':' || (s.pos - 1) || ':' || s.ref || ':' || s.alt AS variant_id0,
+               s.chrom, s.pos, s.ref, s.alt, s.rsid, s.gene, s.consequence, s.clinvar_significance,
+               s.label, s.status, s.status_detail, s.split, CAST(s.score AS {score_type}) AS score
+               {extra}
+        FROM staged s JOIN contigs c USING (chrom)
+        ORDER BY key, s.ref, s.alt, s.source""")
+    con.execute("DROP TABLE staged")
+
+
+def _create_lookup_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """``genes`` (key spans), ``rsids`` and per-contig counts, from ``variants``."""
+    con.execute("""
+        CREATE TABLE genes AS
+        SELECT gene, upper(gene) AS gene_upper, chrom, min(key) AS key_start, max(key) AS key_end,
+               min(pos) AS start, max(pos) AS "end", count(*) AS n_variants, count(score) AS n_scored
+        FROM variants WHERE gene IS NOT NULL GROUP BY gene, chrom ORDER BY gene_upper""")
+    con.execute("""
+        CREATE TABLE rsids AS
+        SELECT DISTINCT lower(trim(r)) AS rsid, key FROM (
+            SELECT unnest(string_split(rsid, ';')) AS r, key FROM variants WHERE rsid IS NOT NULL)
+        WHERE trim(r) <> '' ORDER BY rsid""")
+    con.execute("""
+        CREATE OR REPLACE TABLE contigs AS
+        SELECT c.chrom, c.rank, count(*) AS n, min(v.pos) AS first_pos, max(v.pos) AS last_pos
+        FROM contigs c JOIN variants v USING (chrom) GROUP BY c.chrom, c.rank ORDER BY c.rank""")
+
+
+def _rank_contigs(con: duckdb.DuckDBPyConnection) -> None:
+    """Table ``contigs (chrom, rank)`` for the contigs of temp table ``staged``."""
+    chroms = [r[0] for r in con.execute("SELECT DISTINCT chrom FROM staged").fetchall()]
+    ranked = sorted(chroms, key=lambda c: (contig_rank(c), c))
+    ranks = {c: (contig_rank(c) if contig_rank(c) < 1000 else 1000 + i) for i, c in enumerate(ranked)}
+    con.execute("CREATE TABLE contigs (chrom VARCHAR, rank INTEGER)")
+    con.executemany("INSERT INTO contigs VALUES (?, ?)", list(ranks.items()))
 
 
 def _common(infos: list[dict], field: str):

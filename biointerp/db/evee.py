@@ -82,8 +82,8 @@ def is_numeric(dtype: str) -> bool:
 def detect_kind(columns: Sequence[str]) -> str:
     """``"evee"``, ``"ours"`` or ``"table"`` from column names."""
     low = {c.lower() for c in columns}
-    has_pos = any(a in low for a in ALIASES["pos"])
-    if not has_pos and "variant_id" in low and any(c.lower().startswith(EVEE_HEAD_PREFIXES) for c in columns):
+    if "variant_id" in low and any(c.lower().startswith(EVEE_HEAD_PREFIXES) for c in columns):
+        # EVEE's shards (the release also carries chrom/pos columns beside the 0-based id)
         return "evee"
     if {"variant_id", "chrom", "pos", "ref", "alt", "status"} <= low:
         return "ours"
@@ -142,11 +142,17 @@ def map_columns(
     found = {f: _find(cols, f) for f in ALIASES}
     used = {c for c in found.values() if c}
     sel: dict[str, str] = {}
-    if found["chrom"] and found["pos"] and found["ref"] and found["alt"]:
+    if kind == "evee" and found["variant_id"]:
+        # the id is authoritative for EVEE (its position convention is explicit); the release's own
+        # chrom/pos/ref/alt columns are then redundant and are neither heads nor ignored
+        pass
+    elif found["chrom"] and found["pos"] and found["ref"] and found["alt"]:
         sel["chrom"] = f"CAST({q(found['chrom'])} AS VARCHAR)"
         sel["pos"] = f"CAST({q(found['pos'])} AS INTEGER)"
         sel["ref"] = f"upper(CAST({q(found['ref'])} AS VARCHAR))"
         sel["alt"] = f"upper(CAST({q(found['alt'])} AS VARCHAR))"
+    if "chrom" in sel:
+        pass
     elif found["variant_id"]:
         # chrom may itself hold ':'-free names; split on the last three separators.
         v = f"regexp_extract(CAST({q(found['variant_id'])} AS VARCHAR), " \
@@ -203,7 +209,12 @@ def map_columns(
     sel["score"] = nan_null(score_src) if score_src else "CAST(NULL AS FLOAT)"
     head_sel = {head_names[c]: nan_null(c) for c in head_names}
     ignored = [c for c in cols if c not in used and c not in head_names and c != score_src]
+    id_only = kind == "evee" and found["variant_id"]
+    skip = {found[f] for f in ("chrom", "pos", "ref", "alt")} if id_only else set()
+    read = [c for c in cols if (c in used and c not in skip) or c == score_src]
     return {
+        "read": read,
+        "head_sources": {head_names[c]: c for c in head_names},
         "kind": kind,
         "zero_based": zero_based,
         "select": sel,

@@ -89,6 +89,12 @@ class VariantDB:
         self.heads: list[str] = list(self.metadata.get("heads", []))
         self.base_columns = list(BASE_COLUMNS)
         self._head_idx = {h: i for i, h in enumerate(self.heads)}
+        self.wide = self.metadata.get("layout") == "wide"
+        self._store = None
+        if self.wide:
+            from biointerp.db.wide import open_store
+
+            self._store = open_store(self.metadata, path, self._con)
         self.contigs = {c: r for c, r in self._con.execute("SELECT chrom, rank FROM contigs").fetchall()}
         self._alias = {}
         for c in self.contigs:
@@ -96,7 +102,7 @@ class VariantDB:
                 self._alias.setdefault(a.lower(), c)
 
     # -- plumbing -----------------------------------------------------------------------
-    def _run(self, sql: str, params: list) -> Result:
+    def _run(self, sql: str, params: list, heads: bool | list[str] = False) -> Result:
         # Cursors are created up front in the opening thread and handed out one per query:
         # creating them lazily from many threads at once can deadlock duckdb's Python binding.
         cur = self._pool.get()
@@ -111,6 +117,12 @@ class VariantDB:
             n = len(self.heads)
             cols = cols[:-1] + self.heads
             rows = [r[:-1] + (tuple(r[-1]) if r[-1] is not None else (None,) * n) for r in rows]
+        elif cols[-2:] == ["__shard", "__frow"]:
+            # wide layout: head values come from the head store, only for the rows returned
+            names = self._head_list(heads)
+            cols = cols[:-2] + names
+            vals = self._store.fetch([(r[-2], r[-1]) for r in rows], names) if names and rows else [()] * len(rows)
+            rows = [r[:-2] + v for r, v in zip(rows, vals)]
         return Result(cols, rows)
 
     def _head_list(self, heads: bool | list[str]) -> list[str]:
@@ -125,6 +137,10 @@ class VariantDB:
 
     def _cols(self, heads: bool | list[str] = True) -> str:
         cols = [q(c) for c in self.base_columns]
+        if self.wide:
+            if self._head_list(heads):
+                cols += ["shard AS __shard", "frow AS __frow"]
+            return ", ".join(cols)
         if heads is True:
             if self.heads:
                 cols.append("heads")
@@ -169,6 +185,9 @@ class VariantDB:
         c = self.resolve_contig(chrom)
         if c is None:
             return Result(self._colnames(heads), [])
+        if self.wide:  # allele filter before head values are fetched
+            return self._run(f"SELECT {self._cols(heads)} FROM variants WHERE key = ? AND ref = ? AND alt = ?",
+                             [self._key(c, pos), ref, alt], heads)
         res = self._run(f"SELECT {self._cols(heads)} FROM variants WHERE key = ?", [self._key(c, pos)])
         i_ref, i_alt = res.columns.index("ref"), res.columns.index("alt")
         res.rows = [r for r in res.rows if r[i_ref] == ref and r[i_alt] == alt]
@@ -188,12 +207,12 @@ class VariantDB:
         fsql, fparams = self._score_filter(min_score, max_score)
         return self._limited(
             f"SELECT {self._cols(heads)} FROM variants WHERE key BETWEEN ? AND ?{fsql} ORDER BY key, ref, alt",
-            [self._key(c, start), self._key(c, end), *fparams], limit)
+            [self._key(c, start), self._key(c, end), *fparams], limit, heads)
 
-    def _limited(self, sql: str, params: list, limit: int | None) -> Result:
+    def _limited(self, sql: str, params: list, limit: int | None, heads: bool | list[str] = False) -> Result:
         if limit is None:
-            return self._run(sql, params)
-        res = self._run(sql + " LIMIT ?", [*params, int(limit) + 1])
+            return self._run(sql, params, heads)
+        res = self._run(sql + " LIMIT ?", [*params, int(limit) + 1], heads)
         if len(res.rows) > limit:
             res.rows, res.truncated = res.rows[:limit], True
         return res
@@ -214,7 +233,7 @@ class VariantDB:
         fsql, fparams = self._score_filter(min_score, max_score)
         order = "score DESC NULLS LAST, key" if top else "key, ref, alt"
         sql = f"SELECT {self._cols(heads)} FROM variants WHERE ({where}) AND gene = ?{fsql} ORDER BY {order}"
-        return self._limited(sql, [*params, name, *fparams], top or limit)
+        return self._limited(sql, [*params, name, *fparams], top or limit, heads)
 
     def rsid(self, rsid: str, heads: bool | list[str] = True) -> Result:
         """Rows carrying dbSNP id ``rsid`` (``rs123``)."""
@@ -223,7 +242,8 @@ class VariantDB:
         keys = [r[0] for r in self._run("SELECT key FROM rsids WHERE rsid = ?", [rsid.lower()]).rows]
         if not keys:
             return Result(self._colnames(heads), [])
-        res = self._run(f"SELECT {self._cols(heads)} FROM variants WHERE key IN (SELECT unnest(?::BIGINT[]))", [keys])
+        res = self._run(f"SELECT {self._cols(heads)} FROM variants WHERE key IN (SELECT unnest(?::BIGINT[]))",
+                        [keys], heads)
         i = res.columns.index("rsid")
         res.rows = [r for r in res.rows if r[i] and rsid.lower() in [x.strip().lower() for x in r[i].split(";")]]
         return res
@@ -270,10 +290,36 @@ class VariantDB:
             res = self.rsid(rsid, heads=heads)
         return res.frame()
 
+    def head_info(self, heads: bool | list[str] = True) -> pd.DataFrame:
+        """Metadata of head columns: ``column_name, head, view, display, group, description, category,
+        kind, threshold`` (from the release's ``heads.feather``; empty fields where it has none)."""
+        names = self._head_list(heads)
+        cols = ["column_name", "head", "view", "display", "group", "description", "category", "kind", "threshold"]
+        try:
+            rows = self._run(f"SELECT {', '.join(q(c) for c in cols)} FROM heads_meta ORDER BY idx", []).rows
+        except duckdb.Error:  # narrow databases have no heads_meta table
+            rows = [(h, h, "", None, None, None, None, None, None) for h in self.heads]
+        keep = set(names)
+        return pd.DataFrame([r for r in rows if r[0] in keep], columns=cols)
+
+    def profile(self, variant_id: str, zero_based: bool = False, heads: bool | list[str] = True) -> pd.DataFrame:
+        """One variant's head values in long form, one row per head column, with the head metadata
+        (display name, group, description, category, threshold) beside each value."""
+        res = self.lookup(variant_id, zero_based=zero_based, heads=heads)
+        info = self.head_info(heads)
+        if not res.rows:
+            return info.iloc[0:0].assign(variant_id=[], value=[])
+        rec = res.records()[0]
+        info.insert(0, "variant_id", rec["variant_id"])
+        info.insert(2, "value", [rec.get(c) for c in info["column_name"]])
+        return info
+
     def count(self) -> int:
         return self._run("SELECT count(*) FROM variants", []).rows[0][0]
 
     def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
         while not self._pool.empty():
             self._pool.get_nowait().close()
         self._con.close()

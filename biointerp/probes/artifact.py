@@ -14,13 +14,21 @@ as ``"genomic"``.
 (``kind="covariance"``, ``d_model=4096``), accepting both module-style keys
 (``proj_left_fwd.weight``) and flat keys (``proj_left_fwd``, ``proj_left_fwd_bias``,
 ``out_weight``, ``eye``), and multi-head files (``head_modules.<name>.*``).
+
+Integrity: :func:`save_probe` records every tensor's dtype and shape (``tensors``) and a
+sha256 of their contents (``tensors_sha256``) in the card; :func:`load_probe` checks
+the hash, the dtypes (floating point only), the shapes (against the card and the
+module the card describes) and that every value is finite, and raises
+:class:`ProbeFileError` (a ``ValueError``) naming the file and what to do otherwise.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -33,6 +41,26 @@ from biointerp.probes.linear import LinearProbe
 
 CARD_KEY = "biointerp_card"
 KINDS = ("linear", "covariance", "covariance_multihead")
+_DAMAGED = "the probe file is damaged: copy or download it again, or retrain it with `biointerp probe train`"
+
+
+class ProbeFileError(ValueError):
+    """A probe file is unreadable, damaged, or its tensors disagree with its card."""
+
+
+def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes (in name order)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(json.dumps([name, str(t.dtype).replace("torch.", ""), list(t.shape)]).encode())
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    return h.hexdigest()
+
+
+def tensor_layout(tensors: Mapping[str, torch.Tensor]) -> dict[str, dict]:
+    """``{name: {"dtype": "float32", "shape": [...]}}`` as recorded in the card."""
+    return {k: {"dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape)} for k, v in sorted(tensors.items())}
 
 
 def build_probe(kind: str, hparams: dict) -> nn.Module:
@@ -67,6 +95,8 @@ def save_probe(path: str | Path, module: nn.Module, card: dict) -> Path:
     card.setdefault("format", "biointerp-probe/1")
     card.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    card["tensors"] = tensor_layout(tensors)
+    card["tensors_sha256"] = tensors_sha256(tensors)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={CARD_KEY: json.dumps(card, default=_json_default)})
     with open(tmp, "rb") as fh:
@@ -82,10 +112,50 @@ def _json_default(o):
 
 
 def read_card(path: str | Path) -> dict | None:
-    """The JSON card of a probe file (None when the file has none)."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    return json.loads(meta[CARD_KEY]) if CARD_KEY in meta else None
+    """The JSON card of a probe file (None when the file has none).
+
+    Raises :class:`ProbeFileError` when the file is not a readable safetensors file
+    or the card is not a JSON object.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"probe file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ProbeFileError(f"{path}: empty file (0 bytes); {_DAMAGED}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        raise ProbeFileError(f"{path}: not a readable safetensors file ({err}); {_DAMAGED}") from err
+    if CARD_KEY not in meta:
+        return None
+    try:
+        card = json.loads(meta[CARD_KEY])
+    except ValueError as err:
+        raise ProbeFileError(f"{path}: the probe card is not valid JSON ({err}); {_DAMAGED}") from err
+    if not isinstance(card, dict):
+        raise ProbeFileError(f"{path}: the probe card is a JSON {type(card).__name__}, not an object; {_DAMAGED}")
+    return card
+
+
+def check_tensors(path, sd: Mapping[str, torch.Tensor], card: dict | None) -> None:
+    """Check a probe's tensors against its card: content hash, dtypes, shapes, finite values."""
+    want = (card or {}).get("tensors_sha256")
+    if want is not None and tensors_sha256(sd) != want:
+        raise ProbeFileError(f"{path}: tensor contents do not match the checksum in the card; {_DAMAGED}")
+    layout = (card or {}).get("tensors")
+    if isinstance(layout, dict):
+        got = tensor_layout(sd)
+        for k in sorted(set(layout) | set(got)):
+            if layout.get(k) != got.get(k):
+                raise ProbeFileError(f"{path}: tensor {k!r} is {got.get(k) or 'missing'} but the card records "
+                                     f"{layout.get(k) or 'no such tensor'}; {_DAMAGED}")
+    for k, t in sd.items():
+        if not t.is_floating_point():
+            raise ProbeFileError(f"{path}: tensor {k!r} is {str(t.dtype).replace('torch.', '')}; probe weights "
+                                 f"must be floating point (float32, float16 or bfloat16); {_DAMAGED}")
+        if not bool(torch.isfinite(t).all()):
+            raise ProbeFileError(f"{path}: tensor {k!r} holds NaN or infinite values; {_DAMAGED}")
 
 
 def _normalise_evee_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -150,33 +220,54 @@ def load_probe(path: str | Path, kind: str | None = None, d_model: int | None = 
     to check the projection width); shapes are read from the tensors and the
     DESIGN.md defaults (eps=1e-3, 3 Newton-Schulz steps) are used. Loading is strict.
     The module's ``pairing`` (EVEE views) is the card's ``hparams.pairing``, else its
-    ``input.pairing``, else ``"genomic"``.
+    ``input.pairing``, else ``"genomic"``. The tensors are checked (:func:`check_tensors`:
+    card checksum, dtypes, shapes, finite values) before they reach the module; any
+    problem raises :class:`ProbeFileError` naming the file.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"probe file not found: {path}")
+    card = read_card(path)  # checks that the file exists and is readable
     from safetensors.torch import load_file
 
-    sd = load_file(str(path), device=str(device))
-    card = read_card(path)
+    try:
+        sd = load_file(str(path), device="cpu")
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        raise ProbeFileError(f"{path}: tensors cannot be read ({err}); {_DAMAGED}") from err
+    check_tensors(path, sd, card)
     if card is None:
         if kind is None:
-            raise ValueError(f"{path} has no biointerp card; to load an EVEE-style probe pass kind='covariance' "
-                             "and d_model (CLI: --kind covariance --d-model 4096), or kind='linear'")
+            raise ProbeFileError(f"{path} has no biointerp card; to load an EVEE-style probe pass kind='covariance' "
+                                 "and d_model (CLI: --kind covariance --d-model 4096), or kind='linear'")
         sd = _normalise_evee_keys(sd)
-        if kind.startswith("covariance"):
-            kind, hp = _infer_covariance(sd, d_model)
-        elif kind == "linear":
-            n_out, d = sd["linear.weight"].shape
-            hp = {"d": d, "n_out": n_out}
-        else:
-            raise ValueError(f"unknown probe kind {kind!r}; use one of {KINDS}")
+        try:
+            if kind.startswith("covariance"):
+                kind, hp = _infer_covariance(sd, d_model)
+            elif kind == "linear":
+                n_out, d = sd["linear.weight"].shape
+                hp = {"d": d, "n_out": n_out}
+            else:
+                raise ValueError(f"unknown probe kind {kind!r}; use one of {KINDS}")
+        except (KeyError, ValueError) as err:
+            raise ProbeFileError(f"{path}: not a {kind} probe file ({err})") from err
         card = {"kind": kind, "hparams": hp, "d": hp["d"], "source": str(path), "card": "inferred from tensor shapes"}
-    module = build_probe(card["kind"], _hparams_with_pairing(card, path))
+    if card.get("kind") not in KINDS or not isinstance(card.get("hparams"), dict):
+        raise ProbeFileError(f"{path}: the card names no known probe (kind {card.get('kind')!r}, hparams "
+                             f"{type(card.get('hparams')).__name__}); kinds are {', '.join(KINDS)}; {_DAMAGED}")
+    try:
+        module = build_probe(card["kind"], _hparams_with_pairing(card, path))
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ProbeFileError(f"{path}: the card's hparams do not describe a {card['kind']} probe ({err!r}); "
+                             f"{_DAMAGED}") from err
     if "_eye" not in sd and hasattr(module, "_eye"):
         sd["_eye"] = module._eye.clone()
-    missing, unexpected = module.load_state_dict(sd, strict=False)
+    own = module.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
     if missing or unexpected:
-        raise ValueError(f"{path}: tensors do not match a {card['kind']} probe "
-                         f"(missing {missing[:6]}, unexpected {unexpected[:6]})")
+        raise ProbeFileError(f"{path}: tensors do not match a {card['kind']} probe "
+                             f"(missing {missing[:6]}, unexpected {unexpected[:6]})")
+    for k, t in own.items():
+        if tuple(sd[k].shape) != tuple(t.shape):
+            raise ProbeFileError(f"{path}: tensor {k!r} has shape {list(sd[k].shape)}, but a {card['kind']} probe "
+                                 f"with d={card['hparams'].get('d')} needs {list(t.shape)}; {_DAMAGED}")
+    module.load_state_dict(sd, strict=True)
     return module.to(device).eval(), card

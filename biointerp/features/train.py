@@ -1,0 +1,285 @@
+"""Train sparse autoencoders with lightning on streamed activations.
+
+Two sources, both with bounded memory (a fixed-size shuffle buffer, never the
+whole set of activations):
+
+* :class:`ModelActivations` runs a model over windows tiling a genome and
+  yields rows of one layer's output;
+* :class:`StoreActivations` reads an activation store shard by shard and yields
+  rows of one stored tensor (flattened to ``[-1, d]``, all-zero padding rows dropped).
+
+:func:`train_sae` fits a :class:`~biointerp.features.sae.SparseAutoencoder`
+(MSE at unit input scale plus an auxiliary loss that lets dead latents learn
+the residual), tracking dead latents, L0, MSE and explained variance;
+:func:`evaluate_sae` adds the model's loss with the reconstruction spliced in
+against the clean and zero-ablated loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import IterableDataset
+
+from biointerp.features.sae import SparseAutoencoder
+
+
+# --------------------------------------------------------------------------- streams
+class _ShuffleBuffer:
+    """Rows in, shuffled batches out, never more than ``capacity`` rows held."""
+
+    def __init__(self, capacity: int, batch_size: int, seed: int) -> None:
+        self.capacity, self.batch_size = int(capacity), int(batch_size)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.rows: list[Tensor] = []
+        self.n = 0
+
+    def push(self, x: Tensor) -> Iterator[Tensor]:
+        self.rows.append(x)
+        self.n += len(x)
+        if self.n >= self.capacity:
+            yield from self._drain(keep=self.capacity // 2)
+
+    def _drain(self, keep: int) -> Iterator[Tensor]:
+        allr = torch.cat(self.rows)
+        allr = allr[torch.randperm(len(allr), generator=self.gen)]
+        cut = max(len(allr) - keep, 0) // self.batch_size * self.batch_size
+        for i in range(0, cut, self.batch_size):
+            yield allr[i:i + self.batch_size]
+        self.rows, self.n = [allr[cut:]], len(allr) - cut
+
+    def flush(self) -> Iterator[Tensor]:
+        if self.n:
+            yield from self._drain(keep=0)
+            rest = self.rows[0]
+            if len(rest):
+                yield rest
+            self.rows, self.n = [], 0
+
+
+def genome_windows(contigs: dict[str, str], window: int, stride: int | None = None) -> list[tuple[str, int]]:
+    """``(chrom, start0)`` of windows of ``window`` bases tiling each contig with ``stride``."""
+    stride = stride or window
+    out = []
+    for chrom, seq in contigs.items():
+        if len(seq) < window:
+            out.append((chrom, 0))
+            continue
+        starts = list(range(0, len(seq) - window + 1, stride))
+        if starts[-1] + window < len(seq):
+            starts.append(len(seq) - window)
+        out += [(chrom, s) for s in starts]
+    return out
+
+
+class ModelActivations(IterableDataset):
+    """Rows ``[batch_size, d]`` of ``layer``'s output over windows of ``contigs`` (shuffled, bounded).
+
+    ``skip`` leading positions of each window are dropped (little left context);
+    ``max_tokens`` caps the rows yielded per pass; ``buffer_tokens`` bounds memory."""
+
+    def __init__(self, model, contigs: dict[str, str], layer: str, window: int = 512, skip: int = 32,
+                 batch_size: int = 1024, buffer_tokens: int = 65536, windows_per_pass: int = 8,
+                 max_tokens: int | None = None, seed: int = 0) -> None:
+        self.model, self.contigs, self.layer = model, contigs, layer
+        self.window, self.skip, self.batch_size = window, skip, batch_size
+        self.buffer_tokens, self.windows_per_pass = buffer_tokens, windows_per_pass
+        self.max_tokens, self.seed = max_tokens, seed
+        self.d = int(model.d_model)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        rng = np.random.default_rng(self.seed)
+        wins = genome_windows(self.contigs, self.window, self.window - self.skip)
+        order = rng.permutation(len(wins))
+        buf = _ShuffleBuffer(self.buffer_tokens, self.batch_size, self.seed)
+        n = 0
+        for i in range(0, len(order), self.windows_per_pass):
+            seqs = [self.contigs[c][s:s + self.window] for c, s in (wins[j] for j in order[i:i + self.windows_per_pass])]
+            ids, mask = self.model.tokenize(seqs)
+            acts = self.model.forward(ids, mask, layers=[self.layer]).activations[self.layer].float().cpu()
+            rows = torch.cat([a[self.skip:int(m.sum())] for a, m in zip(acts, mask)])
+            for b in buf.push(rows):
+                yield b
+                n += len(b)
+                if self.max_tokens and n >= self.max_tokens:
+                    return
+        for b in buf.flush():
+            yield b
+            n += len(b)
+            if self.max_tokens and n >= self.max_tokens:
+                return
+
+
+class StoreActivations(IterableDataset):
+    """Rows ``[batch_size, d]`` of tensor ``name`` of an activation store, streamed shard by shard."""
+
+    def __init__(self, store_path, name: str | None = None, batch_size: int = 1024, buffer_tokens: int = 65536,
+                 read_batch: int = 64, seed: int = 0) -> None:
+        from biointerp.store import ActivationStore
+
+        self.store = ActivationStore.open(store_path)
+        names = self.store.tensor_names
+        if not names:
+            raise ValueError(f"{store_path}: the activation store holds no tensors yet")
+        float_names = [n for n in names if n not in ("positions", "loss_diff")]
+        self.name = name or float_names[0]
+        if self.name not in names:
+            raise ValueError(f"{store_path}: no tensor {self.name!r}; the store has {names}")
+        self.batch_size, self.buffer_tokens, self.read_batch, self.seed = batch_size, buffer_tokens, read_batch, seed
+        self.d = int(self.store.manifest.get("d") or 0)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        buf = _ShuffleBuffer(self.buffer_tokens, self.batch_size, self.seed)
+        for _ids, tensors in self.store.iter_batches([self.name], batch_size=self.read_batch):
+            t = tensors[self.name].float()
+            rows = t.reshape(-1, t.shape[-1])
+            rows = rows[rows.abs().sum(-1) > 0]
+            if not self.d:
+                self.d = rows.shape[-1]
+            yield from buf.push(rows)
+        yield from buf.flush()
+
+
+# --------------------------------------------------------------------------- training
+def _lightning_module(sae: SparseAutoencoder, lr: float, aux_k: int, aux_weight: float, dead_tokens: int):
+    import lightning as L
+
+    class SAETraining(L.LightningModule):
+        """MSE at unit scale + auxiliary dead-latent loss; logs L0, dead fraction, explained variance."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.sae = sae
+            self.register_buffer("since_fired", torch.zeros(sae.d_hidden, dtype=torch.long))
+            self.history: list[dict] = []
+            self.tokens = 0
+
+        def training_step(self, x: Tensor, _i: int) -> Tensor:
+            s = self.sae
+            xs = x * s.input_scale
+            pre = s.pre_acts(x)
+            f = s.select(pre)
+            recon = f @ s.decoder + s.b_dec
+            err = xs - recon
+            mse = err.pow(2).sum(-1).mean()
+            var = (xs - xs.mean(0)).pow(2).sum(-1).mean()
+            fired = (f > 0).any(0)
+            with torch.no_grad():
+                self.since_fired += len(x)
+                self.since_fired[fired] = 0
+            dead = self.since_fired > dead_tokens
+            loss = mse / var.clamp_min(1e-8)
+            if aux_k and int(dead.sum()) > 0:
+                k = min(aux_k, int(dead.sum()))
+                pre_dead = pre.masked_fill(~dead, 0.0)
+                idx = pre_dead.topk(k, dim=-1).indices
+                fa = torch.zeros_like(pre).scatter(-1, idx, pre_dead.gather(-1, idx))
+                aux = (err.detach() - fa @ s.decoder).pow(2).sum(-1).mean()
+                loss = loss + aux_weight * aux / var.clamp_min(1e-8)
+            self.tokens += len(x)
+            if self.global_step % 10 == 0:
+                self.history.append({"step": int(self.global_step), "tokens": self.tokens,
+                                     "mse": float(mse.detach() / s.d_in), "explained_variance": float(1 - mse.detach() / var),
+                                     "l0": float((f > 0).sum(-1).float().mean()),
+                                     "dead_fraction": float(dead.float().mean())})
+            self.log_dict({"ev": 1 - mse / var, "dead": dead.float().mean()}, prog_bar=True, on_step=True)
+            return loss
+
+        def on_train_batch_end(self, *_a) -> None:
+            if not s_tied:
+                with torch.no_grad():
+                    self.sae.W_dec.div_(self.sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.sae.parameters(), lr=lr)
+
+    s_tied = sae.tied
+    return SAETraining()
+
+
+def init_from_batch(sae: SparseAutoencoder, x: Tensor) -> None:
+    """Set ``input_scale`` so rows have mean squared norm ``d_in`` and ``b_dec`` to their mean."""
+    with torch.no_grad():
+        scale = math.sqrt(sae.d_in) / float(x.float().norm(dim=-1).mean().clamp_min(1e-8))
+        sae.input_scale.fill_(scale)
+        sae.b_dec.copy_((x.float() * scale).mean(0))
+        if not sae.tied:
+            sae.W_dec.div_(sae.W_dec.norm(dim=1, keepdim=True))
+
+
+def train_sae(source: IterableDataset, d_in: int, d_hidden: int, k: int, kind: str = "batch_topk",
+              tied: bool = True, steps: int = 500, lr: float = 1e-3, aux_k: int | None = None,
+              aux_weight: float = 1 / 32, dead_tokens: int = 50_000, seed: int = 0,
+              progress: bool = False) -> tuple[SparseAutoencoder, dict]:
+    """Fit an SAE on batches ``[b, d_in]`` from ``source`` for ``steps`` optimizer steps.
+
+    Returns ``(sae, report)``; ``report``: ``history`` (every 10 steps: tokens,
+    mse, explained_variance, l0, dead_fraction), ``final`` (the mean of the
+    last 5 records), ``tokens``, ``seconds``, ``tokens_per_s``, ``dead_latents``."""
+    import lightning as L
+
+    torch.manual_seed(seed)
+    sae = SparseAutoencoder(d_in, d_hidden, k, kind, tied, seed=seed)
+    first = next(iter(source))
+    init_from_batch(sae, first)
+    module = _lightning_module(sae, lr, aux_k if aux_k is not None else min(2 * k, d_hidden), aux_weight,
+                               dead_tokens)
+    loader = torch.utils.data.DataLoader(source, batch_size=None)
+    trainer = L.Trainer(max_steps=steps, max_epochs=10_000, accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+                        num_sanity_val_steps=0)
+    t0 = time.perf_counter()
+    trainer.fit(module, loader)
+    secs = time.perf_counter() - t0
+    sae.eval()
+    hist = module.history
+    final = {k_: float(np.mean([h[k_] for h in hist[-5:]])) for k_ in ("mse", "explained_variance", "l0",
+                                                                       "dead_fraction")} if hist else {}
+    report = {"history": hist, "final": final, "tokens": module.tokens, "seconds": secs,
+              "tokens_per_s": module.tokens / max(secs, 1e-9),
+              "dead_latents": int((module.since_fired > dead_tokens).sum()), "steps": int(trainer.global_step)}
+    return sae, report
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate_sae(model, sae: SparseAutoencoder, layer: str, seqs: Sequence[str], batch_size: int = 8,
+                 skip: int = 32) -> dict:
+    """Reconstruction quality of ``sae`` at ``layer`` on ``seqs`` (equal lengths).
+
+    Returns ``mse`` (per dimension, input scale), ``explained_variance``, ``l0``
+    and the model's mean next-base cross-entropy (nats) ``clean_loss``,
+    ``spliced_loss`` (layer output replaced by the reconstruction),
+    ``zero_loss`` (layer output zeroed), and ``loss_recovered`` =
+    (zero − spliced) / (zero − clean). Positions before ``skip`` are ignored."""
+    from biointerp.features.intervene import edit_output, encode_rows, log_probs_with, splice_reconstruction
+
+    se = sv = 0.0
+    l0 = n = 0
+    mean_acc = None
+    rows = []
+    for i in range(0, len(seqs), batch_size):
+        ids, mask = model.tokenize(list(seqs[i:i + batch_size]))
+        h = model.forward(ids, mask, layers=[layer]).activations[layer].float()[:, skip:]
+        f = encode_rows(sae, h)
+        rec = sae.decode(f)
+        se += float((rec - h).pow(2).sum())
+        rows.append(h.reshape(-1, h.shape[-1]).mean(0))
+        l0 += int((f > 0).sum())
+        n += h.shape[0] * h.shape[1]
+    mean_acc = torch.stack(rows).mean(0)
+    for i in range(0, len(seqs), batch_size):
+        ids, mask = model.tokenize(list(seqs[i:i + batch_size]))
+        h = model.forward(ids, mask, layers=[layer]).activations[layer].float()[:, skip:]
+        sv += float((h - mean_acc).pow(2).sum())
+    clean = log_probs_with(model, seqs, batch_size=batch_size)[:, skip:]
+    spliced = log_probs_with(model, seqs, layer, splice_reconstruction(sae), batch_size)[:, skip:]
+    zero = log_probs_with(model, seqs, layer, torch.zeros_like, batch_size)[:, skip:]
+    cl, sp, ze = -float(np.nanmean(clean)), -float(np.nanmean(spliced)), -float(np.nanmean(zero))
+    return {"mse": se / (n * sae.d_in), "explained_variance": 1 - se / max(sv, 1e-12), "l0": l0 / n,
+            "clean_loss": cl, "spliced_loss": sp, "zero_loss": ze,
+            "loss_recovered": (ze - sp) / (ze - cl) if ze != cl else float("nan"), "n_tokens": n}
