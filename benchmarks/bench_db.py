@@ -7,6 +7,17 @@ ways, their ratios, and annotate throughput on a 1M-record VCF.
 
     .venv/bin/python benchmarks/bench_db.py              # full size
     .venv/bin/python benchmarks/bench_db.py --quick      # 200k rows, 100k VCF records
+
+Wide releases (EVEE width, ``--wide``): writes an EVEE-shaped synthetic release (5 chromosome-balanced
+shards, manifest.json, heads.feather; ``--heads 4906`` columns), indexes it with the wide layout
+with both head stores (``inplace``: heads read from the shards; ``packed``: re-encoded once), and
+reports time to a queryable database, extra disk vs the release, peak memory and p50/p99 of exact
+look-up / gene top-50 / 100 kb region with all heads and with 64 heads, against a plain DuckDB
+scan of the same shards (same rows and values required, else exit 1). ``--extrapolate a.json
+b.json`` fits the scaling of two runs and projects it to 4.25M rows.
+
+    .venv/bin/python benchmarks/bench_db.py --wide --rows 50000 --heads 4906 --json w50k.json
+    .venv/bin/python benchmarks/bench_db.py --extrapolate w50k.json w500k.json
 """
 
 from __future__ import annotations
@@ -81,7 +92,17 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true",
                     help="reuse shards, database and TSV already in --workdir (measure queries/annotate only)")
     ap.add_argument("--json", type=Path, default=None, help="also write results as JSON")
+    ap.add_argument("--wide", action="store_true", help="EVEE-width release, wide layout (see above)")
+    ap.add_argument("--row-group-size", type=int, default=65_536, help="--wide: rows per Parquet row group")
+    ap.add_argument("--stores", default="inplace,packed", help="--wide: head stores to measure")
+    ap.add_argument("--extrapolate", nargs=2, type=Path, default=None, metavar=("SMALL.json", "LARGE.json"),
+                    help="project two --wide runs to --target-rows")
+    ap.add_argument("--target-rows", type=int, default=4_250_000)
     a = ap.parse_args()
+    if a.extrapolate:
+        return extrapolate(a.extrapolate, a.target_rows)
+    if a.wide:
+        return main_wide(a)
     if a.quick:
         a.rows, a.vcf_records, a.queries = 200_000, 100_000, 100
     work = a.workdir or Path(tempfile.mkdtemp(prefix="bench_db_"))
@@ -263,6 +284,190 @@ def main() -> None:
     db.close()
     if not a.keep and a.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# wide releases
+
+
+def _child(fn, *args):
+    """Run fn(*args) in a child process; return (result, its peak RSS in MB)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+
+    def run():
+        import resource
+
+        out = fn(*args)
+        q.put((out, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+    p = ctx.Process(target=run)
+    p.start()
+    res = q.get()
+    p.join()
+    if p.exitcode:
+        raise SystemExit(f"child failed: {fn.__name__}")
+    return res
+
+
+def _gen(work, rows, width, rg):
+    from biointerp.db.release import write_synthetic_release
+
+    t = time.perf_counter()
+    rel = write_synthetic_release(work / "release", rows, width=width, row_group_size=rg, progress=False)
+    return time.perf_counter() - t, rel.shards
+
+
+def _build(work, store):
+    from biointerp.db.wide import build_wide
+
+    t = time.perf_counter()
+    build_wide(work / "release", work / f"{store}.duckdb", store=store, overwrite=True)
+    return time.perf_counter() - t
+
+
+def main_wide(a) -> None:
+    import resource
+
+    work = a.workdir or Path(tempfile.mkdtemp(prefix="bench_dbw_"))
+    work.mkdir(parents=True, exist_ok=True)
+    res: dict = {"rows": a.rows, "width": a.heads, "row_group_size": a.row_group_size, "cpus": os.cpu_count()}
+    print(f"bench_db --wide: {a.rows:,} rows x {a.heads:,} columns, row groups of {a.row_group_size:,}, work {work}")
+    rel_dir = work / "release"
+    if not (a.reuse and (rel_dir / "manifest.json").exists()):
+        (gen_s, shards), gen_mb = _child(_gen, work, a.rows, a.heads, a.row_group_size)
+        print(f"  synthetic release written in {gen_s:.0f}s (peak {gen_mb:.0f} MB)")
+    shards = sorted(rel_dir.glob("clean_shard_*.parquet"))
+    pq_bytes = sum(p.stat().st_size for p in shards)
+    md = pq.ParquetFile(shards[0]).metadata
+    res["release_mb"] = pq_bytes / 1e6
+    res["bytes_per_value"] = pq_bytes / (a.rows * a.heads)
+    print(f"  release: {len(shards)} shards, {pq_bytes / 1e6:,.0f} MB ({res['bytes_per_value']:.2f} B/value; "
+          f"EVEE's: ~35 GB / (4.25M x 4,906) = 1.68 B/value), {md.num_row_groups} row groups in shard 0")
+    stores = [s for s in a.stores.split(",") if s]
+    for store in stores:
+        if a.reuse and (work / f"{store}.duckdb").exists():
+            continue
+        build_s, mb = _child(_build, work, store)
+        extra = (work / f"{store}.duckdb").stat().st_size + sum(
+            p.stat().st_size for p in work.glob(f"{store}.duckdb.heads"))
+        res[store] = {"build_s": build_s, "build_peak_mb": mb, "extra_mb": extra / 1e6,
+                      "extra_pct_of_release": 100 * extra / pq_bytes}
+        print(f"  {store:8s} build (time to a queryable database): {build_s:.1f}s, peak {mb:.0f} MB, extra disk "
+              f"{extra / 1e6:,.1f} MB = {100 * extra / pq_bytes:.1f}% of the release")
+    # queries
+    dbs = {s: vdb.open(work / f"{s}.duckdb") for s in stores}
+    db0 = dbs[stores[0]]
+    n_q = a.queries
+    sample = db0._run(f"SELECT variant_id, chrom, pos, gene FROM variants USING SAMPLE reservoir({n_q} ROWS) "
+                      "REPEATABLE (7)", []).rows
+    exact = [(r[0],) for r in sample]
+    regions = [(f"{r[1]}:{max(1, r[2] - 50_000)}-{max(1, r[2] - 50_000) + 99_999}",) for r in sample]
+    genes = [(r[3],) for r in sample]
+    h64 = db0.heads[:64]
+    print(f"  load average before queries: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    for store, db in dbs.items():
+        kinds = {
+            "exact_all": (lambda v: db.lookup(v), exact),
+            "gene_top50_all": (lambda g: db.gene(g, top=50), genes),
+            "region_100kb_all": (lambda r: db.region(r), regions),
+            "region_100kb_none": (lambda r: db.region(r, heads=False), regions),
+            "exact_64": (lambda v: db.lookup(v, heads=h64), exact),
+            "gene_top50_64": (lambda g: db.gene(g, top=50, heads=h64), genes),
+            "region_100kb_64": (lambda r: db.region(r, heads=h64), regions),
+        }
+        res.setdefault(store, {})["p50_ms"] = {}
+        res[store]["p99_ms"] = {}
+        for k, (fn, args) in kinds.items():
+            lim = args if store == "packed" or k.endswith(("none", "64")) else args[:max(5, n_q // 10)]
+            timed(fn, lim[:2])  # warm-up
+            ts, outs = timed(fn, lim)
+            p50, p99 = pct(ts)
+            res[store]["p50_ms"][k], res[store]["p99_ms"][k] = p50, p99
+            rows = np.mean([len(o.rows) for o in outs])
+            print(f"  {store:8s} {k:18s} p50 {p50:9.2f} ms  p99 {p99:9.2f} ms  ({len(lim)} queries, {rows:.1f} rows)")
+    res["query_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # baseline: a plain DuckDB scan of the same shards; results must match
+    raw = duckdb.connect()
+    raw.execute("SET enable_progress_bar = false")
+    src = f"read_parquet('{rel_dir}/clean_shard_*.parquet')"
+    nb = a.baseline_queries
+    srcs = db0.metadata["head_sources"]
+
+    def raw_exact(v):
+        c, p, r, al = v.split(":")
+        return raw.execute(f"SELECT * FROM {src} WHERE variant_id = ?", [f"{c}:{int(p) - 1}:{r}:{al}"]).fetch_df()
+
+    def raw_gene(g):
+        return raw.execute(f"SELECT * FROM {src} WHERE gene_name = ? ORDER BY pathogenicity DESC NULLS LAST "
+                           "LIMIT 50", [g]).fetch_df()
+
+    ts_e, outs_e = timed(raw_exact, exact[:nb])
+    ts_g, outs_g = timed(raw_gene, genes[:nb])
+    res["plain_scan_p50_ms"] = {"exact_all": pct(ts_e)[0], "gene_top50_all": pct(ts_g)[0]}
+    bad = 0
+    for store, db in dbs.items():
+        for (v,), df in zip(exact[:nb], outs_e):
+            got = db.lookup(v).records()[0]
+            e = df.iloc[0]
+            for h, s in zip(db.heads, srcs):
+                x = e[s]
+                ok = (got[h] is None and (x is None or x != x)) or got[h] == x
+                bad += not ok
+        for (g,), df in zip(genes[:nb], outs_g):
+            got = db.gene(g, top=50)
+            bad += sorted(r[0] for r in got.rows) != sorted(
+                f"{x.split(':')[0]}:{int(x.split(':')[1]) + 1}:{x.split(':')[2]}:{x.split(':')[3]}"
+                for x in df.variant_id) and len(set(df.pathogenicity)) == len(df)
+    res["mismatches"] = bad
+    print(f"  plain DuckDB scan of the shards: exact p50 {res['plain_scan_p50_ms']['exact_all']:.0f} ms, gene "
+          f"top-50 p50 {res['plain_scan_p50_ms']['gene_top50_all']:.0f} ms; value mismatches vs ours: {bad}")
+    for store in stores:
+        for k in ("exact_all", "gene_top50_all"):
+            print(f"  {store:8s} {k}: {res['plain_scan_p50_ms'][k] / res[store]['p50_ms'][k]:,.0f}x faster "
+                  "than the plain scan")
+    print(f"  query-process peak memory: {res['query_peak_mb']:.0f} MB")
+    for db in dbs.values():
+        db.close()
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2, default=str))
+    if not a.keep and a.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    if bad:
+        raise SystemExit(f"{bad} values differ between our results and the plain scan")
+
+
+def extrapolate(paths, target: int) -> None:
+    """Linear fits (time, disk: a + b*rows) through two --wide runs, projected to ``target`` rows."""
+    r1, r2 = (json.loads(Path(p).read_text()) for p in paths)
+    n1, n2 = r1["rows"], r2["rows"]
+
+    def proj(y1, y2):
+        b = (y2 - y1) / (n2 - n1)
+        return y1 + b * (target - n1), b
+
+    release_gb = proj(r1["release_mb"], r2["release_mb"])[0] / 1e3
+    print(f"extrapolation {n1:,} -> {n2:,} -> {target:,} rows (linear in rows; latencies: as measured at {n2:,})")
+    print(f"  release size: {r1['release_mb']:,.0f} MB -> {r2['release_mb']:,.0f} MB -> {release_gb:,.1f} GB")
+    for store in ("inplace", "packed"):
+        if store not in r1 or store not in r2:
+            continue
+        bt, slope = proj(r1[store]["build_s"], r2[store]["build_s"])
+        ex = proj(r1[store]["extra_mb"], r2[store]["extra_mb"])[0] / 1e3
+        mem = max(r1[store]["build_peak_mb"], r2[store]["build_peak_mb"])
+        p = r2[store]["p50_ms"]
+        print(f"  {store}: build {r1[store]['build_s']:.0f}s -> {r2[store]['build_s']:.0f}s -> {bt / 60:.1f} min "
+              f"({slope * 1e6:.0f} s per million rows) [target <= 20 min: {'met' if bt <= 1200 else 'MISSED'}]")
+        print(f"    extra disk {r1[store]['extra_mb']:,.0f} MB -> {r2[store]['extra_mb']:,.0f} MB -> {ex:,.2f} GB = "
+              f"{100 * ex / release_gb:.1f}% of the release [target <= 10%: "
+              f"{'met' if ex <= 0.1 * release_gb else 'MISSED'}]")
+        print(f"    build peak memory {mem:,.0f} MB (grows with row-group size, not rows) [target <= 4 GB: "
+              f"{'met' if mem <= 4096 else 'MISSED'}]")
+        for k, lim in (("exact_all", 10), ("gene_top50_all", 50), ("region_100kb_all", 20), ("region_100kb_none", 20)):
+            print(f"    {k:18s} p50 {r1[store]['p50_ms'][k]:8.2f} ms at {n1:,}, {p[k]:8.2f} ms at {n2:,} "
+                  f"[target <= {lim} ms: {'met' if p[k] <= lim else 'MISSED'}]")
 
 
 if __name__ == "__main__":

@@ -2,11 +2,16 @@
 
 Both servers run for real (``python -m biointerp db serve`` on loopback) over the same database.
 The baseline is the package as it was at ``--baseline-ref`` (extracted with ``git archive``), so
-"before" and "after" are measured in one run on the same machine state. Reported per server:
+"before" and "after" are measured in one run on the same machine state.
+The baseline runs twice: as ``biointerp db serve`` at that commit in today's environment
+(uvicorn picks httptools/uvloop when installed) and as it ran before they were installed
+(``base-h11``: uvicorn's pure-Python h11 parser, asyncio loop, access log on). Reported per server:
 
 * sequential exact look-ups (one client, keep-alive): p50/p99 ms;
 * 20 concurrent clients (keep-alive connections), a mix of exact look-ups, 100 kb regions,
-  gene top-50 and gene searches (as in tests/test_db_serve.py): p50/p99 ms and requests/s.
+  gene top-50 and gene searches (as in tests/test_db_serve.py): p50/p99 ms and requests/s;
+* server CPU time per request (user + system, server and worker processes): on a shared,
+  busy machine the wall-clock figures move with the other tenants, this one much less.
 
 The load generator is a small asyncio HTTP/1.1 client (one process, about 30 us of CPU per
 request), so the figures are the server's, not an HTTP library's. Responses of both servers
@@ -42,11 +47,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: the baseline as it ran before httptools/uvloop were installed: its own create_app and uvicorn
+#: settings (log level info, access log on) with uvicorn's pure-Python h11 parser and asyncio loop
+H11_LAUNCH = ("import sys, uvicorn; from biointerp.db.serve import create_app; "
+              "uvicorn.run(create_app(sys.argv[1], max_results=1000), host='127.0.0.1', port=int(sys.argv[2]), "
+              "log_level='info', http='h11', loop='asyncio')")
+
+
 def start_server(db: Path, pythonpath: str, extra: list[str], log: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "biointerp", "db", "serve", "--db", str(db), "--port", str(port),
-                             *extra], stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env)
+    cmd = ([sys.executable, "-c", H11_LAUNCH, str(db), str(port)] if extra == ["h11"] else
+           [sys.executable, "-m", "biointerp", "db", "serve", "--db", str(db), "--port", str(port), *extra,
+            "--max-results", "1000"])
+    proc = subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + 120
     while True:
         try:
@@ -135,13 +149,35 @@ def make_urls(db_path: Path, n: int, seed: int = 0) -> tuple[list[str], list[str
     return mixed, exact
 
 
-def measure(name: str, port: int, mixed: list[str], exact: list[str], clients: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a server and its worker processes (robust to a busy machine,
+    where wall-clock figures mostly measure the other tenants)."""
+    import psutil
+
+    p = psutil.Process(pid)
+    total = 0.0
+    for q in [p, *p.children(recursive=True)]:
+        try:
+            t = q.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def measure(name: str, proc: subprocess.Popen, port: int, mixed: list[str], exact: list[str], clients: int) -> dict:
     asyncio.run(_load(port, mixed[:200], clients))  # warm-up: buffer pool, code paths
-    seq = load(port, exact[:500], 1)
+    c0 = cpu_seconds(proc.pid)
+    seq = load(port, exact, 1)
+    c1 = cpu_seconds(proc.pid)
     conc = load(port, mixed, clients)
+    c2 = cpu_seconds(proc.pid)
+    seq["server_cpu_ms_per_request"] = (c1 - c0) * 1000 / seq["requests"]
+    conc["server_cpu_ms_per_request"] = (c2 - c1) * 1000 / conc["requests"]
     print(f"  {name:9s} sequential exact p50 {seq['p50_ms']:6.2f} ms  p99 {seq['p99_ms']:6.2f} ms | "
           f"{clients} clients, {conc['requests']} mixed requests: p50 {conc['p50_ms']:6.2f} ms  "
-          f"p99 {conc['p99_ms']:7.2f} ms  {conc['req_per_s']:7.0f} req/s  (non-200: {conc['non_200']})")
+          f"p99 {conc['p99_ms']:7.2f} ms  {conc['req_per_s']:7.0f} req/s  (non-200: {conc['non_200']}) | server CPU "
+          f"per request: exact {seq['server_cpu_ms_per_request']:.2f} ms, mixed {conc['server_cpu_ms_per_request']:.2f} ms")
     return {"sequential_exact": seq, "concurrent_mixed": conc}
 
 
@@ -151,9 +187,12 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=200_000, help="rows of the synthetic database when --db is not given")
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--clients", type=int, default=20)
-    ap.add_argument("--workers", type=int, default=None, help="our server's --workers (default: its own default)")
+    ap.add_argument("--workers", default="1,2", help="comma list: our server is measured with each --workers value")
     ap.add_argument("--baseline-ref", default=BASELINE_REF, help="git commit of the baseline server")
     ap.add_argument("--no-baseline", action="store_true", help="measure the current code only")
+    ap.add_argument("--servers", default=None,
+                    help="comma list of the servers to run (baseline, base-h11, ours-wN); default: all")
+    ap.add_argument("--sequential", type=int, default=500, help="sequential exact look-ups per server")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
 
@@ -169,7 +208,7 @@ def main() -> None:
         db = work / "variants.duckdb"
         vdb.build([work / "evee.parquet"], db, fingerprint=False)
     mixed, exact = make_urls(db, a.requests)
-    res: dict = {"db": str(db), "clients": a.clients, "requests": a.requests, "cpus": os.cpu_count(),
+    res: dict = {"baseline_ref": a.baseline_ref, "db": str(db), "clients": a.clients, "requests": a.requests, "cpus": os.cpu_count(),
                  "load_avg_before": os.getloadavg()[0]}
     print(f"bench_serve: {db} ({db.stat().st_size / 1e6:.0f} MB), {a.clients} clients, load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
@@ -180,32 +219,38 @@ def main() -> None:
         arch = subprocess.run(["git", "-C", str(REPO), "archive", a.baseline_ref, "biointerp"], check=True,
                               capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(base_dir)], input=arch, check=True)
-        servers.append((f"baseline", str(base_dir), []))
-    extra = ["--workers", str(a.workers)] if a.workers else []
-    servers.append(("ours", str(REPO), extra))
+        servers.append(("baseline", str(base_dir), []))
+        servers.append(("base-h11", str(base_dir), ["h11"]))
+    for w in [int(x) for x in a.workers.split(",") if x.strip()]:
+        servers.append((f"ours-w{w}", str(REPO), ["--workers", str(w)]))
+    if a.servers:
+        keep = set(a.servers.split(","))
+        servers = [x for x in servers if x[0] in keep]
     sample = mixed[:300:7] + exact[:20]
     bodies = {}
     for name, pp, ex in servers:
-        proc, port = start_server(db, pp, ex + ["--max-results", "1000"], work / f"{name}.log")
+        proc, port = start_server(db, pp, ex, work / f"{name}.log")
         try:
-            res[name] = measure(name, port, mixed, exact, a.clients)
+            res[name] = measure(name, proc, port, mixed, exact[: a.sequential], a.clients)
             bodies[name] = [asyncio.run(fetch_once(port, u)) for u in sample]
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     differ = 0
-    if len(bodies) == 2:
-        for u, (s1, b1), (s2, b2) in zip(sample, bodies["baseline"], bodies["ours"]):
-            if s1 != s2 or json.loads(b1) != json.loads(b2):
-                differ += 1
-                print(f"  response differs for {u}: {s1} vs {s2}")
-        b, o = res["baseline"], res["ours"]
-        print(f"  ratios (baseline / ours): sequential exact p50 "
-              f"{b['sequential_exact']['p50_ms'] / o['sequential_exact']['p50_ms']:.2f}x, concurrent p50 "
-              f"{b['concurrent_mixed']['p50_ms'] / o['concurrent_mixed']['p50_ms']:.2f}x, p99 "
-              f"{b['concurrent_mixed']['p99_ms'] / o['concurrent_mixed']['p99_ms']:.2f}x; requests/s "
-              f"{o['concurrent_mixed']['req_per_s'] / b['concurrent_mixed']['req_per_s']:.2f}x; "
-              f"{len(sample) - differ}/{len(sample)} sampled responses identical")
+    for name in [n for n in bodies if n.startswith("ours")]:
+        for base in [n for n in bodies if not n.startswith("ours")]:
+            for u, (s1, b1), (s2, b2) in zip(sample, bodies[base], bodies[name]):
+                if s1 != s2 or json.loads(b1) != json.loads(b2):
+                    differ += 1
+                    print(f"  response differs for {u}: {base} {s1} vs {name} {s2}")
+            b, o = res[base], res[name]
+            print(f"  {name} vs {base} (ratio = {base} / ours): sequential exact p50 "
+                  f"{b['sequential_exact']['p50_ms'] / o['sequential_exact']['p50_ms']:.2f}x; 20 clients p50 "
+                  f"{b['concurrent_mixed']['p50_ms'] / o['concurrent_mixed']['p50_ms']:.2f}x, p99 "
+                  f"{b['concurrent_mixed']['p99_ms'] / o['concurrent_mixed']['p99_ms']:.2f}x; requests/s "
+                  f"{o['concurrent_mixed']['req_per_s'] / b['concurrent_mixed']['req_per_s']:.2f}x more; server CPU per "
+                  f"request {b['concurrent_mixed']['server_cpu_ms_per_request'] / o['concurrent_mixed']['server_cpu_ms_per_request']:.2f}x less")
+    print(f"  {len(sample)} sampled responses compared per pair; {differ} differ")
     res["responses_differ"] = differ
     if a.json:
         a.json.write_text(json.dumps(res, indent=2))

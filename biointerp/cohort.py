@@ -26,7 +26,8 @@ import pandas as pd
 
 from biointerp.tables import file_fingerprint, provenance
 
-SAMPLE_STATUS = ("ok", "no_label", "all_missing", "not_in_matrix", "not_in_sheet")
+SAMPLE_STATUS = ("ok", "no_label", "all_missing", "not_in_matrix", "not_in_sheet", "missing_file", "not_in_vcf",
+                 "missing_covariate")
 TESTS = {"wilcoxon": "Wilcoxon rank-sum / Mann-Whitney U (two-sided, asymptotic, tie-corrected; scipy.stats)",
          "ttest": "Welch t-test (two-sided; scipy.stats.ttest_ind, equal_var=False)"}
 
@@ -498,4 +499,114 @@ def write_biomarkers(adata: ad.AnnData, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     adata.write_h5ad(path)
+    return path
+
+
+# --------------------------------------------------------------------------------------- regions, tables, plots
+def region_candidates(adata: ad.AnnData, q_threshold: float = 0.05) -> pd.DataFrame:
+    """Ranked features mapped back to their genomic regions (features from sequence carry var ``region``).
+
+    One row per region: ``best_rank`` (its best-ranked feature), ``min_q``, ``max_sep``
+    (max ``|auroc - 0.5|``), ``n_features``, ``n_q_below`` (features with q < ``q_threshold``),
+    ``top_feature``, sorted by ``best_rank`` (``region_rank`` 1 = best).
+    """
+    if "rank" not in adata.var:
+        raise CohortError("no ranking in var; run rank_features first")
+    if "region" not in adata.var:
+        raise CohortError("features have no region (var 'region'); they do not come from sequence")
+    v = adata.var[adata.var["rank"] > 0].copy()
+    v["sep"] = (v["auroc"] - 0.5).abs()
+    v["_q"] = v["qval"] < q_threshold
+    cols = [c for c in ("chrom", "start", "end") if c in v]
+    v["region"] = v["region"].astype(str)
+    g = v.sort_values("rank").groupby("region", sort=False)
+    out = g.agg(best_rank=("rank", "min"), min_q=("qval", "min"), max_sep=("sep", "max"),
+                n_features=("rank", "size"), n_q_below=("_q", "sum"))
+    out["top_feature"] = g.apply(lambda d: d.index[0], include_groups=False)
+    for c in cols:
+        out[c] = g[c].first()
+    out = out.sort_values(["best_rank"])
+    out.insert(0, "region_rank", np.arange(1, len(out) + 1))
+    return out
+
+
+def write_candidates(adata: ad.AnnData, out_dir: str | Path, top: int = 50) -> dict[str, Path]:
+    """Write ``candidates.h5ad`` (the ranked table), ``candidates.tsv`` (features by rank) and, when
+    features come from sequence, ``regions.tsv`` (:func:`region_candidates`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"h5ad": write_biomarkers(adata, out / "candidates.h5ad"), "tsv": out / "candidates.tsv"}
+    v = adata.var[adata.var["rank"] > 0].sort_values("rank")
+    v.to_csv(paths["tsv"], sep="\t")
+    if "region" in adata.var:
+        paths["regions"] = out / "regions.tsv"
+        region_candidates(adata).to_csv(paths["regions"], sep="\t")
+    return paths
+
+
+def _groups(adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray, str, str]:
+    ok, y = _usable(adata)
+    info = adata.uns.get("biointerp", {})
+    return ok, y, "/".join(info.get("case", ["case"])) or "case", "/".join(info.get("control", ["control"])) or "control"
+
+
+def heatmap_plot(adata: ad.AnnData, path: str | Path, top: int = 30) -> Path:
+    """Samples (grouped case | control) x the ``top`` ranked features, z-scored per feature; PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok, y, case, control = _groups(adata)
+    feats = list(top_features(adata, top).index)
+    order = np.concatenate([np.flatnonzero(ok & (y == 1)), np.flatnonzero(ok & (y == 0))])
+    X = np.asarray(adata[order, feats].X, dtype=float)
+    with np.errstate(invalid="ignore"):
+        Z = (X - np.nanmean(X, 0)) / np.where(np.nanstd(X, 0) > 0, np.nanstd(X, 0), 1.0)
+    fig, ax = plt.subplots(figsize=(max(5, 0.25 * len(feats) + 2), 5))
+    im = ax.imshow(np.clip(Z, -3, 3), aspect="auto", cmap="RdBu_r", vmin=-3, vmax=3, interpolation="nearest")
+    n1 = int((ok & (y == 1)).sum())
+    ax.axhline(n1 - 0.5, c="k", lw=1)
+    ax.set_yticks([n1 / 2, n1 + (len(order) - n1) / 2], [f"{case} ({n1})", f"{control} ({len(order) - n1})"])
+    ax.set_xticks(range(len(feats)), [str(f) for f in feats], rotation=90, fontsize=5)
+    fig.colorbar(im, ax=ax, label="z-score")
+    ax.set_title(f"top {len(feats)} candidate features")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def distributions_plot(adata: ad.AnnData, path: str | Path, top: int = 8) -> Path:
+    """Per-feature distributions by group (box + points) for the ``top`` ranked features; PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok, y, case, control = _groups(adata)
+    feats = list(top_features(adata, top).index)
+    ncol = min(4, len(feats))
+    nrow = int(np.ceil(len(feats) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3 * ncol, 2.6 * nrow), squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, f in zip(axes.ravel(), feats):
+        x = np.asarray(adata[:, f].X, dtype=float).ravel()
+        groups = [x[ok & (y == 1)], x[ok & (y == 0)]]
+        groups = [g[np.isfinite(g)] for g in groups]
+        ax.boxplot(groups, widths=0.5, showfliers=False)
+        for i, g in enumerate(groups):
+            ax.scatter(i + 1 + rng.uniform(-0.15, 0.15, len(g)), g, s=5, alpha=0.6)
+        ax.set_xticks([1, 2], [case, control])
+        r = adata.var.loc[f]
+        ax.set_title(f"{f}\nAUROC {r['auroc']:.2f}, q {r['qval']:.1e}", fontsize=6)
+    for ax in axes.ravel()[len(feats):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
     return path

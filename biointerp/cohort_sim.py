@@ -12,7 +12,7 @@ regions, a truth table):
   methylation at ``n_dmr`` CpG islands) plus the same ``batch`` confounder raising methylation at
   ``n_confounded`` other islands; regions = the islands.
 
-The truth table marks each region ``causal`` / ``confounded`` / null; ``batch`` is a sheet
+The truth table marks each region ``causal`` / ``confounded`` / ``unlinked``; ``batch`` is a sheet
 column, so probes and rankings can regress it out.
 """
 
@@ -67,7 +67,7 @@ def simulate_vcf_cohort(out_dir: str | Path, n_cases: int = 30, n_controls: int 
         raise ValueError(f"the {preset} genome has {len(prom)} promoters; ask for at most that many regions")
     pick = prom.iloc[np.sort(rng.choice(len(prom), size=n_regions, replace=False))]
     regions, truth = [], []
-    roles = ["causal"] * n_causal + ["confounded"] * n_confounded + ["null"] * (n_regions - n_causal - n_confounded)
+    roles = ["causal"] * n_causal + ["confounded"] * n_confounded + ["unlinked"] * (n_regions - n_causal - n_confounded)
     roles = list(rng.permutation(roles))
     sheet, y, batch = _labels_and_batch(rng, n_cases, n_controls, p_batch_case, p_batch_control)
     n = len(y)
@@ -189,7 +189,7 @@ def simulate_methylation_cohort(out_dir: str | Path, n_cases: int = 30, n_contro
     vals = beta.to_numpy().copy()
     for k, (i, r) in enumerate(chosen.iterrows()):
         s, e = int(r.start), min(int(r.end), int(r.start) + max_len - 1)
-        role = "causal" if r["dmr"] else ("confounded" if i in conf_ids else "null")
+        role = "causal" if r["dmr"] else ("confounded" if i in conf_ids else "unlinked")
         name = f"I{k + 1:02d}_{r['chrom']}_{s}"
         regions.append((r["chrom"], s - 1, e, name))
         truth.append({"region": name, "chrom": r["chrom"], "start": s, "end": e, "role": role})
@@ -207,3 +207,85 @@ def simulate_methylation_cohort(out_dir: str | Path, n_cases: int = 30, n_contro
     pd.DataFrame(regions).to_csv(paths["regions"], sep="\t", header=False, index=False)
     pd.DataFrame(truth).to_csv(paths["truth"], sep="\t", index=False)
     return paths
+
+
+def planted_precision(adata, truth: pd.DataFrame, k: int | None = None) -> dict:
+    """Precision at k of the planted (``causal``) regions among the top-k candidate regions.
+
+    ``adata`` must be ranked (:func:`biointerp.cohort.rank_features`); ``k`` defaults to the
+    number of causal regions. Also returns where the confounded regions landed.
+    """
+    from biointerp.cohort import region_candidates
+
+    reg = region_candidates(adata)
+    causal = set(truth.loc[truth["role"] == "causal", "region"])
+    conf = set(truth.loc[truth["role"] == "confounded", "region"])
+    k = k or len(causal)
+    top = list(reg.index[:k])
+    return {"k": k, "precision_at_k": len(set(top) & causal) / k, "top_regions": top,
+            "causal_ranks": sorted(int(reg.loc[r, "region_rank"]) for r in causal if r in reg.index),
+            "confounded_ranks": sorted(int(reg.loc[r, "region_rank"]) for r in conf if r in reg.index),
+            "n_regions": int(len(reg))}
+
+
+def evaluate_planted(adata, truth: pd.DataFrame, covariates: tuple[str, ...] = ("batch",), folds: int = 5,
+                     n_perm: int = 20, seed: int = 0) -> dict:
+    """Planted-truth acceptance on a samples x features table: precision at k and CV AUROC, raw and with
+    the covariates regressed out, each against a label-permutation control (``n_perm`` shuffles of the
+    labels through the same ranking and the same CV)."""
+    from biointerp.cohort import rank_features
+    from biointerp.cohort_probe import adjust_covariates, cv_probe
+
+    out: dict = {}
+    rng = np.random.default_rng(seed)
+    for name, table in (("raw", adata), ("adjusted", adjust_covariates(adata, list(covariates)))):
+        ranked = rank_features(table.copy())
+        res = {"precision": planted_precision(ranked, truth)}
+        cv = cv_probe(table.copy(), k=folds, n_perm=n_perm, n_boot=500, seed=seed)["metrics"]
+        res["cv"] = {k: cv[k] for k in ("auroc", "auroc_ci", "perm_p", "perm_auroc_mean", "perm_auroc_95",
+                                        "n_samples", "n_features")}
+        perm_prec = []
+        for _ in range(n_perm):
+            t = table.copy()
+            lab = t.obs["label"].to_numpy().copy()
+            ok = np.isfinite(lab)
+            lab[ok] = rng.permutation(lab[ok])
+            t.obs["label"] = lab
+            perm_prec.append(planted_precision(rank_features(t), truth)["precision_at_k"])
+        res["permutation_control"] = {"precision_at_k_mean": float(np.mean(perm_prec)) if perm_prec else None,
+                                      "n_perm": n_perm,
+                                      "expected_by_chance": res["precision"]["k"] / res["precision"]["n_regions"]}
+        out[name] = res
+    out["covariates"] = list(covariates)
+    return out
+
+
+def demo_cohort(out_dir: str | Path, model=None, n_per_group: int = 16, n_regions: int = 4,
+                region_len: int = 300, seed: int = 0) -> dict:
+    """The `biointerp demo` cohort step (seconds): a small planted VCF cohort -> haplotypes -> demo-model
+    embeddings -> candidate regions (batch regressed out) and a 4-fold CV probe. Returns a summary."""
+    from biointerp.cohort import rank_features
+    from biointerp.cohort_embed import sample_features
+    from biointerp.cohort_probe import adjust_covariates, cv_probe
+    from biointerp.cohort_seq import read_regions, read_sample_sheet, vcf_sequences
+
+    if model is None:
+        from biointerp.models import load_model
+
+        model = load_model("demo")
+    out = Path(out_dir)
+    p = simulate_vcf_cohort(out / "inputs", n_per_group, n_per_group, n_regions=n_regions, region_len=region_len,
+                            n_causal=1, n_confounded=1, p_case=0.9, preset="tiny", genome_seed=7, seed=seed)
+    ss = vcf_sequences(p["vcf"], p["fasta"], read_regions(p["regions"]), read_sample_sheet(p["samples"],
+                                                                                         covariates=["batch"]))
+    ss.save(out / "sequences")
+    layer = f"blocks.{len([n for n in model.layer_names if n.count('.') == 1 and n.startswith('blocks.')]) // 2}"
+    a = sample_features(model, ss, [layer])
+    a.write_h5ad(out / "features.h5ad")
+    truth = pd.read_csv(p["truth"], sep="\t")
+    prec = planted_precision(rank_features(adjust_covariates(a, ["batch"])), truth)
+    cv = cv_probe(a, k=4, covariates=["batch"], covariate_mode="regress", n_perm=0, n_boot=200, seed=seed)["metrics"]
+    e = a.uns["biointerp"]["embedding"]
+    return {"samples": int(a.n_obs), "regions": n_regions, "layer": layer, "sequences": e["sequences"],
+            "model_passes": e["forward_sequences"], "precision": prec, "cv_auroc": cv["auroc"],
+            "cv_auroc_ci": cv["auroc_ci"], "out": str(out)}

@@ -56,11 +56,13 @@ mean over ``[offset − pool_window, offset + len(alt) + pool_window)``, or the
 mean over the whole window; stored as ``emb.<layer>.<pooling> [N, d]`` and the
 reference sequence's as ``emb.<layer>.<pooling>.ref``.
 
-Speed (numbers equal to full passes up to float rounding): variants sharing a
-reference window share its two passes; with prefix reuse the variant
-sequences are computed only from their first token that differs from the
-reference (fwd: from the allele on; reverse complement: for ``evee``, from the
-allele on in reverse order, the downstream part being shared). Shards are
+Speed: variants sharing a reference window share its two passes (bitwise
+exact). With prefix reuse (default for poolings and the genomic recipe, opt-in
+for ``evee``) the variant sequences are computed only from their first token
+that differs from the reference (fwd: from the allele on; reverse complement:
+for ``evee``, from the allele on in reverse order, the downstream part being
+shared); numbers then equal full passes up to float rounding, which can swap a
+position whose selection score ties the K-th one within rounding. Shards are
 written on a background thread while the model runs.
 """
 
@@ -69,6 +71,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -76,7 +79,7 @@ from tqdm.auto import tqdm
 
 from biointerp.genome import Genome, reverse_complement
 from biointerp.scoring import _lcp
-from biointerp.store import ActivationStore
+from biointerp.store import ActivationStore, store_recipe  # noqa: F401  (store_recipe re-exported)
 from biointerp.windows import PreparedVariant, prepare_variants
 
 VIEWS = ("evee", "evee_diff", "variant", "window_mean", "mean")
@@ -91,20 +94,6 @@ RECIPE_DIFF = {"evee": "var_same - ref_same", "genomic": "var_same - ref_aligned
 #: EVEE's published defaults (7B: blocks.27; 20B: blocks.20, d = 8,192)
 EVEE_DEFAULTS = {"upstream": 49152, "downstream": 16384, "K": 256, "fixed": 64, "layer_7b": "blocks.27",
                  "layer_20b": "blocks.20"}
-
-
-def store_recipe(manifest: dict) -> str | None:
-    """The harvest recipe of a store's manifest: ``evee``, ``genomic`` or None (pooled views).
-
-    Stores written before recipes were named carry no ``recipe`` field; their
-    EVEE views were made by the genomic recipe (with ``ref_cross`` then naming
-    the genomically aligned reference), so they are read as ``genomic``.
-    """
-    if manifest.get("recipe"):
-        return str(manifest["recipe"])
-    if str(manifest.get("view", "")).startswith("evee"):
-        return "genomic"
-    return None
 
 
 def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -393,7 +382,7 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
             view: str = "evee", recipe: str = DEFAULT_RECIPE, store: str | Path | ActivationStore = "activations",
             upstream: int | None = None, downstream: int | None = None, K: int = 256, fixed: int = 64,
             fixed_rev: int = 0, pool_window: int = 64, shard_size: int = 64, batch_size: int = 8,
-            reuse_prefix: bool = True, storage_dtype: torch.dtype = torch.float16,
+            reuse_prefix: bool | None = None, storage_dtype: torch.dtype = torch.float16,
             progress: bool = True, chunk_rows: int = 256) -> ActivationStore:
     """Harvest activations of ``variants`` into an activation store (resumable).
 
@@ -421,7 +410,7 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         Positions kept per direction and the fixed window right after the
         variant (fwd) / upstream of it (rev; genomic recipe only, EVEE has none).
     shard_size
-        Input rows per shard (ok and non-ok; a shard holds at most this many tensor rows).
+        Input rows per shard (ok and non-ok; every shard but the last holds exactly this many).
     chunk_rows
         Input rows whose windows are prepared (held in memory) at once.
 
@@ -457,6 +446,8 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
     manifest = harvest_manifest(model, layers, view, upstream, downstream, K, fixed, fixed_rev,
                                 pool_window, storage_dtype, recipe)
     exact_evee = evee and recipe == "evee"
+    if reuse_prefix is None:
+        reuse_prefix = not exact_evee
     mean_dtype = torch.float32 if exact_evee else storage_dtype
     st = store if isinstance(store, ActivationStore) else ActivationStore.open_or_create(store, manifest)
     # the store is keyed by variant id: a repeated id (status "duplicate" in
@@ -466,19 +457,29 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
     else:
         all_ids = (variants["chrom"].astype(str) + ":" + variants["pos"].astype(str) + ":"
                    + variants["ref"].astype(str) + ":" + variants["alt"].astype(str))
-    todo_mask = (~all_ids.duplicated() & ~all_ids.isin(st.done)).to_numpy()
+    first = (~all_ids.duplicated()).to_numpy()
+    todo_mask = first & ~all_ids.isin(st.done).to_numpy()
+    # consecutive rows at one position run through the model together (one batch per run); when only
+    # some of them are to do (a resume, a repair) the others are computed again, not stored, so that
+    # every variant's numbers equal the first run's exactly wherever the shard boundaries fell
+    site = (variants["chrom"].astype(str) + ":" + variants["pos"].astype(str)).to_numpy()
+    group = np.cumsum(np.r_[True, site[1:] != site[:-1]]) if len(site) else np.zeros(0, dtype=int)
+    need_mask = first & np.isin(group, group[todo_mask])
 
     def blocks():
         # fixed blocks of *input* rows: a resumed run splits its work exactly where the
-        # first run did, so shards come out identical; only one block's windows in memory
+        # first run did, so shards come out identical; only one block's windows in memory.
+        # Yields (prepared variants of one contiguous stretch of needed rows, which to store).
         for lo in range(0, len(variants), chunk_rows):
-            block = variants.iloc[lo:lo + chunk_rows][todo_mask[lo:lo + chunk_rows]]
-            if len(block):
-                yield prepare_variants(genome, block, upstream, downstream,
-                                       variant_window="splice" if exact_evee else "same_length")
+            rows = np.flatnonzero(need_mask[lo:lo + chunk_rows])
+            for seg in np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1) if len(rows) else []:
+                preps = prepare_variants(genome, variants.iloc[lo + seg], upstream, downstream,
+                                         variant_window="splice" if exact_evee else "same_length")
+                yield preps, {id(p) for p, k in zip(preps, todo_mask[lo + seg]) if k}
 
     layer = layers[0]
-    bar = tqdm(total=int(todo_mask.sum()), desc=f"harvest {view}" + (f" ({recipe})" if evee else ""), unit="var", disable=not progress)
+    bar = tqdm(total=int(todo_mask.sum()), desc=f"harvest {view}" + (f" ({recipe})" if evee else ""), unit="var",
+               disable=not progress)
     buf_ids: list[str] = []
     buf_status: list[str] = []
     buf_detail: list[str] = []
@@ -502,7 +503,7 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         buf_detail.append(p.status_detail)
         for k, v in row.items():
             buf_t.setdefault(k, []).append(v)
-        if len(buf_ids) >= shard_size:  # shards hold exactly shard_size rows, even inside a run
+        if len(buf_ids) >= shard_size:  # shards of exactly shard_size rows (the last one: the rest)
             flush()
 
     with st.background_writer() as writer:
@@ -512,9 +513,10 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                               list(buf_status), list(buf_detail))
                 buf_ids.clear(), buf_status.clear(), buf_detail.clear(), buf_t.clear()
 
-        for run in (r for preps in blocks() for r in _runs(preps)):
+        for run, keep in ((r, keep) for preps, keep in blocks() for r in _runs(preps)):
             if run[0].status != "ok":
-                add(run[0], None)
+                if id(run[0]) in keep:
+                    add(run[0], None)
             else:
                 ref = run[0].ref_seq
                 fwd = run_group(model, ref, [p.alt_seq for p in run], layers, reuse_prefix, batch_size)
@@ -523,6 +525,8 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                     rev = run_group(model, reverse_complement(ref),
                                     [reverse_complement(p.alt_seq) for p in run], layers, reuse_prefix, batch_size)
                 for j, p in enumerate(run):
+                    if id(p) not in keep:  # computed for its run-mates' sake, stored already
+                        continue
                     if exact_evee:
                         t = evee_recipe_views(
                             p, (fwd[0][layer], token_losses(fwd[1], False)),
@@ -549,7 +553,7 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                             row[f"emb.{lay}.{view}.ref"] = pool(fwd[0][lay], view, p.offset, p.ref_len,
                                                                 pool_window).cpu().to(storage_dtype)
                     add(p, row)
-            bar.update(len(run))
+            bar.update(sum(id(p) in keep for p in run))
         flush()
     bar.close()
     return st
@@ -589,7 +593,10 @@ def genomic_reference(model, genome: Genome, variants: pd.DataFrame, layer: str,
     return ids, {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
 
 
-def evee_bytes_per_variant(d: int, K: int, view: str = "evee", dtype_bytes: int = 2) -> int:
-    """Bytes per variant of the stored EVEE tensors (acts or diff + positions + mean + loss_diff)."""
+def evee_bytes_per_variant(d: int, K: int, view: str = "evee", dtype_bytes: int = 2,
+                           recipe: str = DEFAULT_RECIPE) -> int:
+    """Bytes per variant of the stored EVEE tensors (acts or diff + positions + mean + loss_diff);
+    the evee recipe keeps ``mean`` in fp32, as EVEE does."""
     big = 2 * 3 * K * d if view == "evee" else 2 * K * d
-    return big * dtype_bytes + 2 * K * 8 + 2 * 3 * d * dtype_bytes + 2 * K * 4
+    mean_bytes = 4 if recipe == "evee" else dtype_bytes
+    return big * dtype_bytes + 2 * K * 8 + 2 * 3 * d * mean_bytes + 2 * K * 4

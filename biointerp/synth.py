@@ -110,6 +110,9 @@ class SynthConfig:
     domain_divergence: float = 0.04  # per-codon change rate of domain copies
     repeat_divergence: float = 0.10
     variants_per_class: int = 40  # per contig and consequence class (upper bound)
+    #: the same bound on the test contig(s); None = variants_per_class. A larger test set
+    #: narrows held-out confidence intervals without changing the training variants.
+    test_variants_per_class: int | None = None
     #: extra contigs (after the ``n_contigs`` ones, which stay byte-identical) whose genes carry
     #: their own domain families, none shared with the other contigs: a held-out set that tests
     #: generalisation rather than recognition of memorised families
@@ -615,7 +618,9 @@ def make_variants(genome: SynthGenome, per_class: int | None = None, seed: int |
     Returns one row per variant: ``variant_id, chrom, pos, ref, alt, gene,
     consequence, label, split`` (``split`` = ``test`` on ``test_contigs``,
     by default the last contig, else ``train``), sorted by contig and position.
-    At most ``per_class`` variants per contig and consequence class.
+    At most ``per_class`` variants per contig and consequence class
+    (``config.test_variants_per_class`` on the test contigs, when set; the test
+    contig comes last, so the training variants do not change with it).
     With novel-family contigs the default test contigs are the last ordinary
     contig (domain families shared with training) and the novel ones, and a
     ``families`` column says ``shared`` or ``novel`` (the variants of the ordinary
@@ -623,6 +628,7 @@ def make_variants(genome: SynthGenome, per_class: int | None = None, seed: int |
     """
     cfg = genome.config
     per_class = per_class or cfg.variants_per_class
+    test_per_class = getattr(cfg, "test_variants_per_class", None) or per_class
     rng = np.random.default_rng((cfg.seed if seed is None else seed) + 1_000_003)
     names = list(genome.contigs)
     novel = novel_contigs(genome)
@@ -631,7 +637,9 @@ def make_variants(genome: SynthGenome, per_class: int | None = None, seed: int |
     el = genome.elements
     rows: list[tuple] = []
 
+    train_per_class = per_class
     for chrom in names:
+        per_class = test_per_class if chrom in test_contigs else train_per_class
         seq = genome.contigs[chrom]
         cand: dict[str, list[tuple]] = {k: [] for k in CONSEQUENCE_LABELS}
         genes = [g for g in genome.genes if g["chrom"] == chrom]

@@ -1,11 +1,12 @@
 """The ``evee`` harvest recipe equals EVEE's public harvest, re-implemented plainly.
 
 ``biointerp.evee_plain`` is written from EVEE's published semantics with four
-full passes per variant and nothing shared; the recipe (shared reference
-passes, prefix reuse, batched suffixes) must select the same positions and
-give the same tensors up to float rounding, on SNVs, a multi-allelic site,
-insertions, deletions, a complex indel and variants near both ends of the
-reference record (windows shifted, one direction cut short).
+full passes per variant and nothing shared. The recipe (reference passes shared
+within a window) must give bitwise the same tensors, and with prefix reuse
+(batched suffix passes) the same positions and the same tensors up to float
+rounding, on SNVs, a multi-allelic site, insertions, deletions, a complex indel
+and variants near both ends of the reference record (windows shifted, one
+direction cut short).
 """
 
 from __future__ import annotations
@@ -76,9 +77,11 @@ def runs(model, genome, tmp_path_factory):
     d = tmp_path_factory.mktemp("evee")
     plain = evee_plain(model, genome, v, LAYER, **KW)
     st32 = harvest(model, genome, v, LAYER, view="evee", store=d / "s32", storage_dtype=torch.float32,
-                   shard_size=3, chunk_rows=4, batch_size=3, progress=False, **KW)
+                   shard_size=3, chunk_rows=4, progress=False, **KW)
     st16 = harvest(model, genome, v, LAYER, view="evee", store=d / "s16", progress=False, **KW)
-    return v, plain, st32, st16, d
+    reuse = harvest(model, genome, v, LAYER, view="evee", store=d / "reuse", storage_dtype=torch.float32,
+                    reuse_prefix=True, shard_size=3, chunk_rows=4, batch_size=3, progress=False, **KW)
+    return v, plain, st32, st16, d, reuse
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -86,27 +89,35 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_evee_recipe_equals_plain_evee(runs):
-    v, (ids, base), st, st16, _ = runs
+    """Default (no prefix reuse): every tensor bitwise equal; the fp16 store is EVEE's .half()."""
+    v, (ids, base), st, st16, _, _ = runs
     assert st.index["variant_id"].tolist() == v["variant_id"].tolist()
     assert st.index["status"].tolist() == ["ok"] * (len(v) - 1) + ["ref_mismatch"]
     got_ids, got = st.read()
     assert got_ids == ids == v["variant_id"].tolist()[:-1]
-    assert torch.equal(got["positions"], base["positions"])  # same positions, same order
-    # activations: within fp16 rounding (half an fp16 ulp relative, plus a floor near 0)
-    a, b = got["acts"], base["acts"]
-    assert ((a - b).abs() <= b.abs() * 2.0 ** -11 + 1e-5).all(), float((a - b).abs().max())
-    assert _rel(got["mean"], base["mean"]) < 1e-5 and got["mean"].dtype == torch.float32
-    assert _rel(got["loss_diff"], base["loss_diff"]) < 1e-5
-    # the default fp16 store holds EVEE's fp16 activations (to one fp16 step), mean stays fp32
+    for k in ("positions", "acts", "mean", "loss_diff"):
+        assert torch.equal(got[k], base[k]), k
     _, t16 = st16.read()
     assert t16["acts"].dtype == torch.float16 and t16["mean"].dtype == torch.float32
-    assert ((t16["acts"].float() - b.half().float()).abs() <= b.abs() * 2.0 ** -10 + 1e-5).all()
-    assert torch.equal(t16["positions"], base["positions"])
+    assert torch.equal(t16["acts"], base["acts"].half()) and torch.equal(t16["positions"], base["positions"])
+
+
+def test_prefix_reuse_equals_plain_evee_to_rounding(runs):
+    """With prefix reuse: same positions in the same order, activations within fp16 rounding
+    (below half an fp16 step of each position's largest value), mean and loss within 1e-5."""
+    v, (ids, base), _, _, _, st = runs
+    got_ids, got = st.read()
+    assert got_ids == ids
+    assert torch.equal(got["positions"], base["positions"])
+    a, b = got["acts"], base["acts"]
+    assert ((a - b).abs() <= b.abs().amax(-1, keepdim=True) * 2.0 ** -11 + 1e-6).all(), float((a - b).abs().max())
+    assert _rel(got["mean"], base["mean"]) < 1e-5 and _rel(got["loss_diff"], base["loss_diff"]) < 1e-5
+    assert not torch.equal(a, b)  # (really another computation)
 
 
 def test_evee_recipe_semantics(runs):
     """Facts of EVEE's layout checked on the stored tensors, kind by kind."""
-    v, _, st, _, _ = runs
+    v, _, st, _, _, _ = runs
     ids, t = st.read()
     K, fixed = KW["K"], KW["fixed"]
     for i, vid in enumerate(ids):
@@ -136,7 +147,7 @@ def test_ref_cross_is_the_other_strand(model, genome, runs):
     """ref_cross at a fwd position is the reverse-complement reference pass at that base."""
     from biointerp.genome import reverse_complement
 
-    v, _, st, _, _ = runs
+    v, _, st, _, _, _ = runs
     ids, t = st.read()
     r = v.iloc[2]  # the insertion
     i = ids.index(r.variant_id)
@@ -151,7 +162,7 @@ def test_ref_cross_is_the_other_strand(model, genome, runs):
 
 
 def test_diff_view_recipe_metadata_and_legacy(model, genome, runs):
-    v, (ids, base), _, _, d = runs
+    v, (ids, base), _, _, d, _ = runs
     sd = harvest(model, genome, v.iloc[:4], LAYER, view="evee_diff", store=d / "diff", storage_dtype=torch.float32,
                  progress=False, **KW)
     diff = sd.read(["diff"])[1]["diff"]
@@ -174,3 +185,9 @@ def test_diff_view_recipe_metadata_and_legacy(model, genome, runs):
     legacy.mkdir()
     (legacy / "manifest.json").write_text(json.dumps(man))
     assert store_recipe(ActivationStore.open(legacy).manifest) == "genomic"
+    from click.testing import CliRunner
+
+    from biointerp.cli import main
+
+    out = CliRunner().invoke(main, ["store", "info", str(legacy)]).output
+    assert "recipe     genomic (no recipe field: written before recipes existed, read as genomic)" in out

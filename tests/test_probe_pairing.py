@@ -1,12 +1,14 @@
-"""The probes read the same input from both EVEE store layouts, indels included, and
-the ``pairing`` choice works.
+"""The probes read the same input from both EVEE store layouts of the genomic recipe,
+indels included, and the ``pairing`` choice works.
 
-``view="evee"`` stores ``acts [N,2,3,K,d]`` (var_same, ref_same, ref_cross);
-``view="evee_diff"`` stores ``diff [N,2,K,d]`` = var_same − ref_cross. The probes
-pair ``acts`` as var_same − ref_cross by default (``pairing="genomic"``), so both
-layouts give the same features and scores. Downstream of an indel ref_same and
-ref_cross differ, so ``pairing="index"`` (var_same − ref_same) gives other inputs
-there; it needs ``acts`` (an ``evee_diff`` store cannot give it).
+With ``recipe="genomic"``, ``view="evee"`` stores ``acts [N,2,3,K,d]`` (var_same,
+ref_same, ref_aligned; index 2 is called REF_CROSS in the probe code) and
+``view="evee_diff"`` stores ``diff [N,2,K,d]`` = var_same − ref_aligned. The probes
+pair that recipe's ``acts`` as var_same − ref_aligned by default (``pairing="genomic"``),
+so both layouts give the same features and scores. Downstream of an indel ref_same and
+ref_aligned differ, so ``pairing="index"`` (var_same − ref_same) gives other inputs
+there; it needs ``acts`` (a genomic ``evee_diff`` store cannot give it).
+(The evee recipe and recipe checks: tests/test_probe_recipe.py.)
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def stores(brca1_fasta, tmp_path_factory):
     out = {"variants": v}
     for dt in (torch.float16, torch.float32):
         for view in ("evee", "evee_diff"):
-            out[view, dt] = harvest(model, genome, v, LAYER, view=view, store=d / f"{view}_{dt}".replace(".", "_"),
+            out[view, dt] = harvest(model, genome, v, LAYER, view=view, recipe="genomic", store=d / f"{view}_{dt}".replace(".", "_"),
                                     storage_dtype=dt, progress=False, **KW)
     return out
 
@@ -204,21 +206,18 @@ def test_index_pairing_is_var_same_minus_ref_same(stores, dtype):
 def test_index_pairing_on_evee_diff_store_is_a_clear_error(stores):
     st = stores["evee_diff", torch.float32]
     ids, diff, _ = _read(st, "diff")
-    with pytest.raises(ValueError, match=r"only holds genomic-pairing diffs.*--view evee"):
-        evee_diffs(diff, "index")
-    with pytest.raises(ValueError, match="only holds genomic-pairing diffs"):
-        featurize(diff, "evee_mean_diff", pairing="index")
+    # which diff a diff tensor holds is the store's recipe (manifest): checked at the store level
     with pytest.raises(ValueError, match="unknown pairing"):
         evee_diffs(diff, "same")
     with pytest.raises(ValueError, match="unknown pairing"):
         CovarianceProbe(D, pairing="cross")
     cov = CovarianceProbe(D, h=6, p=8, n_out=2, pairing="index").eval()
-    with pytest.raises(ValueError, match="only holds genomic-pairing diffs"):
+    with pytest.raises(ValueError, match="only holds pairing='genomic' diffs"):
         predict(cov, st.path, "diff", ids, HEADS)
     labels = pd.DataFrame({"label": np.arange(len(ids)) % 2}, index=pd.Index(ids, name="variant_id"))
     split = pd.Series(["train"] * len(ids), index=labels.index)
     for kind in ("covariance", "linear"):
-        with pytest.raises(ValueError, match=r"only holds genomic-pairing diffs.*--view evee"):
+        with pytest.raises(ValueError, match=r"only holds pairing='genomic' diffs.*--view evee"):
             train_probe(st.path, labels, split, kind=kind, tensor="diff", pairing="index",
                         hparams={"h": 4, "p": 4}, max_epochs=1)
     # genomic (the default) trains on the same store

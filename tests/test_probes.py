@@ -41,12 +41,13 @@ def _split(n, n_train, n_val):
 
 
 # ------------------------------------------------------------ EVEE formula
-def _formula(sd, acts, eps=1e-3, iters=3):
-    """Direct re-computation of the DESIGN.md covariance-probe formula."""
+def _formula(sd, acts, eps=1e-3, iters=3, ref=2):
+    """Direct re-computation of the DESIGN.md covariance-probe formula (``ref``: the view
+    subtracted from var_same; 1 = ref_same as in EVEE's unified_diff)."""
     a = acts.double()
     C = 0
     for i, dr in enumerate(("fwd", "bwd")):
-        diff = a[:, i, 0] - a[:, i, 2]  # var_same - ref_cross
+        diff = a[:, i, 0] - a[:, i, ref]
         left = diff @ sd[f"proj_left_{dr}.weight"].double().T + sd[f"proj_left_{dr}.bias"].double()
         right = diff @ sd[f"proj_right_{dr}.weight"].double().T + sd[f"proj_right_{dr}.bias"].double()
         C = C + torch.einsum("bkl,bkr->blr", left, right) / diff.shape[1]
@@ -88,7 +89,9 @@ def test_evee_state_dict_loads_and_forward_matches_formula(tmp_path):
     want = _formula(sd, acts)
     got = probe(acts).double()
     assert torch.allclose(got, want, rtol=1e-3, atol=1e-3), (got - want).abs().max()
-    # as a card-less EVEE file, module-style and flat key names
+    # as a card-less EVEE file, module-style and flat key names: read as EVEE trained it,
+    # on var_same - ref_same (utils.unified_diff)
+    want = _formula(sd, acts, ref=1)
     save_file(sd, str(tmp_path / "probe.safetensors"))
     flat = {k.replace(".weight", "").replace(".bias", "_bias") if not k.startswith("out") else k.replace(".", "_")
             for k in sd}
@@ -105,7 +108,8 @@ def test_evee_state_dict_loads_and_forward_matches_formula(tmp_path):
     save_file(flat_sd, str(tmp_path / "flat.safetensors"))
     for f in ("probe.safetensors", "flat.safetensors"):
         m, card = load_probe(tmp_path / f, kind="covariance", d_model=4096)
-        assert card["hparams"] == {"d": 4096, "h": 64, "p": 128, "n_out": 2, "concat": False}
+        # EVEE's own file: trained on unified_diff = var_same - ref_same (pairing "index")
+        assert card["hparams"] == {"d": 4096, "h": 64, "p": 128, "n_out": 2, "concat": False, "pairing": "index"}
         with torch.no_grad():
             assert torch.allclose(m(acts).double(), want, rtol=1e-3, atol=1e-3)
     with pytest.raises(ValueError, match="d=4096"):

@@ -221,7 +221,7 @@ def test_pairing_option_round_trip(shifted):
 
     d = shifted["dir"]
     r = _run(["probe", "train", "--help"])
-    assert "--pairing [genomic|index]" in r.output and "ref_cross" in r.output and "ref_same" in r.output
+    assert "--pairing [genomic|index]" in r.output and "ref_aligned" in r.output and "ref_same" in r.output
     runs = [("covariance", "index"), ("linear", "index"), ("covariance", None)]
     applied = {}
     for kind, pairing in runs:
@@ -282,11 +282,13 @@ def test_pairing_index_needs_acts_store(shifted):
     r = _run(["probe", "train", "--store", str(d / "diff"), *common, "--pairing", "index",
               "--out", str(d / "x.safetensors")], ok=False)
     assert r.exit_code != 0
-    assert "only holds genomic-pairing diffs" in r.output and "--view evee" in r.output
+    assert "only holds pairing='genomic' diffs" in r.output and "--view evee" in r.output
     assert not (d / "x.safetensors").exists()
     r = _run(["probe", "train", "--store", str(d / "diff"), *common, "--out", str(d / "g.safetensors")])
     card = json.loads(_run(["probe", "show", str(d / "g.safetensors"), "--json"]).output)["card"]
-    assert card["input"]["pairing"] == "genomic" and card["views"] == ["var_same - ref_cross (stored diff)"]
+    # a store without a recipe field (written before recipes) is the genomic recipe
+    assert card["input"]["pairing"] == "genomic" and card["input"]["recipe"] == "genomic"
+    assert card["views"] == ["var_same - ref_aligned (stored diff)"]
     # a genomic probe trained on acts and one trained on the diff store read the same input
     _run(["probe", "train", "--store", str(d / "acts"), *common, "--out", str(d / "ga.safetensors")])
     _run(["probe", "apply", "--probe", str(d / "ga.safetensors"), "--store", str(d / "diff"), "--tensor", "diff",
@@ -296,7 +298,7 @@ def test_pairing_index_needs_acts_store(shifted):
           "--out", str(d / "i.safetensors")])
     r = _run(["probe", "apply", "--probe", str(d / "i.safetensors"), "--store", str(d / "diff"), "--tensor", "diff",
               "--out", str(d / "i.h5ad")], ok=False)
-    assert r.exit_code != 0 and "only holds genomic-pairing diffs" in r.output
+    assert r.exit_code != 0 and "only holds pairing='genomic' diffs" in r.output
     r = _run(["probe", "evaluate", "--probe", str(d / "i.safetensors"), "--store", str(d / "diff"),
               "--labels", str(d / "labels.parquet"), "--n-boot", "0"], ok=False)
     assert r.exit_code != 0 and "probe and store do not fit together" in r.output  # no acts there

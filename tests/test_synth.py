@@ -241,3 +241,17 @@ def test_train_lm_clear_errors(tmp_path, tiny_dir):
     r = CliRunner().invoke(main, _train_args(tiny_dir / "genome.fa", tmp_path / "o2", 2)[:-2] +
                            ["--exclude-contig", "chrX"])
     assert r.exit_code != 0 and "chrX" in r.output
+
+
+def test_more_test_variants_leave_training_variants_unchanged():
+    """``test_variants_per_class`` enlarges only the held-out contig's variant set."""
+    from dataclasses import replace
+
+    from biointerp.synth import make_variants
+
+    g = generate_genome(replace(TINY, variants_per_class=2))
+    base = make_variants(g)
+    more = make_variants(generate_genome(replace(TINY, variants_per_class=2, test_variants_per_class=5)))
+    assert base[base.split == "train"].equals(more[more.split == "train"].reset_index(drop=True))
+    assert (more.split == "test").sum() > 2 * (base.split == "test").sum()
+    assert more[more.split == "test"].groupby("consequence").size().max() == 5

@@ -8,16 +8,26 @@ from pathlib import Path
 import click
 
 DB_OPT = click.option("--db", "db_path", required=True, envvar="BIOINTERP_DB", show_envvar=True,
-                      type=click.Path(dir_okay=False, path_type=Path), help="Variant database file (.duckdb).")
+                      type=click.Path(path_type=Path),
+                      help="Variant database file (.duckdb), or a release as it is (folder of shards, "
+                           "manifest.json, shard glob, s3:// or https:// location; indexed on the fly).")
 
 
 def _open(db_path: Path):
-    from biointerp.db import VariantDB
+    from biointerp.db import VariantDB, is_wide_source
+    from biointerp.db import open as open_db
 
-    if not db_path.exists():
-        raise click.ClickException(f"{db_path}: no such database; build one with `biointerp db build`.")
+    s = str(db_path)
+    if s.startswith(("s3:/", "http:/", "https:/")):  # click.Path squashes '//'
+        s = s.replace(":/", "://", 1) if "://" not in s else s
     try:
+        if is_wide_source(s) or db_path.is_dir() or db_path.suffix.lower() == ".parquet":
+            return open_db(s)
+        if not db_path.exists():
+            raise click.ClickException(f"{db_path}: no such database; build one with `biointerp db build`.")
         return VariantDB(db_path)
+    except click.ClickException:
+        raise
     except Exception as err:  # duckdb raises several error types for a non-database file
         raise click.ClickException(f"{db_path}: cannot open as a variant database ({err}).") from None
 
@@ -28,7 +38,7 @@ def db() -> None:
 
 
 @db.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Database file to write, e.g. variants.duckdb.")
 @click.option("--score-column", default=None, help="Input column used as the primary score "
@@ -44,28 +54,59 @@ def db() -> None:
 @click.option("--export-tsv", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also export a bgzip+tabix TSV (.tsv.gz).")
 @click.option("--no-fingerprint", is_flag=True, help="Skip sha256 fingerprints of the inputs.")
+@click.option("--layout", type=click.Choice(["auto", "narrow", "wide"]), default="auto", show_default=True,
+              help="narrow: all heads copied into the database; wide: keys, score and index in the database, "
+                   "heads read from the release (auto: wide for releases over 512 columns, manifests, globs, URLs).")
+@click.option("--head-store", type=click.Choice(["inplace", "packed"]), default="inplace", show_default=True,
+              help="Wide layout: read heads from the shards in place, or re-encode them once into OUT.heads.")
+@click.option("--heads-meta", default=None,
+              help="Head metadata (EVEE's heads.feather); default: heads.feather beside the shards.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 def build(inputs, out, score_column, heads, zero_based, kind, model, probe, export_parquet, export_tsv,
-          no_fingerprint, force) -> None:
-    """Build a database from INPUTS (.h5ad scores tables, Parquet files or folders of EVEE shards)."""
+          no_fingerprint, layout, head_store, heads_meta, force) -> None:
+    """Build a database from INPUTS: .h5ad scores tables, Parquet files, folders of shards, or a
+    release as it is (folder with manifest.json, shard glob in quotes, s3:// or https:// location)."""
     from biointerp.db import build as build_db
     from biointerp.db import export_parquet as exp_pq
     from biointerp.db import export_tsv as exp_tsv
+    from biointerp.db import is_wide_source
 
     if out.exists() and not force:
         raise click.ClickException(f"{out} exists; pass --force to replace it.")
     try:
-        meta = build_db(list(inputs), out, score_column=score_column, heads=list(heads) or None,
-                        zero_based=zero_based, kind=kind, model=model, probe=probe, overwrite=force,
-                        fingerprint=not no_fingerprint, progress=True)
+        wide = layout == "wide" or (layout == "auto" and len(inputs) == 1 and is_wide_source(inputs[0]))
+        if wide:
+            from biointerp.db.wide import build_wide
+
+            if len(inputs) != 1:
+                raise ValueError("the wide layout takes one release (a folder, manifest.json, glob or URL)")
+            meta = build_wide(inputs[0], out, heads_meta=heads_meta, store=head_store, score_column=score_column,
+                              heads=list(heads) or None, zero_based=zero_based, kind=kind, model=model,
+                              probe=probe, overwrite=force, progress=True)
+            if export_parquet or export_tsv:
+                raise ValueError("exports need the narrow layout (--layout narrow)")
+        else:
+            for p in inputs:
+                if not Path(p).exists():
+                    raise FileNotFoundError(f"{p}: no such file or folder")
+            meta = build_db([Path(p) for p in inputs], out, score_column=score_column, heads=list(heads) or None,
+                            zero_based=zero_based, kind=kind, model=model, probe=probe, overwrite=force,
+                            fingerprint=not no_fingerprint, progress=True)
         if export_parquet:
             exp_pq(out, export_parquet, overwrite=force)
         if export_tsv:
             export_tsv = exp_tsv(out, export_tsv, overwrite=force)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, OSError) as err:  # OSError: FileNotFoundError, FileExistsError, S3/HTTP errors
         raise click.ClickException(str(err)) from None
-    click.echo(f"{out}: {meta['n_rows']:,} variants, {len(meta['heads'])} heads, "
-               f"score from {meta['score_source'] or 'none'}; {out.stat().st_size / 1e6:.1f} MB")
+    size = out.stat().st_size + (Path(str(out) + ".heads").stat().st_size if meta.get("head_store") == "packed" else 0)
+    lay = f"wide layout, heads {meta['head_store']}" if meta.get("layout") == "wide" else "narrow layout"
+    click.echo(f"{out}: {meta['n_rows']:,} variants, {len(meta['heads'])} heads ({lay}), "
+               f"score from {meta['score_source'] or 'none'}; {size / 1e6:.1f} MB")
+    if meta.get("layout") == "wide":
+        rg = [r for sh in meta["shard_row_groups"] for r in sh]
+        click.echo(f"  release: {len(meta['shards'])} shards, {len(rg)} row groups of up to {max(rg, default=0):,} rows; "
+                   + ("an all-heads look-up decodes one row group of the release (see --head-store packed)"
+                      if meta["head_store"] == "inplace" else f"packed heads: {out}.heads"), err=True)
     for inp in meta["inputs"]:
         if inp.get("ignored_columns"):
             click.echo(f"  {inp['path']}: columns not kept: {', '.join(inp['ignored_columns'][:20])}", err=True)
@@ -109,11 +150,14 @@ def _emit(df, fmt: str, out: Path | None) -> None:
 @click.option("--max-score", type=float, default=None)
 @click.option("--zero-based", is_flag=True, help="Read VARIANT's position as 0-based (EVEE ids).")
 @click.option("--heads", default="all", show_default=True, help="'all', 'none' or a comma list of head columns.")
+@click.option("--profile", is_flag=True, help="With VARIANT: one row per head (value, display name, group, "
+              "description, category, threshold from the release's head metadata).")
 @click.option("--format", "fmt", type=click.Choice(["table", "tsv", "json", "parquet"]), default="table",
               show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of stdout.")
-def query(db_path, variant, region, gene, rsid, top, limit, min_score, max_score, zero_based, heads, fmt, out) -> None:
+def query(db_path, variant, region, gene, rsid, top, limit, min_score, max_score, zero_based, heads, profile, fmt,
+          out) -> None:
     """Look up VARIANT (any id form: chr17:43045712:T:C, 17-43045712-T-C), or --region/--gene/--rsid."""
     from biointerp.db import QueryError
 
@@ -122,10 +166,35 @@ def query(db_path, variant, region, gene, rsid, top, limit, min_score, max_score
     if top is not None and gene is None:
         raise click.UsageError("--top goes with --gene.")
     h = True if heads == "all" else False if heads in ("none", "") else [x.strip() for x in heads.split(",")]
+    if profile and variant is None:
+        raise click.UsageError("--profile goes with VARIANT.")
     vdb = _open(db_path)
     try:
-        df = vdb.query(variant, region=region, gene=gene, rsid=rsid, top=top, min_score=min_score,
-                       max_score=max_score, zero_based=zero_based, heads=h, limit=limit)
+        if profile:
+            df = vdb.profile(variant, zero_based=zero_based, heads=h or True)
+        else:
+            df = vdb.query(variant, region=region, gene=gene, rsid=rsid, top=top, min_score=min_score,
+                           max_score=max_score, zero_based=zero_based, heads=h, limit=limit)
+    except QueryError as err:
+        raise click.UsageError(str(err)) from None
+    finally:
+        vdb.close()
+    _emit(df, fmt, out)
+
+
+@db.command()
+@DB_OPT
+@click.option("--heads", default="all", show_default=True, help="'all' or a comma list of head columns.")
+@click.option("--format", "fmt", type=click.Choice(["table", "tsv", "json"]), default="table", show_default=True)
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of stdout.")
+def heads(db_path, heads, fmt, out) -> None:
+    """List head columns with their metadata (display name, group, description, category, threshold)."""
+    from biointerp.db import QueryError
+
+    vdb = _open(db_path)
+    try:
+        df = vdb.head_info(True if heads == "all" else [x.strip() for x in heads.split(",")])
     except QueryError as err:
         raise click.UsageError(str(err)) from None
     finally:
@@ -201,7 +270,9 @@ def export(db_path, parquet, tsv, heads, force) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Server processes sharing the port (default: one per CPU, at most 4).")
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request.")
-def serve(db_path, host, port, max_results, max_region_bp, workers, access_log) -> None:
+@click.option("--explanations", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Side table of `biointerp features explain` (.parquet): the page shows each variant's top features.")
+def serve(db_path, host, port, max_results, max_region_bp, workers, access_log, explanations) -> None:
     """Serve the database read-only: the browser page at / and a JSON API (docs at /docs)."""
     try:
         from biointerp.db.serve import default_workers
@@ -209,11 +280,18 @@ def serve(db_path, host, port, max_results, max_region_bp, workers, access_log) 
     except ImportError as err:
         raise click.ClickException(str(err)) from None
     _open(db_path).close()
+    if explanations is not None:
+        from biointerp.db.browse import Explanations
+
+        try:
+            Explanations(explanations)
+        except Exception as err:  # duckdb/arrow raise several types for a non-Parquet file
+            raise click.ClickException(f"{explanations}: cannot read as an explanations table ({err}).") from None
     workers = workers or default_workers()
     click.echo(f"Serving {db_path} read-only at http://{host}:{port}/ (page), /docs (API); "
                f"{workers} worker{'s' if workers > 1 else ''}; Ctrl+C stops.", err=True)
     try:
         run(db_path, host=host, port=port, max_results=max_results, max_region_bp=max_region_bp, workers=workers,
-            access_log=access_log)
+            access_log=access_log, explanations=explanations)
     except ImportError as err:
         raise click.ClickException(f"{err}; install with: pip install 'biointerp[server]'") from None

@@ -13,8 +13,13 @@ from biointerp.cli.score import common_options, load_inputs, shard_options
               help="Layer name (module name, e.g. blocks.27); repeat for several layers (poolings).")
 @click.option("--view", type=click.Choice(["evee", "evee_diff", "variant", "window_mean", "mean"]),
               default="evee", show_default=True,
-              help="evee: [2,3,K,d] var_same/ref_same/ref_cross; evee_diff: var-ref only [2,K,d]; "
-                   "variant/window_mean/mean: pooled [d] per layer.")
+              help="evee: [2,3,K,d] three views (see --recipe); evee_diff: the recipe's var-ref diff only "
+                   "[2,K,d]; variant/window_mean/mean: pooled [d] per layer.")
+@click.option("--recipe", type=click.Choice(["evee", "genomic"]), default="evee", show_default=True,
+              help="EVEE views: evee = EVEE's public harvest exactly (alt spliced into the window, views "
+                   "var_same/ref_same/ref_cross with ref_cross the other strand's reference, same-index "
+                   "pairing); genomic = ours (same-length windows, var vs the reference at the same genomic "
+                   "base, views var_same/ref_same/ref_aligned). Recorded in the store.")
 @click.option("--store", "store_dir", required=True, type=click.Path(file_okay=False),
               help="Store directory; an existing one with the same settings is resumed.")
 @click.option("--upstream", type=click.IntRange(0), default=None,
@@ -26,20 +31,26 @@ from biointerp.cli.score import common_options, load_inputs, shard_options
 @click.option("--fixed", type=click.IntRange(0), default=64, show_default=True,
               help="Fixed window right after the variant (forward direction).")
 @click.option("--fixed-rev", type=click.IntRange(0), default=0, show_default=True,
-              help="Fixed window right before the variant (reverse direction).")
+              help="Fixed window right before the variant (reverse direction; genomic recipe only).")
 @click.option("--pool-window", type=click.IntRange(0), default=64, show_default=True,
               help="Half-width (bp) of the window_mean pooling.")
 @click.option("--shard-size", type=click.IntRange(1), default=64, show_default=True,
               help="Variants per store shard.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="Also write an AnnData table (.h5ad) with pooled embeddings in obsm (pooling views).")
+@click.option("--prefix-reuse", "prefix_reuse", is_flag=True,
+              help="evee recipe: compute variant passes from their first differing token (faster; numbers equal to "
+                   "float rounding, but positions tying the K-th within fp32 rounding may swap). Without it the evee "
+                   "recipe is bitwise equal to EVEE's four full passes; the other views use prefix reuse unless "
+                   "--no-prefix-reuse.")
 @click.option("--repair", is_flag=True,
               help="First check every shard of an existing --store and drop the damaged ones (missing or failing "
                    "their checksum), then recompute exactly their variants (same options as the first run).")
 @shard_options
 def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, no_prefix_reuse, layers, view,
-            store_dir, upstream, downstream, K, fixed, fixed_rev, pool_window, shard_size, out, shard,
-            n_shards, checkpoint=None, model_config=None, repair=False) -> None:
+            recipe, store_dir, upstream, downstream, K, fixed, fixed_rev, pool_window, shard_size, out, shard,
+            n_shards, checkpoint=None, model_config=None, repair=False, prefix_reuse=False,
+            index_dir=None) -> None:
     """Harvest activations for variants into an activation store.
 
     Resumable: rerun the same command after a crash and it continues from the
@@ -47,16 +58,23 @@ def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, n
     give each shard its own --store directory. Example:
 
       biointerp harvest --model demo --fasta ref.fa --variants v.vcf.gz --layer blocks.6 --view evee --store acts/
+
+    EVEE's defaults for Evo 2 7B: --layer blocks.27 (20B: blocks.20), 49,152 +
+    16,384 bp, -K 256, --fixed 64.
     """
     from biointerp.harvest import harvest as run_harvest
     from biointerp.store import StoreError
 
     if fixed > K:
         raise click.UsageError(f"--fixed ({fixed}) cannot exceed -K ({K})")
+    if prefix_reuse and no_prefix_reuse:
+        raise click.UsageError("--prefix-reuse and --no-prefix-reuse contradict each other; give one")
+    if recipe == "evee" and fixed_rev and view.startswith("evee"):
+        raise click.UsageError("--fixed-rev: EVEE's harvest has no fixed window upstream; use --recipe genomic")
     if out is not None and view.startswith("evee"):
         raise click.UsageError("--out writes pooled embeddings; use it with --view variant|window_mean|mean")
     genome, table, model = load_inputs(model_spec, fasta, variants_path, info, device, dtype, shard, n_shards,
-                                       checkpoint, model_config)
+                                       checkpoint, model_config, index_dir)
     bad = [x for x in layers if x not in model.layer_names]
     if bad:
         raise click.UsageError(f"--layer {bad[0]!r} is not a layer of {model.name}; layers look like "
@@ -64,9 +82,11 @@ def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, n
     if repair:
         _drop_damaged(store_dir)
     try:
-        store = run_harvest(model, genome, table, list(layers), view=view, store=store_dir, upstream=upstream,
+        store = run_harvest(model, genome, table, list(layers), view=view, recipe=recipe, store=store_dir,
+                            upstream=upstream,
                             downstream=downstream, K=K, fixed=fixed, fixed_rev=fixed_rev, pool_window=pool_window,
-                            shard_size=shard_size, batch_size=batch_size, reuse_prefix=not no_prefix_reuse)
+                            shard_size=shard_size, batch_size=batch_size,
+                            reuse_prefix=False if no_prefix_reuse else (True if prefix_reuse else None))
     except StoreError as err:
         raise click.ClickException(str(err)) from err
     except ValueError as err:

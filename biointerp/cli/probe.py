@@ -215,15 +215,20 @@ def _apply_options(options):
 def _card(src, result, kind, split_desc, metrics, strata, calibration, extra=None) -> dict:
     man = getattr(src, "manifest", {}) or {}
     tensor = result.info["input"]["tensor"]
-    pairing = result.info["input"].get("pairing", "genomic")
+    inp = result.info["input"]
+    pairing, recipe = inp.get("pairing", "genomic"), inp.get("recipe")
+    ref_view = "ref_same" if pairing == "index" else ("ref_aligned" if recipe == "genomic" else "ref_cross")
     card = {
         "kind": getattr(result.probe, "kind", kind),
         "model": man.get("model"),
         "layer": man.get("layer") or man.get("layers"),
-        "views": ["var_same", "ref_cross" if pairing == "genomic" else "ref_same"] if tensor == "acts" else
-                 ["var_same - ref_cross (stored diff)"] if tensor == "diff" else [tensor],
+        "views": ["var_same", ref_view] if tensor == "acts" else
+                 [f"var_same - {ref_view} (stored diff)"] if tensor == "diff" else [tensor],
         "pooling": tensor.split(".")[-1] if tensor.startswith("emb.") else "evee",
-        "input": result.info["input"],
+        "recipe": recipe,
+        "pairing": inp.get("pairing"),
+        "input_layout": inp.get("layout"),
+        "input": inp,
         "d": result.probe.d,
         "hparams": result.probe.hparams(),
         "heads": result.heads,
@@ -250,13 +255,16 @@ def _card(src, result, kind, split_desc, metrics, strata, calibration, extra=Non
 @click.option("--l2", type=float, default=1e-3, show_default=True, help="Linear probe L2 (per-sample mean loss).")
 @click.option("--features", type=click.Choice(["auto", "pooled", "pooled_pair", "evee_mean_diff"]), default="auto",
               show_default=True, help="Linear probe features.")
-@click.option("--pairing", type=click.Choice(["genomic", "index"]), default="genomic", show_default=True,
-              help="EVEE acts: genomic = var_same - ref_cross, the reference at the same genomic base (what an "
-                   "evee_diff store holds); index = var_same - ref_same, the same sequence index, i.e. a base shifted "
-                   "by the indel length downstream of an indel (needs --view evee acts). Saved in the card; apply, "
-                   "evaluate and finetune use the card's.")
-@click.option("--h", "h", type=click.IntRange(1), default=64, show_default=True, help="Covariance rank h.")
-@click.option("--p", "p", type=click.IntRange(1), default=128, show_default=True, help="Covariance readout width p.")
+@click.option("--pairing", type=click.Choice(["genomic", "index"]), default=None,
+              help="EVEE views: index = var_same - ref_same, the same sequence index (EVEE's diff; default on "
+                   "evee-recipe stores); genomic = var_same - ref_aligned, the same genomic base (genomic-recipe "
+                   "stores only; their default). Saved in the card with the store's recipe; apply, evaluate and "
+                   "finetune use the card's and refuse a store of another recipe.")
+@click.option("--h", "h", type=click.IntRange(1), default=64, show_default=True,
+              help="Covariance rank h (EVEE's d_hidden).")
+@click.option("--p", "p", type=click.IntRange(1), default=None,
+              help="Covariance readout width p (EVEE's d_probe) [default: 256 for covariance_concat, EVEE's "
+                   "unified-diff layout and trainer default; 128 otherwise].")
 @click.option("--root", type=click.Choice(["newton_schulz", "sym_eigh", "gram_eigh"]), default="newton_schulz",
               show_default=True,
               help="Covariance probes: newton_schulz = EVEE's 3-step polynomial of the non-symmetric C (not a square "
@@ -292,7 +300,7 @@ def train_cmd(stores, labels, label_columns, tensor, how, split_column, test_fra
     split = _make_split(table, split_column, how, test_frac, val_frac, seed)
     counts = split.value_counts().to_dict()
     click.echo(f"split ({'column ' + split_column if split_column else how}): {counts}")
-    hp = {"l2": l2, "h": h, "p": p, "root": root}
+    hp = {"l2": l2, "h": h, "p": p if p is not None else (256 if kind.endswith("concat") else 128), "root": root}
     if features != "auto":
         hp["features"] = features
     try:
@@ -304,7 +312,8 @@ def train_cmd(stores, labels, label_columns, tensor, how, split_column, test_fra
     info = result.info
     click.echo(f"trained {kind} on {info['n_train']} variants (val {info['n_val']}), method {info['method']}, "
                f"epochs {info.get('epochs')}"
-               + (f", pairing {info['input']['pairing']}" if "pairing" in info["input"] else ""))
+               + (f", recipe {info['input'].get('recipe')}, pairing {info['input']['pairing']}, layout "
+                  f"{info['input'].get('layout')}" if "pairing" in info["input"] else ""))
     if info["n_labelled_without_activations"]:
         click.echo(f"{info['n_labelled_without_activations']} labelled variants have no activations in the store "
                    "(non-ok status or not harvested): not used")
@@ -428,7 +437,7 @@ def apply_cmd(probe_path, stores, scores, variants, kind, d_model, tensor, name,
                f"({adata.n_obs - len(want)} without activations -> NaN)")
     try:
         pred = predict(module, src, tensor, want, heads, batch_size, device=device, pair=pair, progress=True)
-    except ValueError as err:
+    except ValueError as err:  # a damaged store (StoreError) is shown by the command group
         raise click.ClickException(f"probe and store do not fit together: {err}") from err
     cols = {}
     for h in heads:
@@ -650,19 +659,23 @@ def _write_comparison(d, cmp):
 @click.argument("probe_path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the whole card as JSON.")
 def show_cmd(probe_path, as_json):
-    """Print a probe's card and tensor shapes."""
-    from safetensors import safe_open
+    """Print a probe's card and tensor shapes (after checking the tensors against the card)."""
+    from safetensors.torch import load_file
 
-    from biointerp.probes.artifact import read_card
+    from biointerp.probes.artifact import ProbeFileError, check_tensors, read_card
 
     if not Path(probe_path).exists():
         raise click.ClickException(f"{probe_path}: file not found")
     try:
         card = read_card(probe_path)
-        with safe_open(probe_path, framework="pt") as f:
-            shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as err:  # noqa: BLE001
-        raise click.ClickException(f"{probe_path}: not a safetensors file ({err})") from err
+        try:
+            sd = load_file(probe_path)
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+            raise ProbeFileError(f"{probe_path}: tensors cannot be read ({err})") from err
+        check_tensors(probe_path, sd, card)
+    except ProbeFileError as err:
+        raise click.ClickException(str(err)) from err
+    shapes = {k: list(v.shape) for k, v in sd.items()}
     if as_json:
         click.echo(json.dumps({"card": card, "tensors": shapes}, indent=2, default=str))
         return

@@ -4,11 +4,16 @@ The card (``metadata["biointerp_card"]``) holds: ``kind``, ``model``, ``layer``,
 ``views``, ``pooling``/``features``, ``d``, ``hparams``, ``data_fingerprint``,
 ``split``, ``metrics``, ``calibration``, ``heads``. No pickle anywhere.
 
-EVEE-view probes record their ``pairing`` (``"genomic"``: var_same - ref_cross, or
-``"index"``: var_same - ref_same; see :func:`biointerp.probes.covariance.evee_diffs`) in
-``hparams`` and ``input``; :func:`load_probe` rebuilds the module with it, so a loaded
-probe pairs the views as in training. Cards without it (older files, EVEE files) load
-as ``"genomic"``.
+EVEE-view probes record the harvest ``recipe`` of their training store
+(``input.recipe``: ``"evee"`` or ``"genomic"``), their ``pairing`` (``"index"``:
+var_same - ref_same, or ``"genomic"``: var_same - ref_aligned; see
+:mod:`biointerp.probes.covariance`) in ``hparams`` and ``input``, and their input
+``layout`` (``per_direction`` or ``unified_diff``); :func:`load_probe` rebuilds the
+module with them (``module.input_recipe``), so a loaded probe pairs the views as in
+training and refuses a store of another recipe. biointerp cards written before
+recipes existed were trained on genomic-recipe stores and load as recipe
+``"genomic"``, pairing ``"genomic"`` (:func:`card_recipe`); EVEE's own files
+(no card) load as recipe ``"evee"``, pairing ``"index"`` (EVEE's ``unified_diff``).
 
 :func:`load_probe` also reads an EVEE-style ``probe.safetensors`` without a card
 (``kind="covariance"``, ``d_model=4096``), accepting both module-style keys
@@ -202,6 +207,21 @@ def card_pairing(card: dict | None) -> str:
     return (card.get("hparams") or {}).get("pairing") or (card.get("input") or {}).get("pairing") or "genomic"
 
 
+def card_recipe(card: dict | None) -> str | None:
+    """The harvest recipe a probe card records (``input.recipe``). Cards of EVEE-view
+    probes (tensor ``acts``/``diff``) without one predate recipes: ``"genomic"``. EVEE's
+    own files (loaded without a card): ``"evee"``. Pooled-embedding probes: None."""
+    card = card or {}
+    inp = card.get("input") or {}
+    if inp.get("recipe"):
+        return str(inp["recipe"])
+    if card.get("card") == "inferred from tensor shapes" and str(card.get("kind", "")).startswith("covariance"):
+        return "evee"
+    if inp.get("tensor") in ("acts", "diff"):
+        return "genomic"
+    return None
+
+
 def _hparams_with_pairing(card: dict, path) -> dict:
     hp = dict(card["hparams"])
     a, b = hp.get("pairing"), (card.get("input") or {}).get("pairing")
@@ -220,7 +240,8 @@ def load_probe(path: str | Path, kind: str | None = None, d_model: int | None = 
     to check the projection width); shapes are read from the tensors and the
     DESIGN.md defaults (eps=1e-3, 3 Newton-Schulz steps) are used. Loading is strict.
     The module's ``pairing`` (EVEE views) is the card's ``hparams.pairing``, else its
-    ``input.pairing``, else ``"genomic"``. The tensors are checked (:func:`check_tensors`:
+    ``input.pairing``, else ``"genomic"`` (``"index"`` for card-less EVEE files); its
+    ``input_recipe`` is :func:`card_recipe`. The tensors are checked (:func:`check_tensors`:
     card checksum, dtypes, shapes, finite values) before they reach the module; any
     problem raises :class:`ProbeFileError` naming the file.
     """
@@ -248,7 +269,10 @@ def load_probe(path: str | Path, kind: str | None = None, d_model: int | None = 
                 raise ValueError(f"unknown probe kind {kind!r}; use one of {KINDS}")
         except (KeyError, ValueError) as err:
             raise ProbeFileError(f"{path}: not a {kind} probe file ({err})") from err
-        card = {"kind": kind, "hparams": hp, "d": hp["d"], "source": str(path), "card": "inferred from tensor shapes"}
+        if kind.startswith("covariance"):  # EVEE's trainer: unified_diff = var_same - ref_same
+            hp["pairing"] = "index"
+        card = {"kind": kind, "hparams": hp, "d": hp["d"], "source": str(path), "card": "inferred from tensor shapes",
+                "input": {"recipe": "evee" if kind.startswith("covariance") else None}}
     if card.get("kind") not in KINDS or not isinstance(card.get("hparams"), dict):
         raise ProbeFileError(f"{path}: the card names no known probe (kind {card.get('kind')!r}, hparams "
                              f"{type(card.get('hparams')).__name__}); kinds are {', '.join(KINDS)}; {_DAMAGED}")
@@ -257,6 +281,7 @@ def load_probe(path: str | Path, kind: str | None = None, d_model: int | None = 
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ProbeFileError(f"{path}: the card's hparams do not describe a {card['kind']} probe ({err!r}); "
                              f"{_DAMAGED}") from err
+    module.input_recipe = card_recipe(card)
     if "_eye" not in sd and hasattr(module, "_eye"):
         sd["_eye"] = module._eye.clone()
     own = module.state_dict()

@@ -1,30 +1,39 @@
 """Covariance probes on EVEE activation views (DESIGN.md, "Covariance probe").
 
-Input: the EVEE harvest view ``acts [B, 2, 3, K, d]`` (direction fwd/rev x view
-var_same/ref_same/ref_cross x K positions x d), reduced per direction to
-``diff [B, K, d]`` = variant minus reference. Which reference view is subtracted
-is the probe's ``pairing``:
+Input: the EVEE harvest view ``acts [B, 2, 3, K, d]`` (direction fwd/bwd x three
+views x K positions x d), reduced per direction to ``diff [B, K, d]`` = variant
+minus reference. Which reference view is subtracted is the probe's ``pairing``:
 
-* ``"genomic"`` (default): ``var_same - ref_cross`` (views 0 - 2), the reference
-  at the *same genomic base*. This is the pairing the harvest uses to pick
-  divergent positions and to compute ``loss_diff``, and exactly what
-  ``view="evee_diff"`` stores as ``diff [B, 2, K, d]``, so both store layouts give
-  the same probe input.
 * ``"index"``: ``var_same - ref_same`` (views 0 - 1), the reference at the *same
-  sequence index*. Downstream of an indel this compares bases shifted by the
-  indel length (which makes indels easy to tell apart); only ``acts`` stores
-  hold ``ref_same``, an ``evee_diff`` store cannot give it.
+  sequence index*: EVEE's diff (``utils.unified_diff``), what an ``evee``-recipe
+  store's ``diff`` holds, and the default on ``evee``-recipe stores.
+* ``"genomic"``: view 0 - view 2, which in a ``genomic``-recipe store is
+  ``ref_aligned``, the reference at the *same genomic base* (what that recipe's
+  ``diff`` holds; its default). In an ``evee``-recipe store view 2 is
+  ``ref_cross`` (the other strand), so this pairing is refused there.
 
-For SNVs ``ref_same == ref_cross`` and both pairings agree. The pairing is a
-hyper-parameter (``hparams()["pairing"]``), so it is saved in the probe card and
-a loaded probe reads its input the way it was trained.
+The harvest recipe a store was written with is in its manifest
+(:func:`biointerp.store.store_recipe`); :func:`resolve_pairing` checks the
+combination and a probe trained on one recipe refuses a store of the other
+(:func:`check_recipe`). Both are saved in the probe card.
 
-For each direction: ``left = proj_left_<dir>(diff)``, ``right = proj_right_<dir>(diff)``
-(``d -> h`` with bias), ``C = sum_dir left^T right / K + eps*I`` (``h x h``),
-``S = NS_3(C)``: 3 coupled Newton-Schulz steps on ``C / ||C||_F``, rescaled
-by ``sqrt(||C||_F)``; ``feat_j = sum_lr S_lr A_jl B_jr`` with ``A``, ``B`` the
-weights of ``head_left``, ``head_right`` (bias-free ``h -> p``), then ``out``
-(``p -> n``). Parameter names match the published EVEE ``probe.safetensors``.
+Input layout (``concat``):
+
+* ``concat=False`` ("per_direction"): one projection pair per direction,
+  ``left = proj_left_<dir>(diff)``, ``right = proj_right_<dir>(diff)`` (``d -> h``
+  with bias), ``C = sum_dir left^T right / K`` over each direction's real
+  positions (padding masked out).
+* ``concat=True`` ("unified_diff", EVEE's trainer input): ``x = [diff_fwd,
+  diff_bwd]`` concatenated on the feature axis, ``[B, K, 2d]``; one pair
+  ``proj_left``, ``proj_right`` (``2d -> h``); ``C = left^T right / K`` over all
+  K rows, padding included (EVEE's trainer passes the probe no mask).
+
+Then ``C + eps*I`` (``h x h``), ``S = NS_3(C)``: 3 coupled Newton-Schulz steps on
+``C / ||C||_F``, rescaled by ``sqrt(||C||_F)`` (or a true root, ``root=``, below),
+``feat_j = sum_lr S_lr A_jl B_jr``
+with ``A``, ``B`` the weights of ``head_left``, ``head_right`` (bias-free ``h -> p``),
+then ``out`` (``p -> n``). Parameter names match the published EVEE
+``probe.safetensors``.
 
 What this computes (the default, ``root="newton_schulz"``, kept as EVEE has it):
 ``left`` and ``right`` are two *different* projections, so ``C`` is neither
@@ -53,18 +62,58 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-#: EVEE view indices (``pairing="genomic"``: ``VAR_SAME - REF_CROSS``; ``"index"``: ``VAR_SAME - REF_SAME``).
+#: EVEE view indices (``pairing="index"``: ``VAR_SAME - REF_SAME``; ``"genomic"``: ``VAR_SAME - view 2``,
+#: the genomic recipe's ``ref_aligned``; in the evee recipe view 2 is ``ref_cross``, the other strand).
 VAR_SAME, REF_SAME, REF_CROSS = 0, 1, 2
 #: how the variant view is paired with a reference view (see the module doc)
 PAIRINGS = ("genomic", "index")
+#: the pairing each harvest recipe's stored ``diff`` holds (and its default)
+RECIPE_PAIRING = {"evee": "index", "genomic": "genomic"}
+#: the probe input layouts (``concat`` False / True)
+LAYOUTS = {False: "per_direction", True: "unified_diff"}
 
 
 def check_pairing(pairing: str) -> str:
     """``pairing`` if it is one of :data:`PAIRINGS`, else a ValueError."""
     if pairing not in PAIRINGS:
-        raise ValueError(f"unknown pairing {pairing!r}; use 'genomic' (var_same - ref_cross, the same genomic base) "
-                         "or 'index' (var_same - ref_same, the same sequence index)")
+        raise ValueError(f"unknown pairing {pairing!r}; use 'index' (var_same - ref_same, the same sequence index, "
+                         "EVEE's diff) or 'genomic' (var_same - ref_aligned, the same genomic base; genomic recipe)")
     return pairing
+
+
+def resolve_pairing(recipe: str | None, pairing: str | None, tensor: str = "acts") -> str:
+    """The pairing for an EVEE ``tensor`` (``acts`` or ``diff``) of a store written by ``recipe``.
+
+    ``pairing=None`` gives the recipe's own (:data:`RECIPE_PAIRING`; ``"genomic"``
+    when the recipe is unknown, e.g. tensors in memory). ValueError for
+    combinations that have no meaning: ``"genomic"`` on an ``evee``-recipe store
+    (view 2 is the other strand's reference), or a ``diff`` store asked for the
+    pairing it does not hold.
+    """
+    if recipe is None:
+        return check_pairing(pairing or "genomic")
+    if recipe not in RECIPE_PAIRING:
+        raise ValueError(f"unknown harvest recipe {recipe!r} (known: {', '.join(RECIPE_PAIRING)})")
+    own = RECIPE_PAIRING[recipe]
+    if pairing is None:
+        return own
+    check_pairing(pairing)
+    if tensor == "diff" and pairing != own:
+        raise ValueError(f"a {recipe}-recipe diff store (view=evee_diff) only holds pairing={own!r} diffs; "
+                         f"pairing={pairing!r} needs the acts view (harvest with --view evee)")
+    if recipe == "evee" and pairing == "genomic":
+        raise ValueError("pairing='genomic' needs a genomic-recipe store: in an evee-recipe store view 2 is "
+                         "ref_cross, the other strand's reference, not the same genomic base. Use "
+                         "pairing='index' (var_same - ref_same, EVEE's diff) or harvest with --recipe genomic")
+    return pairing
+
+
+def check_recipe(probe_recipe: str | None, store_recipe: str | None) -> None:
+    """ValueError when a probe trained on one harvest recipe is given a store of another."""
+    if probe_recipe and store_recipe and probe_recipe != store_recipe:
+        raise ValueError(f"this probe was trained on activations of the {probe_recipe!r} harvest recipe, but the "
+                         f"store was written by the {store_recipe!r} recipe (other positions and views); harvest "
+                         f"again with --recipe {probe_recipe}, or train a probe on this store")
 
 
 def newton_schulz_sqrt(C: torch.Tensor, n_iter: int = 3) -> torch.Tensor:
@@ -136,12 +185,12 @@ def evee_diffs(acts: torch.Tensor, pairing: str = "genomic") -> tuple[torch.Tens
     ----------
     acts
         The EVEE view ``acts [B,2,3,K,d]``; a stored ``diff [B,2,K,d]`` (``view=evee_diff``,
-        which holds ``var_same - ref_cross``: taken as is); or a pooled pair ``[B,2,d]``
+        taken as is); or a pooled pair ``[B,2,d]``
         (alt, ref embeddings; both directions get ``alt - ref`` with K=1).
     pairing
-        For ``acts``: ``"genomic"`` takes ``var_same - ref_cross`` (the same genomic base in
-        both sequences), ``"index"`` takes ``var_same - ref_same`` (the same sequence index).
-        ``"index"`` needs ``acts``: a stored ``diff`` or a pooled pair raises ValueError.
+        For ``acts``: ``"index"`` takes ``var_same - ref_same`` (views 0 - 1), ``"genomic"``
+        views 0 - 2. A stored ``diff`` is taken as is (which pairing it holds is the store's
+        recipe, checked by :func:`resolve_pairing`); a pooled pair refuses ``"index"``.
     """
     check_pairing(pairing)
     a = acts.float()
@@ -149,11 +198,6 @@ def evee_diffs(acts: torch.Tensor, pairing: str = "genomic") -> tuple[torch.Tens
         ref = REF_CROSS if pairing == "genomic" else REF_SAME
         return a[:, 0, VAR_SAME] - a[:, 0, ref], a[:, 1, VAR_SAME] - a[:, 1, ref]
     if a.dim() == 4 and a.shape[1] == 2:
-        if pairing == "index":
-            raise ValueError("pairing='index' (var_same - ref_same) needs the EVEE view acts [N,2,3,K,d]: a diff "
-                             "[N,2,K,d] store (view=evee_diff) only holds genomic-pairing diffs (var_same - "
-                             "ref_cross). Harvest with --view evee (view='evee') to use index pairing, or use "
-                             "pairing='genomic'")
         return a[:, 0], a[:, 1]
     if a.dim() == 3 and a.shape[1] == 2:
         if pairing == "index":
@@ -192,9 +236,9 @@ class CovarianceBackbone(nn.Module):
     """Projections + covariance pooling + matrix square root -> ``S [B, h, h]``.
 
     ``concat=False``: one projection pair per direction (``proj_{left,right}_{fwd,bwd}``).
-    ``concat=True``: both directions concatenated to ``[K, 2d]`` before one pair
-    (``proj_left``, ``proj_right``). ``pairing``: which reference view ``acts`` inputs
-    subtract (``"genomic"`` ref_cross or ``"index"`` ref_same, see :func:`evee_diffs`).
+    ``concat=True``: EVEE's unified diff, both directions concatenated to ``[K, 2d]``
+    before one pair (``proj_left``, ``proj_right``), all K rows (module doc).
+    ``pairing``: which reference view ``acts`` inputs subtract (see :func:`evee_diffs`).
     """
 
     def __init__(self, d: int, h: int = 64, eps: float = 1e-3, n_sqrt_iter: int = 3, concat: bool = False,
@@ -224,11 +268,10 @@ class CovarianceBackbone(nn.Module):
         if self.input_scale != 1.0:
             fwd, bwd = fwd * self.input_scale, bwd * self.input_scale
         gram = self.root == "gram_eigh"
-        if self.concat:
+        if self.concat:  # EVEE's unified diff [B, K, 2d]; EVEE's trainer passes no mask
             x = torch.cat([fwd, bwd], dim=-1)
-            m = None if mask is None else (mask[:, 0] & mask[:, 1])
             lx = self.proj_left(x)
-            C = _outer_mean(lx, lx if gram else self.proj_right(x), m)
+            C = _outer_mean(lx, lx if gram else self.proj_right(x), None)
         else:
             mf = None if mask is None else mask[:, 0]
             mb = None if mask is None else mask[:, 1]
@@ -369,4 +412,5 @@ def to_multihead(probe: CovarianceBackbone, name: str = "pathogenicity",
         else:
             sd[k] = v
     mh.load_state_dict(sd, strict=True)
+    mh.input_recipe = getattr(probe, "input_recipe", None)
     return mh.to(next(probe.parameters()).device)

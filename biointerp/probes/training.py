@@ -12,23 +12,24 @@ multi-head) with per-head losses that skip missing labels:
 Early stopping watches the validation loss; the best weights are restored at the end.
 
 EVEE ``acts`` inputs are reduced to variant-minus-reference diffs with the probe's
-``pairing``: ``"genomic"`` (default, ``var_same - ref_cross``, the same genomic base, what
-an ``evee_diff`` store holds) or ``"index"`` (``var_same - ref_same``, the same sequence
-index; ``acts`` stores only). It is a probe hyper-parameter, saved in the card
-(``hparams.pairing``, ``input.pairing``), so :func:`predict` on a loaded probe pairs the
-views as in training.
+``pairing``: ``"index"`` (``var_same - ref_same``, EVEE's diff; the default on stores of
+the ``evee`` harvest recipe) or ``"genomic"`` (``var_same - ref_aligned``, the same
+genomic base; the default on ``genomic``-recipe stores). The store's recipe and the
+pairing are saved in the card (``input.recipe``, ``hparams.pairing``), and
+:func:`predict` refuses a store written by another recipe than the probe was trained on
+(see :mod:`biointerp.probes.covariance`).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
+import os
+import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -36,8 +37,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
-from biointerp.probes.covariance import (CovarianceBackbone, CovarianceProbe, MultiHeadCovarianceProbe,
-                                         check_pairing, evee_diffs, head_prediction, soft_bin_labels)
+from biointerp.probes.covariance import (LAYOUTS, CovarianceBackbone, CovarianceProbe, MultiHeadCovarianceProbe,
+                                         check_recipe, evee_diffs, head_prediction, resolve_pairing,
+                                         soft_bin_labels)
 from biointerp.probes.evaluate import auroc, binary_labels
 from biointerp.probes.linear import LinearProbe, featurize, fit_linear
 
@@ -225,84 +227,26 @@ def head_loss(spec: Mapping, logits: torch.Tensor, y: torch.Tensor) -> torch.Ten
     return -(soft * logits.log_softmax(-1)).sum(-1).mean()
 
 
-class ProbeModule(L.LightningModule):
-    """Lightning wrapper: AdamW, summed per-head losses, ``val_loss`` / ``val_auroc`` logging."""
+def __getattr__(name: str):
+    # ProbeModule and _KeepBest live in lightning_module, imported on first use (lightning is slow to import)
+    if name in ("ProbeModule", "_KeepBest"):
+        from biointerp.probes import lightning_module
 
-    def __init__(self, probe: nn.Module, heads: Mapping[str, Mapping], lr: float = 1e-3,
-                 weight_decay: float = 0.0, trainable: str = "all"):
-        super().__init__()
-        self.probe, self.heads = probe, dict(heads)
-        self.lr, self.weight_decay, self.trainable = lr, weight_decay, trainable
-        self._val: list = []
-        self.history: list[dict] = []
-
-    def forward(self, x, mask=None):
-        return _as_dict(self.probe(x, mask), self.heads)
-
-    def _step(self, batch):
-        x, mask, t = batch if len(batch) == 3 else (batch[0], None, batch[1])
-        out = self(x, mask)
-        losses = [l for name, spec in self.heads.items()
-                  if (l := head_loss(spec, out[name], t[name])) is not None]
-        loss = torch.stack(losses).sum() if losses else out[next(iter(out))].sum() * 0.0
-        if isinstance(self.probe, LinearProbe):
-            loss = loss + self.probe.penalty()
-        return loss, out, t, len(x)
-
-    def training_step(self, batch, batch_idx):
-        loss, _, _, n = self._step(batch)
-        self.log("train_loss", loss, on_epoch=True, on_step=False, batch_size=n)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        loss, out, t, n = self._step(batch)
-        self.log("val_loss", loss, on_epoch=True, batch_size=n, prog_bar=True)
-        name = next(iter(self.heads))
-        if self.heads[name].get("kind", "binary") == "binary":
-            self._val.append((t[name].cpu(), head_prediction(self.heads[name], out[name]).detach().cpu()))
-
-    def on_validation_epoch_end(self):
-        m = self.trainer.callback_metrics
-        rec = {"epoch": int(self.current_epoch), "val_loss": float(m.get("val_loss", float("nan")))}
-        if "train_loss" in m:
-            rec["train_loss"] = float(m["train_loss"])
-        if self._val:
-            y = torch.cat([v[0] for v in self._val]).numpy()
-            s = torch.cat([v[1] for v in self._val]).numpy()
-            ok = np.isfinite(y)
-            rec["val_auroc"] = auroc(y[ok], s[ok]) if ok.any() else float("nan")
-            self.log("val_auroc", rec["val_auroc"] if np.isfinite(rec["val_auroc"]) else 0.5)
-        self._val = []
-        if not self.trainer.sanity_checking:
-            self.history.append(rec)
-
-    def configure_optimizers(self):
-        params = self.probe.parameters()
-        if self.trainable == "heads":
-            params = [p for n, p in self.probe.named_parameters() if not n.startswith("proj_")]
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-
-
-class _KeepBest(L.Callback):
-    """Keep the weights with the lowest validation loss in memory; restore them at the end."""
-
-    def __init__(self):
-        self.best, self.state, self.epoch = float("inf"), None, -1
-
-    def on_validation_end(self, trainer, pl_module):
-        if trainer.sanity_checking:
-            return
-        v = trainer.callback_metrics.get("val_loss")
-        if v is not None and float(v) < self.best:
-            self.best, self.epoch = float(v), int(trainer.current_epoch)
-            self.state = copy.deepcopy({k: t.detach().cpu() for k, t in pl_module.probe.state_dict().items()})
-
-    def on_fit_end(self, trainer, pl_module):
-        if self.state is not None:
-            pl_module.probe.load_state_dict(self.state)
+        return getattr(lightning_module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------- training
+def seed_all(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators, as ``lightning.seed_everything(seed,
+    workers=True)`` does (same calls, same ``PL_*`` variables), without importing lightning."""
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ["PL_SEED_WORKERS"] = "1"
+
+
 @dataclass
 class TrainResult:
     probe: nn.Module
@@ -405,20 +349,20 @@ def train_probe(
         Read ``<tensor>.ref`` too and give the probe ``[N, 2, d]`` (alt, ref); default: when
         ``tensor`` is a pooled embedding whose ``.ref`` is stored.
     pairing
-        EVEE ``acts`` only: ``"genomic"`` (``var_same - ref_cross``, the reference at the same
-        genomic base; what an ``evee_diff`` store holds) or ``"index"`` (``var_same - ref_same``,
-        the reference at the same sequence index; downstream of an indel these are different
-        bases). Default: the fine-tuned ``probe``'s own pairing, else ``"genomic"``. ``"index"``
-        on a ``diff`` store or a pooled tensor raises ValueError. Saved in the probe's hparams.
+        EVEE views only: ``"index"`` (``var_same - ref_same``, the same sequence index, EVEE's
+        diff) or ``"genomic"`` (``var_same - ref_aligned``, the same genomic base; genomic-recipe
+        stores only). Default: the fine-tuned ``probe``'s own pairing, else the store recipe's
+        (evee: index, genomic: genomic). Combinations a store cannot give raise ValueError
+        (:func:`~biointerp.probes.covariance.resolve_pairing`). Saved in the probe's hparams.
 
     Returns
     -------
     :class:`TrainResult` with the trained probe (best validation weights, eval mode),
     the head specs and ``info`` (n_train, n_val, epochs, best_val_loss, history,
-    data_fingerprint, input {tensor, pair[, pairing]}; ``pairing`` for EVEE views).
+    data_fingerprint, input {tensor, pair[, pairing, recipe, layout]}; the last three for EVEE
+    views).
     """
-    L.seed_everything(seed, workers=True, verbose=False)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    seed_all(seed)
     hp = dict(hparams or {})
     heads = dict(heads or {DEFAULT_HEAD: {"kind": "binary", "column": "label"}})
     src = open_source(source)
@@ -444,12 +388,16 @@ def train_probe(
     if pair is None:
         pair = tensor.startswith("emb.") and (tensor + ".ref") in names and hp.get("features") != "pooled"
     use_mask = tensor in ("acts", "diff") and "positions" in names
-    pairing = _resolve_pairing(pairing if pairing is not None else hp.get("pairing"), probe)
+    recipe = source_recipe(src) if tensor in ("acts", "diff") else None
+    if probe is not None:
+        check_recipe(getattr(probe, "input_recipe", None), recipe)
+    pairing = _resolve_pairing(pairing if pairing is not None else hp.get("pairing"), probe, recipe, tensor)
     x0 = _first_input(src, tensor, ids["train"], pair)
-    _check_pairing_input(x0, tensor, pairing)
+    _check_pairing_input(x0, tensor, pairing, recipe)
     inp = {"tensor": tensor, "pair": bool(pair)}
-    if x0.dim() >= 4:  # EVEE view (acts or diff): record how var and ref were paired
+    if x0.dim() >= 4:  # EVEE view (acts or diff): record the harvest recipe and how var and ref were paired
         inp["pairing"] = pairing
+        inp["recipe"] = recipe
     info = {"n_train": len(ids["train"]), "n_val": len(ids["val"]), "seed": seed,
             "n_labelled_without_activations": int((has_target & ~in_store).sum()),
             "input": inp,
@@ -460,12 +408,21 @@ def train_probe(
         probe = _new_probe(kind, heads, hp, src, tensor, ids["train"], batch_size, use_mask, pair, x0, pairing)
         if isinstance(probe, CovarianceBackbone) and "input_scale" not in hp:
             probe.input_scale = _diff_rms(src, tensor, ids["train"], batch_size, pair, pairing=pairing)
+    if x0.dim() >= 4:
+        probe.input_recipe = recipe
+        inp["layout"] = LAYOUTS[bool(probe.concat)] if isinstance(probe, CovarianceBackbone) else \
+            f"linear:{getattr(probe, 'features', '')}"
     if isinstance(probe, LinearProbe):
         if len(heads) != 1:
             raise ValueError("a linear probe has one head; use covariance_multihead for several labels")
         n_feat = len(ids["train"]) * probe.d
         if method == "lbfgs" or (method == "auto" and n_feat <= 2 ** 27):
             return _fit_linear_lbfgs(probe, src, tensor, ids, tg, heads, batch_size, use_mask, pair, info)
+    import lightning as L  # the trainer only: seconds to import
+
+    from biointerp.probes.lightning_module import ProbeModule, _KeepBest
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     module = ProbeModule(probe, heads, lr, weight_decay, trainable)
     train_dl = DataLoader(ProbeBatches(src, tensor, ids["train"], tg["train"], batch_size,
                                        shuffle_buffer, seed, use_mask, pair), batch_size=None)
@@ -500,25 +457,38 @@ def _tensor_names(src) -> list[str]:
     return list(src.tensor_names())
 
 
-def _resolve_pairing(pairing: str | None, probe: nn.Module | None) -> str:
-    """The pairing to train with: the argument, else the fine-tuned probe's, else ``"genomic"``."""
+def source_recipe(src) -> str | None:
+    """Harvest recipe of a store (or of several, which must agree); None for tensors in memory."""
+    from biointerp.store import store_recipe
+
+    mans = [getattr(s, "manifest", None) for s in getattr(src, "stores", [src])]
+    recipes = {store_recipe(m) for m in mans if m}
+    if len(recipes) > 1:
+        raise ValueError(f"the stores were written by different harvest recipes ({sorted(map(str, recipes))}); "
+                         "train or apply a probe on stores of one recipe")
+    return recipes.pop() if recipes else None
+
+
+def _resolve_pairing(pairing: str | None, probe: nn.Module | None, recipe: str | None = None,
+                     tensor: str = "acts") -> str:
+    """The pairing to train with: the argument, else the fine-tuned probe's, else the recipe's."""
     own = getattr(probe, "pairing", None) if probe is not None else None
-    if pairing is None:
-        return own or "genomic"
-    check_pairing(pairing)
-    if own is not None and own != pairing:
+    if pairing is not None and own is not None and own != pairing:
         raise ValueError(f"the probe to fine-tune was trained with pairing={own!r}; cannot continue it with "
                          f"pairing={pairing!r}")
-    return pairing
+    if tensor not in ("acts", "diff"):
+        return resolve_pairing(None, pairing or own)
+    return resolve_pairing(recipe, pairing or own, tensor)
 
 
-def _check_pairing_input(x0: torch.Tensor, tensor: str, pairing: str) -> None:
+def _check_pairing_input(x0: torch.Tensor, tensor: str, pairing: str, recipe: str | None = None) -> None:
     """ValueError when ``pairing="index"`` cannot be computed from ``tensor`` (``x0``: its first rows)."""
     if pairing != "index":
         return
-    if x0.dim() == 4:
-        evee_diffs(x0, pairing)  # raises: an evee_diff store only holds genomic-pairing diffs
-    if x0.dim() != 5:
+    if x0.dim() == 4 and recipe is None:
+        raise ValueError("pairing='index' on diff tensors [N,2,K,d] of unknown recipe: only a store's manifest "
+                         "says which diff they hold (evee recipe: var_same - ref_same); read them from the store")
+    if x0.dim() not in (4, 5):
         raise ValueError(f"pairing='index' (var_same - ref_same) needs the EVEE view acts [N,2,3,K,d]; tensor "
                          f"{tensor!r} has shape {tuple(x0.shape[1:])} per variant (harvest with --view evee, or "
                          "leave pairing='genomic')")
@@ -549,7 +519,8 @@ def _new_probe(kind: str, heads: dict, hp: dict, src, tensor: str, train_ids, ba
                          f"pair with its .ref; tensor {tensor!r} has shape {tuple(x0.shape[1:])} per variant "
                          "(harvest with --view evee or evee_diff)")
     d = x0.shape[-1]
-    common = dict(h=hp.get("h", 64), p=hp.get("p", 128), eps=hp.get("eps", 1e-3),
+    concat = kind == "covariance_concat" or (kind == "covariance_multihead" and hp.get("concat", False))
+    common = dict(h=hp.get("h", 64), p=hp.get("p", 256 if concat else 128), eps=hp.get("eps", 1e-3),
                   n_sqrt_iter=hp.get("n_sqrt_iter", 3), input_scale=hp.get("input_scale", 1.0), pairing=pairing,
                   root=hp.get("root", "newton_schulz"))
     if kind in ("covariance", "covariance_concat") and len(heads) == 1 \
@@ -590,10 +561,16 @@ def predict(probe: nn.Module, source, tensor: str, ids: Sequence[str] | None, he
 
     Binary heads give P(positive), continuous the expected value, categorical the class index.
     EVEE ``acts`` are paired as the probe was trained (its ``pairing`` hyper-parameter, read
-    from the card by :func:`~biointerp.probes.artifact.load_probe`).
+    from the card by :func:`~biointerp.probes.artifact.load_probe`); a store written by
+    another harvest recipe than the probe's (``probe.input_recipe``) raises ValueError.
     Returns a DataFrame indexed by ``variant_id`` in the order given (store order when None).
     """
     src = open_source(source)
+    if tensor in ("acts", "diff"):
+        recipe = source_recipe(src)
+        check_recipe(getattr(probe, "input_recipe", None), recipe)
+        if hasattr(probe, "pairing"):
+            resolve_pairing(recipe, probe.pairing, tensor)
     probe = probe.to(device).eval()
     use_mask = tensor in ("acts", "diff") and "positions" in _tensor_names(src)
     out_ids, cols = [], {k: [] for k in heads}

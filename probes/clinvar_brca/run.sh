@@ -4,6 +4,8 @@
 # BRCA2 variants (the test gene is never seen in training or validation).
 #
 #   MODEL=demo LAYER=blocks.2 bash probes/clinvar_brca/run.sh
+#   RECIPE=genomic ... bash probes/clinvar_brca/run.sh   # the other harvest recipe, same OUT (shares
+#                                                          # the variant tables and zero-shot scores)
 #
 # The evaluation puts every score beside model-free baselines fitted on BRCA1 only
 # (variant class, substitution type, indel length, their logistic combination), per variant class.
@@ -21,7 +23,8 @@ DOWN=${DOWN:-512}
 WINDOW=${WINDOW:-1024}
 NBOOT=${NBOOT:-1000}
 LIMIT=${LIMIT:-0}   # >0: only the first LIMIT labelled variants per region (smoke runs)
-PAIRING=${PAIRING:-genomic}   # probe input: var_same - ref_cross (genomic) or var_same - ref_same (index)
+RECIPE=${RECIPE:-evee}   # harvest recipe: evee (EVEE's public harvest) or genomic (ours)
+PAIRING=${PAIRING:-}     # probe input; empty = the recipe's own (evee: index = var_same - ref_same; genomic: genomic)
 ROOTS=${ROOTS:-}   # e.g. "sym_eigh gram_eigh": also train covariance probes with a true matrix square root
 BI=${BI:-.venv/bin/biointerp}
 PY=${PY:-.venv/bin/python}
@@ -47,7 +50,8 @@ PY
     $BI score --model "$MODEL" --fasta "$fa" --variants "$OUT/$name.labelled.parquet" --window "$WINDOW" \
       --strand both --out "$OUT/$name.zeroshot.h5ad"
   $BI harvest --model "$MODEL" --fasta "$fa" --variants "$OUT/$name.labelled.parquet" --layer "$LAYER" \
-    --view evee -K "$K" --fixed "$FIXED" --upstream "$UP" --downstream "$DOWN" --store "$OUT/$name.store"
+    --view evee --recipe "$RECIPE" -K "$K" --fixed "$FIXED" --upstream "$UP" --downstream "$DOWN" \
+    --store "$OUT/$name.$RECIPE.store"
 done
 
 # labels + split: BRCA1 -> train (85%) / val (15%, random, seeded), BRCA2 -> test
@@ -65,30 +69,32 @@ d.to_parquet(f"{out}/labels.parquet", index=False)
 print(pd.crosstab(d["split"], d["label"]))
 PY
 
-STORES="--store $OUT/brca1.store --store $OUT/brca2.store"
+STORES="--store $OUT/brca1.$RECIPE.store --store $OUT/brca2.$RECIPE.store"
+R=$OUT/$RECIPE
+mkdir -p "$R"
 # covariance probes: EVEE's Newton-Schulz polynomial (covariance) and, with ROOTS, the true-root options
 # at the same budget (same h, p, lr, epochs, patience, seed); wall time of each training in train_seconds.tsv
-printf "probe\tseconds\n" > "$OUT/train_seconds.tsv"
+printf "probe\tseconds\n" > "$R/train_seconds.tsv"
 SCORES=""
 for spec in linear:linear covariance:newton_schulz $(for r in $ROOTS; do echo "covariance_$r:$r"; done); do
   IFS=: read -r name root <<<"$spec"
   kind=$([ "$name" = linear ] && echo linear || echo covariance)
   t0=$SECONDS
-  $BI probe train --kind "$kind" $STORES --labels "$OUT/labels.parquet" --split-column split --pairing "$PAIRING" \
+  $BI probe train --kind "$kind" $STORES --labels "$OUT/labels.parquet" --split-column split ${PAIRING:+--pairing "$PAIRING"} \
     --h 16 --p 32 --lr 1e-3 --epochs 60 --patience 8 --n-boot "$NBOOT" --calibrate platt --strata variant_type \
-    $([ "$kind" = covariance ] && echo "--root $root") --report-dir "$OUT/report_$name" --out "$OUT/$name.safetensors"
-  printf "%s\t%s\n" "$name" $((SECONDS - t0)) >> "$OUT/train_seconds.tsv"
+    $([ "$kind" = covariance ] && echo "--root $root") --report-dir "$R/report_$name" --out "$R/$name.safetensors"
+  printf "%s\t%s\n" "$name" $((SECONDS - t0)) >> "$R/train_seconds.tsv"
   SCORES="$SCORES $name"
 done
 
-$BI tables merge "$OUT/brca1.zeroshot.h5ad" "$OUT/brca2.zeroshot.h5ad" --out "$OUT/scores.h5ad"
+$BI tables merge "$OUT/brca1.zeroshot.h5ad" "$OUT/brca2.zeroshot.h5ad" --out "$R/scores.h5ad"
 EVAL=""
 for name in $SCORES; do
-  $BI probe apply --probe "$OUT/$name.safetensors" $STORES --scores "$OUT/scores.h5ad" --name "probe_$name" \
-    --out "$OUT/scores.h5ad"
+  $BI probe apply --probe "$R/$name.safetensors" $STORES --scores "$R/scores.h5ad" --name "probe_$name" \
+    --out "$R/scores.h5ad"
   EVAL="$EVAL --score probe_$name"
 done
 # every score beside the model-free baselines (fitted on BRCA1 = the train split), per variant class
-$BI probe evaluate --scores "$OUT/scores.h5ad" --labels "$OUT/labels.parquet" --label-column label \
+$BI probe evaluate --scores "$R/scores.h5ad" --labels "$OUT/labels.parquet" --label-column label \
   --split-column split --split test --strata variant_type --n-boot "$NBOOT" \
-  $EVAL --score -delta_ll --out "$OUT/eval.json" --out-dir "$OUT/eval"
+  $EVAL --score -delta_ll --out "$R/eval.json" --out-dir "$R/eval"
