@@ -11,7 +11,8 @@ training contigs: recognition) and, by default, on an extra contig with its own 
     .venv/bin/python benchmarks/bench_ground_truth.py --quick    # 10 per class, 5 genes, 256-bp windows
     .venv/bin/python benchmarks/bench_ground_truth.py            # all ~600 held-out variants, 15 genes (about 1 min with --threads 2)
 
-Measured with the novel-family contig (demo model, all variants, 15 genes, --n-boot 500, 945 s on 2 busy cores):
+Measured with the novel-family contig (demo model, all variants, 15 genes, --n-boot 500;
+945 s on 2 busy cores):
 zero-shot AUROC shared 0.693 [0.653, 0.733] vs control 0.541; novel 0.537 [0.489, 0.585] vs control 0.491
 (missense_domain 0.924 -> 0.401, inframe_deletion_domain 0.973 -> 0.294: memorised families; splice_acceptor
 0.785 -> 0.913); probe mean shared 0.843 vs 0.715, novel 0.819 vs 0.707 (probes/synth_ground_truth/RESULTS.md).
