@@ -4,7 +4,7 @@ evaluation and safetensors artifacts (see DESIGN.md and docs/INTERFACES.md)."""
 # Every name is loaded on first use from its module (PEP 562), so `biointerp.probes.splits`
 # does not import torch and applying a probe does not import lightning (seconds each).
 _EXPORTS = {
-    "artifact": ["build_probe", "load_probe", "read_card", "save_probe"],
+    "artifact": ["ProbeFileError", "build_probe", "check_tensors", "load_probe", "read_card", "save_probe"],
     "covariance": ["CovarianceBackbone", "CovarianceProbe", "MultiHeadCovarianceProbe", "newton_schulz_sqrt"],
     "evaluate": ["apply_calibration", "auprc", "auroc", "evaluate", "fit_calibration", "reliability_table",
                  "stratified"],
