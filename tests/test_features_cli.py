@@ -83,28 +83,24 @@ def test_features_cli_errors(inputs, tmp_path):
 
 
 def test_feature_pipeline_lint_and_plan(tmp_path):
-    import subprocess
-    import sys
     from pathlib import Path
 
     import yaml
+    from test_pipelines import snakemake  # Snakemake's command line, in this process
 
     repo = Path(__file__).resolve().parents[1]
     snake = ["-s", "pipelines/feature_discovery/Snakefile"]
-    r = subprocess.run([sys.executable, "-m", "snakemake", *snake, "--configfile",
-                        "pipelines/feature_discovery/config.yaml", "--lint"], cwd=repo, capture_output=True, text=True)
+    r = snakemake(*snake, "--configfile", "pipelines/feature_discovery/config.yaml", "--lint", cwd=repo)
     assert "Congratulations, your workflow is in a good condition!" in r.stdout + r.stderr, r.stdout + r.stderr
     cfg = yaml.safe_load((repo / "pipelines/feature_discovery/config.yaml").read_text())
     cfg["outdir"] = str(tmp_path / "out")
     cfg["explain"]["enabled"] = False
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([sys.executable, "-m", "snakemake", *snake, "--configfile", str(tmp_path / "c.yaml"), "-n"],
-                       cwd=repo, capture_output=True, text=True)
+    r = snakemake(*snake, "--configfile", str(tmp_path / "c.yaml"), "-n", cwd=repo)
     assert r.returncode == 0, r.stderr
     jobs = {"synth_inputs", "train_sae", "encode_features", "label_features", "dashboard"}
     assert all(j in r.stdout for j in jobs) and "explain_variants" not in r.stdout
     cfg["label"]["by"] = "accuracy"
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([sys.executable, "-m", "snakemake", *snake, "--configfile", str(tmp_path / "bad.yaml"), "-n"],
-                       cwd=repo, capture_output=True, text=True)
+    r = snakemake(*snake, "--configfile", str(tmp_path / "bad.yaml"), "-n", cwd=repo)
     assert r.returncode != 0 and "accuracy" in r.stdout + r.stderr

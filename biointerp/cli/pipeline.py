@@ -283,7 +283,10 @@ def demo(outdir, cores, shards, model) -> None:
                "means the model's likelihoods (zero-shot) or its activations (probes) recover that "
                "biology. The test split (contig synth4) was unseen by the demo model and by the probes: "
                "those are the honest figures, and a score counts only where it beats the model-free baselines "
-               "(variant class, substitution type, consequence class, their combination).")
+               "(variant class, substitution type, consequence class, their combination). Here the consequence "
+               "class defines the label, so its baseline is perfect by construction: the question is how much of "
+               "that annotation the model recovers without being given it; variant class and substitution type "
+               "are the annotation-free baselines.")
     click.echo("")
     click.echo(f"Browse the variants in a web page: biointerp db serve --db {out / 'variants.duckdb'} "
                "(then open http://127.0.0.1:8000/; Ctrl+C stops it)")

@@ -115,7 +115,10 @@ def common_options(f):
               help="Output scores table (.h5ad, or .parquet for a flat table).")
 @click.option("--window", type=click.IntRange(2), default=8192, show_default=True,
               help="Window length in bp, centred on the variant.")
-@click.option("--reduce", type=click.Choice(["mean", "sum"]), default="mean", show_default=True)
+@click.option("--reduce", type=click.Choice(["mean", "sum", "aligned"]), default="mean", show_default=True,
+              help="Window LL: mean or sum of token log-probs; aligned = length-aware for indels: delta_ll is the "
+                   "change in the summed LL of the shared downstream flank (aligned base for base) and "
+                   "delta_ll_allele the alleles' own term, reported apart.")
 @click.option("--strand", type=click.Choice(["fwd", "rev", "both"]), default="fwd", show_default=True,
               help="Forward, reverse complement, or both averaged.")
 @click.option("--span", type=click.IntRange(0), default=None,

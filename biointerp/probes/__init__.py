@@ -14,6 +14,11 @@ _EXPORTS = {
 }
 _MODULE_OF = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
+# `evaluate` is also a submodule's name: importing biointerp.probes.evaluate (anywhere) would make
+# the package attribute the module. Bound here, after that import, it stays the function as before.
+# (numpy + pandas only: what every probe step loads anyway.)
+from biointerp.probes.evaluate import evaluate  # noqa: E402
+
 
 def __getattr__(name: str):
     mod = _MODULE_OF.get(name)
