@@ -168,7 +168,7 @@ def cpu_seconds(pid: int) -> float:
 def measure(name: str, proc: subprocess.Popen, port: int, mixed: list[str], exact: list[str], clients: int) -> dict:
     asyncio.run(_load(port, mixed[:200], clients))  # warm-up: buffer pool, code paths
     c0 = cpu_seconds(proc.pid)
-    seq = load(port, exact[:500], 1)
+    seq = load(port, exact, 1)
     c1 = cpu_seconds(proc.pid)
     conc = load(port, mixed, clients)
     c2 = cpu_seconds(proc.pid)
@@ -190,6 +190,9 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="comma list: our server is measured with each --workers value")
     ap.add_argument("--baseline-ref", default=BASELINE_REF, help="git commit of the baseline server")
     ap.add_argument("--no-baseline", action="store_true", help="measure the current code only")
+    ap.add_argument("--servers", default=None,
+                    help="comma list of the servers to run (baseline, base-h11, ours-wN); default: all")
+    ap.add_argument("--sequential", type=int, default=500, help="sequential exact look-ups per server")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
 
@@ -220,12 +223,15 @@ def main() -> None:
         servers.append(("base-h11", str(base_dir), ["h11"]))
     for w in [int(x) for x in a.workers.split(",") if x.strip()]:
         servers.append((f"ours-w{w}", str(REPO), ["--workers", str(w)]))
+    if a.servers:
+        keep = set(a.servers.split(","))
+        servers = [x for x in servers if x[0] in keep]
     sample = mixed[:300:7] + exact[:20]
     bodies = {}
     for name, pp, ex in servers:
         proc, port = start_server(db, pp, ex, work / f"{name}.log")
         try:
-            res[name] = measure(name, proc, port, mixed, exact, a.clients)
+            res[name] = measure(name, proc, port, mixed, exact[: a.sequential], a.clients)
             bodies[name] = [asyncio.run(fetch_once(port, u)) for u in sample]
         finally:
             proc.terminate()

@@ -35,10 +35,13 @@ POOLINGS = ("mean", "max")
 
 
 def embed_sequences(model, seqs: Sequence[str], layers: Sequence[str], poolings: Sequence[str] = ("mean",),
-                    batch_size: int = 8, progress: bool = False, desc: str = "embed") -> dict[tuple[str, str], np.ndarray]:
+                    batch_size: int = 8, progress: bool = False, desc: str = "embed",
+                    sae: tuple[str, object] | None = None) -> dict[tuple[str, str], np.ndarray]:
     """Pooled activations of ``seqs`` -> ``{(layer, pooling): [len(seqs), d] float32}``.
 
     Sequences are batched by length (little padding); pooling covers the real tokens only.
+    ``sae=(layer, SparseAutoencoder)`` adds that layer's SAE latents (per-token top-k, so a
+    sequence's latents do not depend on its batch) under the key ``(layer + ":sae", pooling)``.
     """
     import torch
     from tqdm.auto import tqdm
@@ -51,14 +54,23 @@ def embed_sequences(model, seqs: Sequence[str], layers: Sequence[str], poolings:
         raise CohortError(f"unknown layer(s) {unknown} for {model.name}; e.g. {model.layer_names[1:6]}")
     n = len(seqs)
     out = {(lay, p): None for lay in layers for p in poolings}
+    if sae is not None:
+        if sae[0] not in layers:
+            layers = [*layers, sae[0]]
+        out.update({(sae[0] + ":sae", p): None for p in poolings})
     order = sorted(range(n), key=lambda i: len(seqs[i]))
     for b in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=not progress):
         idx = order[b:b + batch_size]
         ids, mask = model.tokenize([seqs[i] for i in idx])
         res = model.forward(ids, mask, layers=list(layers))
         m = mask.to(torch.float32)[..., None]
-        for lay in layers:
-            a = res.activations[lay].float().cpu()
+        acts = {lay: res.activations[lay].float().cpu() for lay in layers}
+        if sae is not None:
+            with torch.no_grad():
+                acts[sae[0] + ":sae"] = sae[1].encode(acts[sae[0]].to(sae[1].W.device), kind="topk").float().cpu()
+        for lay, a in acts.items():
+            if (lay, poolings[0]) not in out:
+                continue
             for p in poolings:
                 if p == "mean":
                     v = (a * m).sum(1) / m.sum(1).clamp_min(1.0)
@@ -74,7 +86,7 @@ def embed_sequences(model, seqs: Sequence[str], layers: Sequence[str], poolings:
 def sample_features(model, seqset: SequenceSet, layers: Sequence[str], poolings: Sequence[str] = ("mean",),
                     region_pool: str = "concat", track_pool: str = "mean", encodings: Sequence[str] | None = None,
                     share: bool = True, batch_size: int = 8, model_spec: str | None = None,
-                    progress: bool = False) -> ad.AnnData:
+                    sae: tuple[str, object] | None = None, progress: bool = False) -> ad.AnnData:
     """Samples x features AnnData from a sequence set (module doc).
 
     Parameters
@@ -91,6 +103,9 @@ def sample_features(model, seqset: SequenceSet, layers: Sequence[str], poolings:
         Which encodings to use (default: all in the set, e.g. ``dna`` or ``extended``/``bisulfite``).
     share
         Embed each distinct sequence once (default) or every row on its own (baseline).
+    sae
+        ``(layer, SparseAutoencoder)`` (:mod:`biointerp.features`): also pool that layer's SAE
+        latents (features with ``layer`` ``"<layer>:sae"``, ``dim`` = latent id).
     """
     if region_pool not in ("concat", "mean"):
         raise CohortError(f"region_pool must be concat or mean, not {region_pool!r}")
@@ -108,13 +123,14 @@ def sample_features(model, seqset: SequenceSet, layers: Sequence[str], poolings:
     t0 = time.perf_counter()
     if share:
         uniq = list(dict.fromkeys(rows["seq_id"]))
-        embs = embed_sequences(model, [seqset.unique[k] for k in uniq], layers, poolings, batch_size, progress)
+        embs = embed_sequences(model, [seqset.unique[k] for k in uniq], layers, poolings, batch_size, progress,
+                               sae=sae)
         pos = {k: i for i, k in enumerate(uniq)}
         row_idx = rows["seq_id"].map(pos).to_numpy()
         n_forward = len(uniq)
     else:
         embs = embed_sequences(model, [seqset.unique[k] for k in rows["seq_id"]], layers, poolings, batch_size,
-                               progress)
+                               progress, sae=sae)
         row_idx = np.arange(len(rows))
         n_forward = len(rows)
     seconds = time.perf_counter() - t0

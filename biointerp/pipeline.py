@@ -115,7 +115,8 @@ def run(
             dag.execute_workflow(
                 executor="local",
                 pseudo_executor="dryrun" if dry_run else None,
-                execution_settings=ExecutionSettings(keep_going=True),
+                # use_threads: the rules' biointerp commands run in this process (biointerp.rulejob)
+                execution_settings=ExecutionSettings(keep_going=True, use_threads=True),
             )
         except Exception as err:  # Snakemake reports its own errors (rule, log file, cause)
             api.print_exception(err)

@@ -204,6 +204,16 @@ def test_embeddings_shared_equal_unshared(vcf_cohort, tiny_model):
     np.testing.assert_allclose(a["s4", a.var_names[:16]].X[0], direct, rtol=1e-5, atol=1e-6)
     m = sample_features(tiny_model, ss, ["blocks.1"], region_pool="mean")
     assert m.n_vars == 16 and (m.var["region"] == "all").all()
+    # SAE latents of a layer (biointerp.features), pooled like activations; shared == unshared
+    from biointerp.features import SparseAutoencoder
+
+    sae = ("blocks.3", SparseAutoencoder(16, 24, 4, kind="batch_topk", seed=0))
+    s1 = sample_features(tiny_model, ss, ["blocks.1"], sae=sae, batch_size=3)
+    s2 = sample_features(tiny_model, ss, ["blocks.1"], sae=sae, share=False, batch_size=5)
+    lat = s1.var["layer"] == "blocks.3:sae"
+    assert lat.sum() == 2 * 24 and (s1.var["layer"] == "blocks.1").sum() == 2 * 16
+    np.testing.assert_allclose(s1.X[ok], s2.X[ok], rtol=1e-4, atol=1e-5)
+    assert (s1.X[ok][:, lat.to_numpy()] >= 0).all()
 
 
 def _planted_table(n=80, d=8, seed=0, confound=True):

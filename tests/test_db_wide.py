@@ -272,6 +272,10 @@ def test_s3_and_http_release(release, dbs, s3_server, monkeypatch, tmp_path):
         assert got.rows == local.lookup(vid).rows
         assert served["bytes"] < 0.5 * total  # one row group, not the shard
         assert db.profile(vid)["display"].tolist() == local.profile(vid)["display"].tolist()
+    r = CliRunner().invoke(main, ["db", "query", "--db", "s3://evee/release/", vid, "--heads", "none",
+                                  "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)[0]["variant_id"] == vid
     # the same release over plain HTTP(S): manifest URL, ranged GETs
     served.update(bytes=0, ranged=0)
     with vdb.open(f"{url}/evee/release/manifest.json") as db:

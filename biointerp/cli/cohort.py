@@ -277,12 +277,15 @@ def sequences_cmd(samples, regions, fasta, vcf, beta, bedmethyl_column, label_co
               help="Pooling over the two haplotypes.")
 @click.option("--encoding", "encodings", multiple=True, help="Encodings to use (default: all in the set).")
 @click.option("--no-share", is_flag=True, help="Embed every sample's sequence on its own (baseline; slower).")
+@click.option("--sae", default=None, type=click.Path(dir_okay=False),
+              help="Also pool SAE latents (a biointerp.features SAE .safetensors) of --sae-layer.")
+@click.option("--sae-layer", default=None, help="Layer the SAE was trained on (default: the first --layer).")
 @click.option("--device", default="auto", show_default=True, help="auto = cuda when available, else cpu.")
 @click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Samples x features table (.h5ad).")
-def embed_cmd(seq_dir, model_spec, layers, poolings, region_pool, track_pool, encodings, no_share, device, dtype,
-              batch_size, out) -> None:
+def embed_cmd(seq_dir, model_spec, layers, poolings, region_pool, track_pool, encodings, no_share, sae, sae_layer,
+              device, dtype, batch_size, out) -> None:
     """Embed every sample's sequences with a model -> samples x features AnnData.
 
     Example: biointerp cohort embed --sequences seqs/ --model demo --layer blocks.4 --out features.h5ad
@@ -302,10 +305,18 @@ def embed_cmd(seq_dir, model_spec, layers, poolings, region_pool, track_pool, en
         model = load_model(model_spec, device=dev, dtype=dt)
     except Exception as err:  # noqa: BLE001 - any loading failure is a user-facing error
         raise click.ClickException(f"--model {model_spec}: {err}") from err
+    sae_pair = None
+    if sae:
+        from biointerp.features import SAEError, load_sae
+
+        try:
+            sae_pair = (sae_layer or layers[0], load_sae(sae))
+        except SAEError as err:
+            _fail(err)
     try:
         adata = sample_features(model, ss, list(layers), list(poolings) or ["mean"], region_pool, track_pool,
                                 list(encodings) or None, share=not no_share, batch_size=batch_size,
-                                model_spec=model_spec, progress=True)
+                                model_spec=model_spec, sae=sae_pair, progress=True)
     except CohortError as err:
         _fail(err)
     Path(out).parent.mkdir(parents=True, exist_ok=True)

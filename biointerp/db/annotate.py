@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -35,8 +36,9 @@ def _open_stream(path: Path) -> pa.NativeFile:
     return pa.input_stream(str(path), compression="gzip" if gz else None)
 
 
-def _read_header(path: Path) -> tuple[list[bytes], list[str], int]:
-    """``(## lines, #CHROM columns, number of header lines)`` read from the start of the stream."""
+def _read_header(path: Path) -> tuple[list[bytes], list[str], int, int]:
+    """``(## lines, #CHROM columns, number of header lines, header length in bytes)`` read from the
+    start of the decompressed stream."""
     buf = b""
     with _open_stream(path) as s:
         while True:
@@ -57,7 +59,7 @@ def _read_header(path: Path) -> tuple[list[bytes], list[str], int]:
     cols = buf[start:end].decode(errors="replace").rstrip("\r\n").split("\t")
     if len(cols) < 8:
         raise ValueError(f"{path}: #CHROM line has {len(cols)} columns, a VCF needs at least 8")
-    return meta, cols, buf[:end].count(b"\n") + 1
+    return meta, cols, buf[:end].count(b"\n") + 1, min(end + 1, len(buf))
 
 
 def _trim_split_alleles(con: duckdb.DuckDBPyConnection) -> None:
@@ -101,6 +103,85 @@ def _assemble(table: pa.Table, names: list[str], adds: pa.Table) -> bytes:
     return bufs[2].slice(int(offs[0]), int(offs[-1] - offs[0])).to_pybytes()
 
 
+_PARSE = pcsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, double_quote=False,
+                           newlines_in_values=False)
+
+
+def _blocks(stream: pa.NativeFile, batch_bytes: int):
+    """Yield the VCF body as blocks of whole lines (bytes, each ending in a newline)."""
+    carry = b""
+    while True:
+        chunk = stream.read(batch_bytes)
+        if not chunk:
+            if carry:
+                yield carry if carry.endswith(b"\n") else carry + b"\n"
+            return
+        buf = carry + chunk if carry else chunk
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            carry = buf
+            continue
+        carry = buf[cut + 1:]
+        yield buf[: cut + 1]
+
+
+def _parse_block(block: bytes, names: list[str]) -> pa.Table:
+    return pcsv.read_csv(
+        pa.py_buffer(block),
+        read_options=pcsv.ReadOptions(column_names=names, block_size=max(1 << 20, len(block) // 2 + 1)),
+        parse_options=_PARSE,
+        convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                                            quoted_strings_can_be_null=False))
+
+
+def _lengths(col: pa.ChunkedArray) -> np.ndarray:
+    return pc.binary_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _assemble_raw(block: bytes, table: pa.Table, adds: pa.Table) -> bytes | None:
+    """The output body as the input bytes with each ``add`` spliced in at the end of its INFO field
+    (``;add``, or in place of an INFO of ``.``): one pass of byte copies instead of re-joining every
+    field of every line. Returns ``None`` when the block is not plain ``\n``-separated lines whose
+    field lengths match the parsed table (``\r\n``, blank lines...); the caller then re-joins fields."""
+    arr = np.frombuffer(block, dtype=np.uint8)
+    nl = np.flatnonzero(arr == 10)
+    n = table.num_rows
+    if len(nl) != n or n == 0 or block.find(b"\r") >= 0:
+        return None
+    starts = np.empty(n, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = nl[:-1] + 1
+    info_len = _lengths(table.column("c7"))
+    info_end = starts + 7 + info_len
+    for c in ("c0", "c1", "c2", "c3", "c4", "c5", "c6"):
+        info_end += _lengths(table.column(c))
+    if not (np.all(info_end <= nl) and np.all((arr[info_end] == 9) | (arr[info_end] == 10))):
+        return None
+    if adds.num_rows == 0:
+        return block
+    order = np.argsort(adds.column("rn").to_numpy(), kind="stable")
+    rn = adds.column("rn").to_numpy()[order]
+    add = adds.column("add").combine_chunks().take(pa.array(order)).cast(pa.large_binary())
+    ilen = info_len[rn]
+    pos = info_end[rn]
+    dot = (ilen == 1) & (arr[np.maximum(pos - 1, 0)] == 46)  # INFO "." is replaced by the new fields
+    sep = np.where((ilen == 0) | dot, 0, 1).astype(bool)
+    if dot.any():
+        keep = np.ones(len(arr), dtype=bool)
+        keep[pos[dot] - 1] = False
+        data = arr[keep]
+        pos = pos - dot - np.concatenate([[0], np.cumsum(dot)[:-1]])
+    else:
+        data = arr
+    offs = np.concatenate([[0], pos, [len(data)]]).astype(np.int64)
+    segs = pa.Array.from_buffers(pa.large_binary(), len(offs) - 1, [None, pa.py_buffer(offs), pa.py_buffer(data)])
+    seps = pc.if_else(pa.array(sep), pa.scalar(b";", pa.large_binary()), pa.scalar(b"", pa.large_binary()))
+    joined = pc.binary_join_element_wise(segs.slice(0, len(rn)), seps, add, pa.scalar(b"", pa.large_binary()))
+    bufs = joined.buffers()
+    jo = np.frombuffer(bufs[1], dtype=np.int64)[joined.offset: joined.offset + len(joined) + 1]
+    return bufs[2].slice(int(jo[0]), int(jo[-1] - jo[0])).to_pybytes() + data[offs[-2]:].tobytes()
+
+
 def annotate_vcf(
     db: str | Path | VariantDB,
     vcf_in: str | Path,
@@ -110,7 +191,7 @@ def annotate_vcf(
     prefix: str = "BI_",
     index: bool = False,
     level: int = 1,
-    batch_bytes: int = 1 << 26,
+    batch_bytes: int = 1 << 23,
     progress: bool = False,
 ) -> dict:
     """Add ``{prefix}SCORE``, ``{prefix}LABEL`` and ``{prefix}<head>`` INFO fields (Number=A).
@@ -161,7 +242,7 @@ def _annotate(vdb: VariantDB, vcf_in: Path, vcf_out: Path, heads: list[str], pre
     import pysam
     from tqdm.auto import tqdm
 
-    meta, cols, n_header = _read_header(vcf_in)
+    meta, cols, _n_header, n_header_bytes = _read_header(vcf_in)
     names = [f"c{i}" for i in range(len(cols))]
     fields = [("SCORE", "score", "Float", "biointerp score (primary score of the variant database)"),
               ("LABEL", "label", "String", "biointerp label from the variant database")]
@@ -185,36 +266,41 @@ def _annotate(vdb: VariantDB, vcf_in: Path, vcf_out: Path, heads: list[str], pre
     try:
         with pysam.BGZFile(str(vcf_out), f"wb{level}") as fh, _open_stream(vcf_in) as stream:
             fh.write(b"\n".join(header) + b"\n")
-            t = time.perf_counter()  # open_csv already reads and parses the first block
-            try:
-                reader = pcsv.open_csv(
-                    stream,
-                    read_options=pcsv.ReadOptions(skip_rows=n_header, column_names=names, block_size=batch_bytes),
-                    parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False,
-                                                    double_quote=False, newlines_in_values=False),
-                    convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                        strings_can_be_null=False,
-                                                        quoted_strings_can_be_null=False))
-            except pa.ArrowInvalid as err:
-                if "Empty CSV" not in str(err):
-                    raise ValueError(f"{vcf_in}: cannot parse the VCF body ({err})") from None
-                reader = None  # header only, no records
-            while reader is not None:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    break
-                except pa.ArrowInvalid as err:
-                    raise ValueError(f"{vcf_in}: cannot parse the VCF body ({err}); records need "
-                                     f"{len(names)} tab-separated fields and UTF-8 text") from None
-                table = pa.Table.from_batches([batch])
-                steps["read_parse"] += time.perf_counter() - t
-                body = _annotate_batch(con, vdb, table, names, fields, prefix, stats, steps)
+            stream.read(n_header_bytes)
+            blocks = _blocks(stream, batch_bytes)
+
+            def read_next():
+                block = next(blocks, None)
+                return None if block is None else (block, _parse_block(block, names))
+
+            # Three stages overlap: the next block is decompressed and parsed, and the previous
+            # output compressed and written, in two threads while this block is joined and
+            # formatted (zlib, htslib, Arrow and DuckDB all release the GIL).
+            with ThreadPoolExecutor(2, thread_name_prefix="annotate") as pool:
+                reading, writing = pool.submit(read_next), None
+                while True:
+                    t = time.perf_counter()
+                    try:
+                        item = reading.result()
+                    except pa.ArrowInvalid as err:
+                        raise ValueError(f"{vcf_in}: cannot parse the VCF body ({err}); records need "
+                                         f"{len(names)} tab-separated fields and UTF-8 text") from None
+                    steps["read_parse"] += time.perf_counter() - t
+                    if item is None:
+                        break
+                    reading = pool.submit(read_next)
+                    block, table = item
+                    body = _annotate_batch(con, vdb, table, names, fields, prefix, stats, steps, block)
+                    t = time.perf_counter()
+                    if writing is not None:
+                        writing.result()
+                    writing = pool.submit(fh.write, body)
+                    steps["compress_write"] += time.perf_counter() - t
+                    bar.update(table.num_rows)
                 t = time.perf_counter()
-                fh.write(body)
+                if writing is not None:
+                    writing.result()
                 steps["compress_write"] += time.perf_counter() - t
-                bar.update(table.num_rows)
-                t = time.perf_counter()
     finally:
         con.close()
         bar.close()
@@ -237,7 +323,7 @@ def _annotate(vdb: VariantDB, vcf_in: Path, vcf_out: Path, heads: list[str], pre
 
 
 def _annotate_batch(con: duckdb.DuckDBPyConnection, vdb: VariantDB, table: pa.Table, names: list[str],
-                    fields: list[tuple], prefix: str, stats: dict, steps: dict) -> bytes:
+                    fields: list[tuple], prefix: str, stats: dict, steps: dict, block: bytes | None = None) -> bytes:
     """Annotate one batch of parsed records; returns its output lines as bytes."""
     t_read = time.perf_counter()
     # Join keys computed with Arrow kernels: key = contig_rank << 32 | POS (NULL on unknown contigs).
@@ -308,15 +394,21 @@ def _annotate_batch(con: duckdb.DuckDBPyConnection, vdb: VariantDB, table: pa.Ta
     pieces = []
     for j, (key, _col, typ, _d) in enumerate(fields):
         v = single.column(f"v{j}")
-        v = pc.cast(v, pa.string()) if typ == "Float" else pc.replace_substring_regex(v, r"[;=, \t]", "_")
-        pieces.append(pc.binary_join_element_wise(pa.scalar(f"{prefix}{key}="), pc.fill_null(v, "."), ""))
-    add = pc.binary_join_element_wise(*pieces, ";") if pieces else pa.nulls(single.num_rows, pa.string())
+        if typ == "Float":
+            v = pc.cast(v, pa.string())
+        elif pc.any(pc.match_substring_regex(pc.unique(v), r"[;=, \t]")).as_py():  # labels: a few distinct values
+            v = pc.replace_substring_regex(v, r"[;=, \t]", "_")
+        pieces += [pa.scalar(f"{';' if j else ''}{prefix}{key}="), pc.fill_null(v, ".")]
+    # one n-ary join (separator "") builds KEY1=v1;KEY2=v2... for every row at once
+    add = pc.binary_join_element_wise(*pieces, "") if pieces else pa.nulls(single.num_rows, pa.string())
     adds = pa.concat_tables([
         pa.table({"rn": single.column("rn"), "add": add}).cast(pa.schema([("rn", pa.int64()), ("add", pa.string())])),
         multi.cast(pa.schema([("rn", pa.int64()), ("add", pa.string())])),
     ])
     t_format = time.perf_counter()
-    out_body = _assemble(table, names, adds)
+    out_body = _assemble_raw(block, table, adds) if block is not None else None
+    if out_body is None:
+        out_body = _assemble(table, names, adds)
     t_assemble = time.perf_counter()
     stats["records"] += table.num_rows
     stats["annotated_records"] += adds.num_rows

@@ -341,6 +341,16 @@ def _sites(n: int, seed: int):
         clash[1:] = same[1:] & (alt[1:] == alt[:-1])
         alt[clash] = (alt[clash] + 1) % 4
         alt[alt == ref] = (alt[alt == ref] + 1) % 4
+    for _ in range(5):  # no variant twice: move a repeated (site, alleles) one base on
+        code = ((ci.astype(np.int64) << 32) + pos0) * 16 + ref * 4 + alt
+        _, first = np.unique(code, return_index=True)
+        rep = np.ones(n, bool)
+        rep[first] = False
+        if not rep.any():
+            break
+        pos0[rep] += 1
+        order = np.lexsort((pos0, ci))
+        ci, pos0, gi, ref, alt = ci[order], pos0[order], gi[order], ref[order], alt[order]
     return names, ci, pos0, ref, alt, gi
 
 

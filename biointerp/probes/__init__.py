@@ -1,30 +1,36 @@
 """Probes on model activations: linear and covariance probes, training, splits,
 evaluation and safetensors artifacts (see DESIGN.md and docs/INTERFACES.md)."""
 
-from biointerp.probes.artifact import build_probe, load_probe, read_card, save_probe
-from biointerp.probes.covariance import (CovarianceBackbone, CovarianceProbe, MultiHeadCovarianceProbe,
-                                         newton_schulz_sqrt)
-from biointerp.probes.evaluate import (apply_calibration, auprc, auroc, evaluate, fit_calibration,
-                                       reliability_table, stratified)
-from biointerp.probes.linear import LinearProbe, featurize, fit_linear
-from biointerp.probes.splits import make_split, split_by_chrom, split_by_gene, split_from_column
+# Every name is loaded on first use from its module (PEP 562), so `biointerp.probes.splits`
+# does not import torch and applying a probe does not import lightning (seconds each).
+_EXPORTS = {
+    "artifact": ["ProbeFileError", "build_probe", "check_tensors", "load_probe", "read_card", "save_probe"],
+    "covariance": ["CovarianceBackbone", "CovarianceProbe", "MultiHeadCovarianceProbe", "newton_schulz_sqrt"],
+    "evaluate": ["apply_calibration", "auprc", "auroc", "evaluate", "fit_calibration", "reliability_table",
+                 "stratified"],
+    "linear": ["LinearProbe", "featurize", "fit_linear"],
+    "splits": ["make_split", "split_by_chrom", "split_by_gene", "split_from_column"],
+    "training": ["InMemorySource", "TrainResult", "predict", "train_probe"],
+}
+_MODULE_OF = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
-# Training pulls in lightning (seconds to import): load it only when a training name is used,
-# so applying or inspecting a probe stays quick.
-_TRAINING = {"InMemorySource", "TrainResult", "predict", "train_probe"}
+# `evaluate` is also a submodule's name: importing biointerp.probes.evaluate (anywhere) would make
+# the package attribute the module. Bound here, after that import, it stays the function as before.
+# (numpy + pandas only: what every probe step loads anyway.)
+from biointerp.probes.evaluate import evaluate  # noqa: E402
 
 
 def __getattr__(name: str):
-    if name in _TRAINING:
-        from biointerp.probes import training
+    mod = _MODULE_OF.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'biointerp.probes' has no attribute {name!r}")
+    import importlib
 
-        return getattr(training, name)
-    raise AttributeError(f"module 'biointerp.probes' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"biointerp.probes.{mod}"), name)
 
-__all__ = [
-    "CovarianceBackbone", "CovarianceProbe", "MultiHeadCovarianceProbe", "LinearProbe", "InMemorySource",
-    "TrainResult", "apply_calibration", "auprc", "auroc", "build_probe", "evaluate", "featurize",
-    "fit_calibration", "fit_linear", "load_probe", "make_split", "newton_schulz_sqrt", "predict",
-    "read_card", "reliability_table", "save_probe", "split_by_chrom", "split_by_gene", "split_from_column",
-    "stratified", "train_probe",
-]
+
+def __dir__():
+    return sorted([*globals(), *_MODULE_OF])
+
+
+__all__ = sorted(_MODULE_OF)

@@ -19,10 +19,12 @@ rule split_variants:
         runtime=res("light", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp pipeline split {input} --by {params.by} {params.column} "
-        "--test-fraction {params.test_fraction} --val-fraction {params.val_fraction} "
-        "--seed {params.seed} --out {output} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "pipeline split {input} --by {params.by} {params.column} "
+            "--test-fraction {params.test_fraction} --val-fraction {params.val_fraction} "
+            "--seed {params.seed} --out {output}"
+        )
 
 
 rule train_probe:
@@ -47,10 +49,12 @@ rule train_probe:
         runtime=res("train", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp probe train --kind {wildcards.kind} {params.stores} "
-        "--labels {input.labels} --label-column label --split-column split "
-        "--n-boot {params.n_boot} --seed {params.seed} --out {output} {params.extra} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "probe train --kind {wildcards.kind} {params.stores} "
+            "--labels {input.labels} --label-column label --split-column split "
+            "--n-boot {params.n_boot} --seed {params.seed} --out {output} {params.extra}"
+        )
 
 
 rule evaluate_probe:
@@ -74,10 +78,12 @@ rule evaluate_probe:
         runtime=res("model", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp probe evaluate --probe {input.probe} {params.stores} "
-        "--labels {input.labels} --label-column label --split-column split --split test "
-        "--n-boot {params.n_boot} --out {output.json} --out-dir {output.plots} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "probe evaluate --probe {input.probe} {params.stores} "
+            "--labels {input.labels} --label-column label --split-column split --split test "
+            "--n-boot {params.n_boot} --out {output.json} --out-dir {output.plots}"
+        )
 
 
 rule training_report:
@@ -99,6 +105,8 @@ rule training_report:
         runtime=res("light", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp pipeline training-report {input.evals} --labels {input.labels} "
-        "{params.zeroshot} --n-boot {params.n_boot} --out-dir {params.outdir} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "pipeline training-report {input.evals} --labels {input.labels} "
+            "{params.zeroshot} --n-boot {params.n_boot} --out-dir {params.outdir}"
+        )

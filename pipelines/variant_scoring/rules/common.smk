@@ -10,6 +10,17 @@ from pathlib import Path
 # a virtualenv works without activating it (a conda env, when used, comes first).
 os.environ.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
+# The rules run their `biointerp` command lines with biointerp_job, inside this Snakemake
+# process when it runs jobs in threads (biointerp pipeline run / demo, the local profile,
+# cluster jobs) so that the libraries load once per workflow and not once per job, and
+# in a shell otherwise (conda, containers). See biointerp/rulejob.py.
+try:
+    from biointerp.rulejob import biointerp_job
+except ImportError:  # a Snakemake without biointerp: every job runs in a shell (e.g. --use-conda)
+
+    def biointerp_job(cmd):
+        shell(f"biointerp {cmd} > {{log}} 2>&1", **sys._getframe(1).f_locals)
+
 OUT = config["outdir"].rstrip("/")
 SHARDS = list(range(config["n_shards"]))
 VARIANTS_IS_VCF = str(config["variants"]).lower().endswith((".vcf", ".vcf.gz", ".vcf.bgz", ".bcf"))

@@ -28,11 +28,13 @@ rule score_shard:
         runtime=res("model", "runtime"),
     conda:
         "../envs/biointerp.yaml"
-    shell:
-        "biointerp score --model {params.model} --device {params.device} "
-        "--fasta {input.fasta} --variants {input.variants} --out {output} "
-        "--window {params.window} --reduce {params.reduce} --strand {params.strand} "
-        "--shard {wildcards.shard} --n-shards {params.n_shards} {params.extra} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "score --model {params.model} --device {params.device} "
+            "--fasta {input.fasta} --variants {input.variants} --out {output} "
+            "--window {params.window} --reduce {params.reduce} --strand {params.strand} "
+            "--shard {wildcards.shard} --n-shards {params.n_shards} {params.extra}"
+        )
 
 
 rule harvest_shard:
@@ -60,11 +62,13 @@ rule harvest_shard:
         runtime=res("model", "runtime"),
     conda:
         "../envs/biointerp.yaml"
-    shell:
-        "biointerp harvest --model {params.model} --device {params.device} "
-        "--fasta {input.fasta} --variants {input.variants} {params.layers} "
-        "--view {params.view} --store {output} "
-        "--shard {wildcards.shard} --n-shards {params.n_shards} {params.extra} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "harvest --model {params.model} --device {params.device} "
+            "--fasta {input.fasta} --variants {input.variants} {params.layers} "
+            "--view {params.view} --store {output} "
+            "--shard {wildcards.shard} --n-shards {params.n_shards} {params.extra}"
+        )
 
 
 rule merge_scores:
@@ -79,5 +83,5 @@ rule merge_scores:
         runtime=res("light", "runtime"),
     conda:
         "../envs/biointerp.yaml"
-    shell:
-        "biointerp tables merge {input} --out {output} > {log} 2>&1"
+    run:
+        biointerp_job("tables merge {input} --out {output}")

@@ -18,9 +18,11 @@ rule finalize_scores:
         runtime=res("light", "runtime"),
     conda:
         "../envs/biointerp.yaml"
-    shell:
-        "biointerp pipeline finalize --variants {input.variants} {params.tables} "
-        "--out {output.h5ad} --parquet {output.parquet} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "pipeline finalize --variants {input.variants} {params.tables} "
+            "--out {output.h5ad} --parquet {output.parquet}"
+        )
 
 
 rule build_database:
@@ -38,9 +40,11 @@ rule build_database:
         runtime=res("light", "runtime"),
     conda:
         "../envs/biointerp.yaml"
-    shell:
-        "biointerp db build {input} --out {output} --model {params.model} "
-        "--probe {params.probes} --force > {log} 2>&1"
+    run:
+        biointerp_job(
+            "db build {input} --out {output} --model {params.model} "
+            "--probe {params.probes} --force"
+        )
 
 
 rule annotate_vcf:
@@ -56,5 +60,5 @@ rule annotate_vcf:
         runtime=res("light", "runtime"),
     conda:
         "../envs/biointerp.yaml"
-    shell:
-        "biointerp db annotate {input.vcf} --db {input.db} -o {output} > {log} 2>&1"
+    run:
+        biointerp_job("db annotate {input.vcf} --db {input.db} -o {output}")

@@ -19,6 +19,8 @@ rule apply_probe:
         runtime=res("model", "runtime"),
     conda:
         "../envs/biointerp.yaml"
-    shell:
-        "biointerp probe apply --probe {input.probe} {params.stores} "
-        "--variants {input.variants} --name probe_{wildcards.probe} --out {output} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "probe apply --probe {input.probe} {params.stores} "
+            "--variants {input.variants} --name probe_{wildcards.probe} --out {output}"
+        )

@@ -16,5 +16,5 @@ rule scoring_report:
         runtime=res("light", "runtime"),
     conda:
         "../envs/biointerp.yaml"
-    shell:
-        "biointerp pipeline report --scores {input} --out-dir {params.outdir} > {log} 2>&1"
+    run:
+        biointerp_job("pipeline report --scores {input} --out-dir {params.outdir}")

@@ -16,9 +16,11 @@ if config["synthetic"]["enabled"]:
             f"{OUT}/logs/synth_inputs.log",
         conda:
             "../envs/biointerp.yaml"
-        shell:
-            "biointerp synth genome --out {params.outdir} --preset {params.preset} "
-            "--seed {params.seed} {params.extra} > {log} 2>&1"
+        run:
+            biointerp_job(
+                "synth genome --out {params.outdir} --preset {params.preset} "
+                "--seed {params.seed} {params.extra}"
+            )
 
 
 rule check_variants:
@@ -38,9 +40,11 @@ rule check_variants:
         runtime=res("light", "runtime"),
     conda:
         "../envs/biointerp.yaml"
-    shell:
-        "biointerp variants check --fasta {input.fasta} --vcf {input.variants} "
-        "{params.info} --max-allele-len {params.max_len} --out {output} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "variants check --fasta {input.fasta} --vcf {input.variants} "
+            "{params.info} --max-allele-len {params.max_len} --out {output}"
+        )
 
 
 rule label_variants:
@@ -55,6 +59,8 @@ rule label_variants:
         f"{OUT}/logs/label_variants.log",
     conda:
         "../envs/biointerp.yaml"
-    shell:
-        "biointerp pipeline labels {input} --out {output} --spec {params.labels:q} "
-        "--columns {params.columns:q} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "pipeline labels {input} --out {output} --spec {params.labels:q} "
+            "--columns {params.columns:q}"
+        )
