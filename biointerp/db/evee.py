@@ -178,9 +178,10 @@ def map_columns(
             sel[f] = f"coalesce(CAST({q(c)} AS VARCHAR), '')" if c else "''"
         else:
             sel[f] = f"nullif(CAST({q(c)} AS VARCHAR), '')" if c else "CAST(NULL AS VARCHAR)"
+    wanted = None if score_names is None else set(score_names)
     numeric = [c for c in cols if c not in used and is_numeric(schema[c])
                and c.lower() not in ("record", "input_pos", "alt_index")
-               and (score_names is None or c in set(score_names))]
+               and (wanted is None or c in wanted)]
     if score_column is not None:
         if score_column not in schema:
             raise ValueError(f"score column {score_column!r} not in input (columns: {cols[:12]}...)")
@@ -193,10 +194,12 @@ def map_columns(
         head_cols = [c for c in head_cols if any(fnmatch.fnmatchcase(c, p) for p in heads)]
     reserved = {c.lower() for c in BASE_COLUMNS} | {"key"}
     head_names: dict[str, str] = {}
+    seen: set[str] = set()
     for c in head_cols:
         name = f"head_{c}" if c.lower() in reserved else c
-        if name.lower() in {h.lower() for h in head_names.values()}:
+        if name.lower() in seen:
             raise ValueError(f"head columns {name!r} clash (column names are case-insensitive in the database)")
+        seen.add(name.lower())
         head_names[c] = name
 
     def nan_null(c: str) -> str:

@@ -11,7 +11,7 @@ values are fetched only for the rows a query returns, from one of two stores:
              ``https://``): only the row groups holding the returned rows and only the head
              columns asked for. No copy; cost grows with the shards' row-group size.
 ``packed``   a sidecar ``<db>.heads``: the head columns re-encoded once, row-major, in blocks
-             of ``block_rows`` rows (byte-shuffled then zstd), so all heads of a row are one
+             of ``block_rows`` rows (8: one look-up decodes ~160 kB at EVEE width; byte-shuffled then zstd), so all heads of a row are one
              small contiguous read. Lossless (float32, or float64 when a head is double).
 
 Which store pays depends on the release's row-group size and the width; ``bench_db.py --wide``
@@ -57,7 +57,8 @@ def build_wide(
     heads: Sequence[str] | None = None,
     zero_based: bool | None = None,
     kind: str | None = None,
-    block_rows: int = 32,
+    block_rows: int = 8,
+    memory_limit: str = "3GB",
     model: str | None = None,
     probe: str | None = None,
     description: str | None = None,
@@ -95,6 +96,7 @@ def build_wide(
     n_total = sum(f.metadata.num_rows for f in files)
     con = duckdb.connect(str(tmp))
     con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET memory_limit = '{memory_limit}'")  # DuckDB spills the sort to disk beyond it
     bar = tqdm(total=n_total, desc="db build: index", unit="row", unit_scale=True, disable=not progress)
     try:
         plan0, infos, rg_rows = None, [], []
@@ -134,7 +136,7 @@ def build_wide(
                           "ignored_columns": plan["ignored"]})
         bar.close()
         bad = con.execute("SELECT count(*) FROM staged WHERE chrom IS NULL OR pos IS NULL OR ref IS NULL "
-                          "OR alt IS NULL").fetchone()[0]
+                          "OR alt IS NULL").fetchall()[0][0]
         if bad:
             raise ValueError(f"{bad} rows have no parsable chrom/pos/ref/alt; check the id column")
         _rank_contigs(con)
@@ -145,9 +147,9 @@ def build_wide(
         head_types = plan0["head_types"]
         meta_rows = read_heads(rel.heads_file) if rel.heads_file else []
         _heads_meta_table(con, head_names, plan0["head_sources"], meta_rows, head_columns_map)
-        n_rows = con.execute("SELECT count(*) FROM variants").fetchone()[0]
+        n_rows = con.execute("SELECT count(*) FROM variants").fetchall()[0][0]
         n_dup = con.execute(
-            "SELECT count(*) FROM (SELECT variant_id FROM variants GROUP BY 1 HAVING count(*) > 1)").fetchone()[0]
+            "SELECT count(*) FROM (SELECT variant_id FROM variants GROUP BY 1 HAVING count(*) > 1)").fetchall()[0][0]
         head_dtype = "float64" if "DOUBLE" in head_types.values() else "float32"
         meta = {
             "schema_version": 1,
@@ -213,11 +215,18 @@ def _heads_meta_table(con, head_names, head_sources, meta_rows, head_columns_map
         rows.append((h, i, src, head, view, r.get("display"), r.get("group"), r.get("description"),
                      r.get("category"), r.get("kind"), None if thr is None else float(thr),
                      json.dumps({k: v for k, v in r.items() if v is not None}, default=str) if r else None))
-    con.execute("""CREATE TABLE heads_meta (column_name VARCHAR, idx INTEGER, source VARCHAR, head VARCHAR,
-                   view VARCHAR, display VARCHAR, "group" VARCHAR, description VARCHAR, category VARCHAR,
-                   kind VARCHAR, threshold DOUBLE, info VARCHAR)""")
-    if rows:
-        con.executemany("INSERT INTO heads_meta VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    import pandas as pd
+
+    names = ["column_name", "idx", "source", "head", "view", "display", "group", "description", "category", "kind",
+             "threshold", "info"]
+    df = pd.DataFrame.from_records(rows, columns=names).astype({"idx": "int32", "threshold": "float64"})
+    con.register("heads_meta_df", df)
+    con.execute("""CREATE TABLE heads_meta AS SELECT column_name::VARCHAR AS column_name, idx::INTEGER AS idx,
+                   source::VARCHAR AS source, head::VARCHAR AS head, view::VARCHAR AS view,
+                   display::VARCHAR AS display, "group"::VARCHAR AS "group", description::VARCHAR AS description,
+                   category::VARCHAR AS category, kind::VARCHAR AS kind, threshold::DOUBLE AS threshold,
+                   info::VARCHAR AS info FROM heads_meta_df ORDER BY idx""")
+    con.unregister("heads_meta_df")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,15 +259,16 @@ def _write_packed(con, files, sources: list[str], path: Path, *, block_rows: int
         for pf in files:
             offs = []
             batch = max(block_rows, (8192 // block_rows) * block_rows)
-            for rb in pf.iter_batches(batch_size=batch, columns=sources, use_threads=False):
-                m = np.empty((rb.num_rows, w), dtype=dt)
+            for rb in pf.iter_batches(batch_size=batch, columns=sources, use_threads=True):
+                # column-major first (contiguous writes), then each block is a small transpose
+                cm = np.empty((w, rb.num_rows), dtype=dt)
                 for j in range(w):
                     col = rb.column(j)
                     if not pa.types.is_floating(col.type):
                         col = col.cast(pa.float64())
-                    m[:, j] = col.to_numpy(zero_copy_only=False)
+                    cm[j] = col.to_numpy(zero_copy_only=False)
                 for lo in range(0, rb.num_rows, block_rows):
-                    blk = m[lo:lo + block_rows]
+                    blk = np.ascontiguousarray(cm[:, lo:lo + block_rows].T)
                     data = pa.compress(_shuffle(blk), codec="zstd", asbytes=True)
                     offs.append(pos)
                     fh.write(data)
@@ -267,9 +277,12 @@ def _write_packed(con, files, sources: list[str], path: Path, *, block_rows: int
             offs.append(pos)
             offsets.append(offs)
     bar.close()
-    con.execute("CREATE TABLE head_blocks (shard SMALLINT, block INTEGER, byte_offset BIGINT)")
-    for s, offs in enumerate(offsets):
-        con.executemany("INSERT INTO head_blocks VALUES (?, ?, ?)", [(s, b, o) for b, o in enumerate(offs)])
+    blocks = pa.table({"shard": pa.array(np.concatenate([np.full(len(o), s, np.int16) for s, o in enumerate(offsets)])),
+                       "block": pa.array(np.concatenate([np.arange(len(o), dtype=np.int32) for o in offsets])),
+                       "byte_offset": pa.array(np.concatenate([np.asarray(o, np.int64) for o in offsets]))})
+    con.register("blocks_arrow", blocks)
+    con.execute("CREATE TABLE head_blocks AS SELECT * FROM blocks_arrow ORDER BY shard, block")
+    con.unregister("blocks_arrow")
     return {"block_rows": block_rows, "dtype": dtype, "codec": "zstd+byteshuffle", "bytes": pos, "width": w}
 
 
@@ -346,8 +359,8 @@ class PackedHeads:
         self.block_rows, self.dtype, self.width = p["block_rows"], np.dtype(p["dtype"]), p["width"]
         self.idx = {h: i for i, h in enumerate(metadata["heads"])}
         n_sh = len(metadata["shards"])
-        rows = con.execute("SELECT shard, block, byte_offset FROM head_blocks ORDER BY shard, block").fetchall()
-        self.offsets = [np.array([o for s, _, o in rows if s == k], dtype=np.int64) for k in range(n_sh)]
+        t = con.execute("SELECT shard, byte_offset FROM head_blocks ORDER BY shard, block").fetchnumpy()
+        self.offsets = [np.asarray(t["byte_offset"][np.asarray(t["shard"]) == k], dtype=np.int64) for k in range(n_sh)]
         self.n_rows = [int(sum(r)) for r in metadata["shard_row_groups"]]
         self.fd = os.open(self.path, os.O_RDONLY)
         self._cache: OrderedDict = OrderedDict()

@@ -7,6 +7,15 @@ from pathlib import Path
 # Jobs call the `biointerp` command of the interpreter that runs Snakemake (a venv works unactivated).
 os.environ.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
+# The rules run their `biointerp` command lines with biointerp_job (biointerp/rulejob.py), inside
+# this Snakemake process when it runs jobs in threads, in a shell otherwise.
+try:
+    from biointerp.rulejob import biointerp_job
+except ImportError:  # a Snakemake without biointerp: every job runs in a shell (e.g. --use-conda)
+
+    def biointerp_job(cmd):
+        shell(f"biointerp {cmd} > {{log}} 2>&1", **sys._getframe(1).f_locals)
+
 OUT = config["outdir"].rstrip("/")
 INP = config["input"]
 KIND = INP["kind"]

@@ -26,10 +26,12 @@ if SEQUENCE_PATH:
         retries: config["retries"]
         conda:
             "../../variant_scoring/envs/biointerp.yaml"
-        shell:
-            "biointerp cohort embed --sequences {params.seqs} --model {params.model} --device {params.device} "
-            "{params.layers} {params.poolings} {params.encodings} --region-pool {params.e[region_pool]} "
-            "--track-pool {params.e[track_pool]} --batch-size {params.e[batch_size]} --out {output} > {log} 2>&1"
+        run:
+            biointerp_job(
+                "cohort embed --sequences {params.seqs} --model {params.model} --device {params.device} "
+                "{params.layers} {params.poolings} {params.encodings} --region-pool {params.e[region_pool]} "
+                "--track-pool {params.e[track_pool]} --batch-size {params.e[batch_size]} --out {output}"
+            )
 
 else:
 
@@ -48,6 +50,8 @@ else:
             runtime=res("light", "runtime"),
         conda:
             "../../variant_scoring/envs/biointerp.yaml"
-        shell:
-            "biointerp cohort biomarkers --matrix {input.matrix} --samples {input.samples} {params.labels} "
-            "--no-probe --out {output} > {log} 2>&1"
+        run:
+            biointerp_job(
+                "cohort biomarkers --matrix {input.matrix} --samples {input.samples} {params.labels} "
+                "--no-probe --out {output}"
+            )

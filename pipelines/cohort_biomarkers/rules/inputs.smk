@@ -19,10 +19,12 @@ rule simulate_cohort:
         runtime=res("light", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp cohort simulate --kind {params.kind} --out {params.outdir} --cases {params.s[cases]} "
-        "--controls {params.s[controls]} --regions {params.s[regions]} --causal {params.s[causal]} "
-        "--confounded {params.s[confounded]} --preset {params.s[preset]} --seed {params.s[seed]} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "cohort simulate --kind {params.kind} --out {params.outdir} --cases {params.s[cases]} "
+            "--controls {params.s[controls]} --regions {params.s[regions]} --causal {params.s[causal]} "
+            "--confounded {params.s[confounded]} --preset {params.s[preset]} --seed {params.s[seed]}"
+        )
 
 
 rule cohort_sequences:
@@ -44,6 +46,8 @@ rule cohort_sequences:
         runtime=res("light", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp cohort sequences --samples {input.samples} --fasta {input.fasta} --regions {input.regions} "
-        "{params.data} {params.labels} {params.covariates} {params.seq} --out {params.outdir} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "cohort sequences --samples {input.samples} --fasta {input.fasta} --regions {input.regions} "
+            "{params.data} {params.labels} {params.covariates} {params.seq} --out {params.outdir}"
+        )

@@ -19,9 +19,11 @@ rule rank_candidates:
         runtime=res("light", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp cohort biomarkers --features {input} --test {params.b[test]} --top {params.b[top]} "
-        "--min-per-group {params.b[min_per_group]} {params.adjust} --no-probe --out-dir {params.outdir} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "cohort biomarkers --features {input} --test {params.b[test]} --top {params.b[top]} "
+            "--min-per-group {params.b[min_per_group]} {params.adjust} --no-probe --out-dir {params.outdir}"
+        )
 
 
 rule cohort_probe:
@@ -42,11 +44,13 @@ rule cohort_probe:
         runtime=res("light", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp cohort probe --features {input} --folds {params.p[folds]} {params.covariates} "
-        "--covariate-mode {params.p[covariate_mode]} --l2 {params.p[l2]} --n-perm {params.p[n_perm]} "
-        "--n-boot {params.p[n_boot]} --seed {params.p[seed]} --out {output.probe} --metrics-out {output.metrics} "
-        "--scores-out {output.scores} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "cohort probe --features {input} --folds {params.p[folds]} {params.covariates} "
+            "--covariate-mode {params.p[covariate_mode]} --l2 {params.p[l2]} --n-perm {params.p[n_perm]} "
+            "--n-boot {params.p[n_boot]} --seed {params.p[seed]} --out {output.probe} --metrics-out {output.metrics} "
+            "--scores-out {output.scores}"
+        )
 
 
 rule cohort_report:
@@ -69,6 +73,8 @@ rule cohort_report:
         runtime=res("light", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp cohort report --features {input.features} --candidates {params.candidates} {params.metrics} "
-        "{params.seqs} --top {params.top} --out {output} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "cohort report --features {input.features} --candidates {params.candidates} {params.metrics} "
+            "{params.seqs} --top {params.top} --out {output}"
+        )

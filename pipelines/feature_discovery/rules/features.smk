@@ -16,9 +16,11 @@ if config["synthetic"]["enabled"]:
             f"{OUT}/logs/synth_inputs.log",
         conda:
             "../../variant_scoring/envs/biointerp.yaml"
-        shell:
-            "biointerp synth genome --out {params.outdir} --preset {params.preset} "
-            "--seed {params.seed} {params.extra} > {log} 2>&1"
+        run:
+            biointerp_job(
+                "synth genome --out {params.outdir} --preset {params.preset} "
+                "--seed {params.seed} {params.extra}"
+            )
 
 
 rule train_sae:
@@ -32,6 +34,7 @@ rule train_sae:
         layer=config["layer"],
         regions=region_args(config["train"]["regions"]),
         untied="" if config["train"]["tied"] else "--untied",
+        standardize="--standardize" if config["train"].get("standardize") else "",
         t=config["train"],
         device=config["device"],
     log:
@@ -43,11 +46,13 @@ rule train_sae:
         runtime=res("model", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp features train --model {params.model} --layer {params.layer} --fasta {input.fasta} "
-        "{params.regions} --latents {params.t[latents]} -k {params.t[k]} --kind {params.t[kind]} {params.untied} "
-        "--steps {params.t[steps]} --batch-size {params.t[batch_size]} --device {params.device} "
-        "--out {output.sae} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "features train --model {params.model} --layer {params.layer} --fasta {input.fasta} "
+            "{params.regions} --latents {params.t[latents]} -k {params.t[k]} --kind {params.t[kind]} {params.untied} {params.standardize} "
+            "--steps {params.t[steps]} --batch-size {params.t[batch_size]} --device {params.device} "
+            "--out {output.sae}"
+        )
 
 
 rule encode_features:
@@ -69,9 +74,11 @@ rule encode_features:
         runtime=res("model", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp features encode --model {params.model} --sae {input.sae} --fasta {input.fasta} "
-        "{params.regions} --device {params.device} --out {output} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "features encode --model {params.model} --sae {input.sae} --fasta {input.fasta} "
+            "{params.regions} --device {params.device} --out {output}"
+        )
 
 
 rule label_features:
@@ -92,10 +99,12 @@ rule label_features:
         runtime=res("light", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp features label --features {input.features} --annotations {input.annotations} "
-        "{params.stranded} --by {params.by} --min-score {params.min_score} "
-        "--out {output.table} --scores {output.scores} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "features label --features {input.features} --annotations {input.annotations} "
+            "{params.stranded} --by {params.by} --min-score {params.min_score} "
+            "--out {output.table} --scores {output.scores}"
+        )
 
 
 rule dashboard:
@@ -115,9 +124,11 @@ rule dashboard:
         runtime=res("light", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp features dashboard --features {input.table} --fasta {input.fasta} "
-        "--annotations {input.annotations} --top {params.top} --out {params.outdir} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "features dashboard --features {input.table} --fasta {input.fasta} "
+            "--annotations {input.annotations} --top {params.top} --out {params.outdir}"
+        )
 
 
 rule explain_variants:
@@ -141,7 +152,9 @@ rule explain_variants:
         runtime=res("model", "runtime"),
     conda:
         "../../variant_scoring/envs/biointerp.yaml"
-    shell:
-        "biointerp features explain --model {params.model} --sae {input.sae} --fasta {input.fasta} "
-        "--variants {input.variants} --labels {input.labels} --top {params.top} --device {params.device} "
-        "--out {output} > {log} 2>&1"
+    run:
+        biointerp_job(
+            "features explain --model {params.model} --sae {input.sae} --fasta {input.fasta} "
+            "--variants {input.variants} --labels {input.labels} --top {params.top} --device {params.device} "
+            "--out {output}"
+        )
