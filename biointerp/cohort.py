@@ -411,7 +411,8 @@ def biomarker_probe(adata: ad.AnnData, features: Sequence[str] | None = None, te
     """
     import torch
 
-    from biointerp.probes import evaluate, fit_linear
+    from biointerp.probes import fit_linear
+    from biointerp.probes.evaluate import evaluate
     from biointerp.probes.evaluate import auroc
 
     ok, y = _usable(adata)

@@ -132,7 +132,7 @@ def cv_probe(adata: ad.AnnData, k: int = 5, covariates: Sequence[str] = (), cova
     """
     from tqdm.auto import tqdm
 
-    from biointerp.probes import evaluate
+    from biointerp.probes.evaluate import evaluate
     from biointerp.probes.evaluate import auroc
 
     if covariate_mode not in COVARIATE_MODES:

@@ -71,6 +71,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -409,7 +410,7 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         Positions kept per direction and the fixed window right after the
         variant (fwd) / upstream of it (rev; genomic recipe only, EVEE has none).
     shard_size
-        Input rows per shard (ok and non-ok; a shard holds at most this many tensor rows).
+        Input rows per shard (ok and non-ok; every shard but the last holds exactly this many).
     chunk_rows
         Input rows whose windows are prepared (held in memory) at once.
 
@@ -456,16 +457,25 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
     else:
         all_ids = (variants["chrom"].astype(str) + ":" + variants["pos"].astype(str) + ":"
                    + variants["ref"].astype(str) + ":" + variants["alt"].astype(str))
-    todo_mask = (~all_ids.duplicated() & ~all_ids.isin(st.done)).to_numpy()
+    first = (~all_ids.duplicated()).to_numpy()
+    todo_mask = first & ~all_ids.isin(st.done).to_numpy()
+    # consecutive rows at one position run through the model together (one batch per run); when only
+    # some of them are to do (a resume, a repair) the others are computed again, not stored, so that
+    # every variant's numbers equal the first run's exactly wherever the shard boundaries fell
+    site = (variants["chrom"].astype(str) + ":" + variants["pos"].astype(str)).to_numpy()
+    group = np.cumsum(np.r_[True, site[1:] != site[:-1]]) if len(site) else np.zeros(0, dtype=int)
+    need_mask = first & np.isin(group, group[todo_mask])
 
     def blocks():
         # fixed blocks of *input* rows: a resumed run splits its work exactly where the
-        # first run did, so shards come out identical; only one block's windows in memory
+        # first run did, so shards come out identical; only one block's windows in memory.
+        # Yields (prepared variants of one contiguous stretch of needed rows, which to store).
         for lo in range(0, len(variants), chunk_rows):
-            block = variants.iloc[lo:lo + chunk_rows][todo_mask[lo:lo + chunk_rows]]
-            if len(block):
-                yield prepare_variants(genome, block, upstream, downstream,
-                                       variant_window="splice" if exact_evee else "same_length")
+            rows = np.flatnonzero(need_mask[lo:lo + chunk_rows])
+            for seg in np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1) if len(rows) else []:
+                preps = prepare_variants(genome, variants.iloc[lo + seg], upstream, downstream,
+                                         variant_window="splice" if exact_evee else "same_length")
+                yield preps, {id(p) for p, k in zip(preps, todo_mask[lo + seg]) if k}
 
     layer = layers[0]
     bar = tqdm(total=int(todo_mask.sum()), desc=f"harvest {view}" + (f" ({recipe})" if evee else ""), unit="var",
@@ -493,7 +503,7 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
         buf_detail.append(p.status_detail)
         for k, v in row.items():
             buf_t.setdefault(k, []).append(v)
-        if len(buf_ids) >= shard_size:  # shards hold exactly shard_size rows, even inside a run
+        if len(buf_ids) >= shard_size:  # shards of exactly shard_size rows (the last one: the rest)
             flush()
 
     with st.background_writer() as writer:
@@ -503,9 +513,10 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                               list(buf_status), list(buf_detail))
                 buf_ids.clear(), buf_status.clear(), buf_detail.clear(), buf_t.clear()
 
-        for run in (r for preps in blocks() for r in _runs(preps)):
+        for run, keep in ((r, keep) for preps, keep in blocks() for r in _runs(preps)):
             if run[0].status != "ok":
-                add(run[0], None)
+                if id(run[0]) in keep:
+                    add(run[0], None)
             else:
                 ref = run[0].ref_seq
                 fwd = run_group(model, ref, [p.alt_seq for p in run], layers, reuse_prefix, batch_size)
@@ -514,6 +525,8 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                     rev = run_group(model, reverse_complement(ref),
                                     [reverse_complement(p.alt_seq) for p in run], layers, reuse_prefix, batch_size)
                 for j, p in enumerate(run):
+                    if id(p) not in keep:  # computed for its run-mates' sake, stored already
+                        continue
                     if exact_evee:
                         t = evee_recipe_views(
                             p, (fwd[0][layer], token_losses(fwd[1], False)),
@@ -540,7 +553,7 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                             row[f"emb.{lay}.{view}.ref"] = pool(fwd[0][lay], view, p.offset, p.ref_len,
                                                                 pool_window).cpu().to(storage_dtype)
                     add(p, row)
-            bar.update(len(run))
+            bar.update(sum(id(p) in keep for p in run))
         flush()
     bar.close()
     return st

@@ -11,12 +11,15 @@ Jobs in one process run one at a time and each sees what a fresh process would: 
 own ``sys.argv``, stdout and stderr written to the rule's log, seeds set by the command.
 
 A job with a conda environment, a container or environment modules runs the same
-command line in a shell instead, inside that environment.
+command line in a shell instead, inside that environment; so does every job when the
+environment variable ``BIOINTERP_JOB_PROCESSES=1`` is set (one process per job, as
+before; benchmarks/bench_startup.py compares the two).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import sys
 import threading
@@ -42,7 +45,8 @@ def biointerp_job(cmd: str, _stepout: int = 1) -> None:
     names = frame.f_locals
     line = sm_format(cmd, stepout=_stepout + 1)
     log = str(names["log"][0])
-    if any(names.get(k) for k in ("conda_env", "container_img", "env_modules")):
+    if os.environ.get("BIOINTERP_JOB_PROCESSES") == "1" or \
+            any(names.get(k) for k in ("conda_env", "container_img", "env_modules")):
         from snakemake.shell import shell
 
         # the rule's context (conda_env, threads, jobid, ...) as keywords: shell() activates the environment

@@ -10,6 +10,19 @@ change its length). LL is the mean (``reduce="mean"``) or sum of
 ``span`` bases of the allele. ``strand="rev"`` scores the reverse complements,
 ``"both"`` averages the two.
 
+Indels and the reduction. The two windows differ in length by the indel length.
+``mean`` divides each sum by its own token count, so for an insertion Δ mostly
+measures how predictable the *inserted* bases are (a poly-A insertion raises the
+mean), and indel and SNV Δ are not on one scale. ``sum`` adds the inserted
+bases' own terms to the downstream change (longer insertions score lower
+whatever they do). ``reduce="aligned"`` (length-aware) compares like with
+like: ``delta_ll`` is the change in the summed LL of the *shared downstream
+flank*, the bases after the allele, aligned base for base (the same genomic
+bases in both windows; upstream tokens are identical in a causal model and
+cancel), and the alleles' own term, Σ LL(alt bases) − Σ LL(ref bases), is
+reported apart as ``delta_ll_allele``. For SNVs ``delta_ll + delta_ll_allele``
+equals the ``sum`` Δ.
+
 Masked models: masked marginal, Σ_i log p(alt_i) − log p(ref_i) with the
 allele positions masked in the reference window (same-length variants only).
 
@@ -36,6 +49,8 @@ from biointerp.genome import Genome, reverse_complement
 from biointerp.windows import PreparedVariant, centred_bounds, prepare_variants  # noqa: F401
 
 SCORE_COLUMNS = ["delta_ll", "ref_ll", "alt_ll"]
+#: ``mean`` / ``sum`` of the window's token LLs, or ``aligned`` (length-aware; module doc)
+REDUCTIONS = ("mean", "sum", "aligned")
 
 
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
@@ -51,6 +66,14 @@ def _reduce(lp: torch.Tensor, lo: int, hi: int, how: str) -> float:
     if seg.numel() == 0:
         return float("nan")
     return float(seg.mean() if how == "mean" else seg.sum())
+
+
+def _aligned(lp: torch.Tensor, length: int, a0: int, a1: int, span: int | None) -> tuple[float, float]:
+    """(summed LL of the flank after the allele, summed LL of the allele's own tokens)."""
+    lo, hi = _token_range(length, a0, a1, span)
+    flank = _reduce(lp, max(a1, lo), hi, "sum") if hi > max(a1, lo) else 0.0
+    own = _reduce(lp, max(a0, lo), min(a1, hi), "sum") if min(a1, hi) > max(a0, lo, 1) else 0.0
+    return flank, own
 
 
 def _token_range(length: int, a0: int, a1: int, span: int | None) -> tuple[int, int]:
@@ -130,6 +153,11 @@ def _strand_scores(model, preps: list[PreparedVariant], rev: bool, reduce: str, 
         return L, a0, a0 + n
 
     def finish(p: PreparedVariant, ref_lp: torch.Tensor, alt_lp: torch.Tensor) -> None:
+        if reduce == "aligned":
+            rf, ro = _aligned(ref_lp, *allele(p, False), span)
+            af, ao = _aligned(alt_lp, *allele(p, True), span)
+            res[p.row] = (rf, af, ro, ao)
+            return
         L, a0, a1 = allele(p, False)
         r = _reduce(ref_lp, *_token_range(L, a0, a1, span), reduce)
         L, a0, a1 = allele(p, True)
@@ -218,7 +246,8 @@ def score_variants(model, genome: Genome, variants: pd.DataFrame, window: int = 
         Table with ``chrom, pos, ref, alt`` (+ ``variant_id``, ``status``), e.g.
         from ``variants.read_variants``.
     window, reduce, strand, span
-        Window length (bp, centred on the variant), ``"mean"`` or ``"sum"``,
+        Window length (bp, centred on the variant), ``"mean"``, ``"sum"`` or ``"aligned"``
+        (length-aware: Δ of the shared downstream flank, plus ``delta_ll_allele``; module doc),
         ``"fwd"``/``"rev"``/``"both"`` (averaged), and optionally only tokens
         within ``span`` bases of the allele are scored.
     batch_size, reuse_prefix
@@ -234,8 +263,8 @@ def score_variants(model, genome: Genome, variants: pd.DataFrame, window: int = 
     ``delta_ll_rev`` for ``strand="both"``), ``window_start, offset,
     n_count``. Non-``ok`` rows have NaN scores.
     """
-    if reduce not in ("mean", "sum"):
-        raise ValueError(f"reduce must be 'mean' or 'sum', not {reduce!r}")
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be 'mean', 'sum' or 'aligned', not {reduce!r}")
     if strand not in ("fwd", "rev", "both"):
         raise ValueError(f"strand must be 'fwd', 'rev' or 'both', not {strand!r}")
     centred_bounds(window)  # refuses odd windows (ValueError)
@@ -251,8 +280,9 @@ def score_variants(model, genome: Genome, variants: pd.DataFrame, window: int = 
     if not parts:
         return _score_block(model, genome, variants, window, reduce, strand, span, batch_size, reuse_prefix)
     out = pd.concat(parts)
-    if strand == "both":  # keep the column set stable when a chunk had no ok row
-        for c in ("delta_ll_fwd", "delta_ll_rev"):
+    if strand == "both" or reduce == "aligned":  # keep the column set stable when a chunk had no ok row
+        for c in (("delta_ll_fwd", "delta_ll_rev") if strand == "both" else ()) + \
+                (("delta_ll_allele",) if reduce == "aligned" else ()):
             if c not in out.columns:
                 out[c] = math.nan
     return out
@@ -283,15 +313,20 @@ def _score_block(model, genome: Genome, variants: pd.DataFrame, window: int, red
             per[s] = _strand_scores(model, ok, s == "rev", reduce, span, batch_size, reuse_prefix, progress)
         for s in strands:
             d = np.full(n, np.nan)
-            for row, (r, a) in per[s].items():
+            for row, (r, a, *_) in per[s].items():
                 d[row] = a - r
             if strand == "both":
                 cols[f"delta_ll_{s}"] = d
+        if reduce == "aligned":
+            cols["delta_ll_allele"] = np.full(n, np.nan)
         for p in ok:
             r = np.mean([per[s][p.row][0] for s in strands])
             a = np.mean([per[s][p.row][1] for s in strands])
             cols["ref_ll"][p.row], cols["alt_ll"][p.row] = r, a
             cols["delta_ll"][p.row] = float(np.mean([per[s][p.row][1] - per[s][p.row][0] for s in strands]))
+            if reduce == "aligned":
+                cols["delta_ll_allele"][p.row] = float(np.mean([per[s][p.row][3] - per[s][p.row][2]
+                                                                for s in strands]))
     out = pd.DataFrame({
         "variant_id": [p.variant_id for p in preps],
         "status": status,

@@ -290,7 +290,8 @@ class ActivationStore:
         try:
             return safe_open(str(p), framework="pt")
         except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
-            raise DamagedShardError(p, f"not a readable safetensors file ({err})", self.path) from err
+            raise DamagedShardError(p, f"shard is damaged (not a readable safetensors file: {err})",
+                                    self.path) from err
 
     def tensor_names(self) -> list[str]:
         """Names of the tensors in the first listed shard (empty store -> [])."""
@@ -413,9 +414,12 @@ class ActivationStore:
         buf_ids: list[str] = []
         buf: dict[str, list[torch.Tensor]] = {k: [] for k in names}
         buffered = 0
-        for shard, grp in idx.groupby("shard", sort=True):
+        groups = list(idx.groupby("shard", sort=True))
+        ahead = self._verify_ahead([int(g[0]) for g in groups])
+        for shard, grp in groups:
             rows = grp["row"].to_numpy()
             ids = grp["variant_id"].tolist()
+            next(ahead)  # this shard's checksum, hashed on a thread while the one before was read
             with self._open_shard(int(shard)) as f:
                 keys = set(f.keys())
                 lack = [k for k in names if k not in keys]
@@ -440,6 +444,31 @@ class ActivationStore:
                         buf_ids, buf, buffered = [], {k: [] for k in names}, 0
         if buffered:
             yield buf_ids, {k: torch.cat(v) for k, v in buf.items()}
+
+    def _verify_ahead(self, shards: Sequence[int], depth: int = 2) -> Iterator[None]:
+        """Yields once per shard of ``shards`` (in order) after its checksum was checked, hashing up to
+        ``depth`` shards ahead on a thread (hashlib releases the GIL), so the check overlaps reading."""
+        sums = self._shard_sums()
+        todo = [s for s in shards if self.verify_reads and self._checked.get(s) != sums.get(s)]
+        if len(todo) < 2:
+            for _ in shards:
+                yield
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="biointerp-verify")
+        pending: dict[int, object] = {}
+        try:
+            for j, shard in enumerate(shards):
+                for nxt in shards[j + 1:j + 1 + depth]:
+                    if nxt not in pending and self._checked.get(nxt) != sums.get(nxt):
+                        pending[nxt] = pool.submit(self.check_shard, nxt)
+                fut = pending.pop(shard, None)
+                if fut is not None:
+                    fut.result()  # re-raises DamagedShardError here, in shard order
+                yield
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def read(self, names: Sequence[str] | None = None, variant_ids: Sequence[str] | None = None
              ) -> tuple[list[str], dict[str, torch.Tensor]]:
@@ -525,8 +554,26 @@ class ActivationStore:
                 (self.path / shard_name(shard)).unlink(missing_ok=True)
         return out
 
+    def check_headers(self) -> None:
+        """Cheap structural check of every listed shard: present, and its safetensors header agrees
+        with its size (catches missing, empty and truncated shards without hashing them)."""
+        for shard in sorted(self._shard_sums()):
+            p = self.path / shard_name(shard)
+            if not p.is_file():
+                raise DamagedShardError(p, "shard listed in the index is missing", self.path)
+            try:
+                with safe_open(str(p), framework="pt"):
+                    pass
+            except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+                raise DamagedShardError(p, f"shard is damaged (not a readable safetensors file: {err})",
+                                        self.path) from err
+
     def info(self) -> dict:
-        """Summary: manifest, counts per status, shards, bytes on disk, bytes per stored variant."""
+        """Summary: manifest, counts per status, shards, bytes on disk, bytes per stored variant.
+
+        Checks every shard's presence and header (:meth:`check_headers`) and the first shard's checksum.
+        """
+        self.check_headers()
         idx = self._index
         size = sum(p.stat().st_size for p in self.path.glob("shard-*.safetensors"))
         n_ok = int((idx["shard"] >= 0).sum())

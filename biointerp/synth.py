@@ -113,9 +113,16 @@ class SynthConfig:
     #: the same bound on the test contig(s); None = variants_per_class. A larger test set
     #: narrows held-out confidence intervals without changing the training variants.
     test_variants_per_class: int | None = None
+    #: extra contigs (after the ``n_contigs`` ones, which stay byte-identical) whose genes carry
+    #: their own domain families, none shared with the other contigs: a held-out set that tests
+    #: generalisation rather than recognition of memorised families
+    novel_family_contigs: int = 0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["novel_family_contigs"]:  # configs (and model cards) without novel contigs stay as before
+            d.pop("novel_family_contigs")
+        return d
 
 
 @dataclass
@@ -266,7 +273,7 @@ def _make_gene(rng, cfg: SynthConfig, usage, domains, gid: str) -> tuple[str, li
         for aa in _random_aa(rng, int(c) - prev):
             codons.append(_pick_codon(rng, usage, aa))
         prev = int(c)
-        fam_aa, fam_codons = domains[f]
+        fam_aa, fam_codons = domains[f][:2]
         start = len(codons)
         for aa, cod in zip(fam_aa, fam_codons):
             r = rng.random()
@@ -277,7 +284,7 @@ def _make_gene(rng, cfg: SynthConfig, usage, domains, gid: str) -> tuple[str, li
                 codons.append(_pick_codon(rng, usage, aa))
             else:
                 codons.append(cod)
-        dom_spans.append((f"DOM{int(f) + 1}", start, len(codons)))
+        dom_spans.append((domains[f][2] if len(domains[f]) > 2 else f"DOM{int(f) + 1}", start, len(codons)))
     for aa in _random_aa(rng, free - prev):
         codons.append(_pick_codon(rng, usage, aa))
     codons.append(STOP_CODONS[int(rng.integers(3))])
@@ -382,8 +389,17 @@ def generate_genome(config: SynthConfig | None = None, progress: bool = False) -
     rep_no = 0
     from tqdm.auto import tqdm
 
-    for ci in tqdm(range(cfg.n_contigs), desc="synth genome", unit="contig", disable=not progress):
-        chrom = f"{cfg.contig_prefix}{ci + 1}"
+    specs = [(f"{cfg.contig_prefix}{ci + 1}", rng, domains) for ci in range(cfg.n_contigs)]
+    if cfg.novel_family_contigs:
+        # a separate stream: the first n_contigs contigs are the same bytes with or without these
+        rng_novel = np.random.default_rng([cfg.seed, 1_000_033])
+        novel = []
+        for k in range(cfg.n_domain_families):
+            aa = _random_aa(rng_novel, int(rng_novel.integers(*cfg.domain_aa_range)))
+            novel.append((aa, [_pick_codon(rng_novel, usage, a) for a in aa], f"NOVEL_DOM{k + 1}"))
+        specs += [(f"{cfg.contig_prefix}{cfg.n_contigs + j + 1}", rng_novel, novel)
+                  for j in range(cfg.novel_family_contigs)]
+    for chrom, rng, domains in tqdm(specs, desc="synth genome", unit="contig", disable=not progress):
         parts: list[str] = []
         pos = 0  # 0-based length so far
         while True:
@@ -590,6 +606,11 @@ def _other_base(rng, b: str) -> str:
     return BASES[(BASES.index(b) + int(rng.integers(1, 4))) % 4]
 
 
+def novel_contigs(genome: SynthGenome) -> list[str]:
+    """The contigs whose domain families no other contig shares (``novel_family_contigs``)."""
+    return list(genome.contigs)[genome.config.n_contigs:]
+
+
 def make_variants(genome: SynthGenome, per_class: int | None = None, seed: int | None = None,
                   test_contigs: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Draw a labelled variant set whose labels follow the planted biology.
@@ -600,13 +621,19 @@ def make_variants(genome: SynthGenome, per_class: int | None = None, seed: int |
     At most ``per_class`` variants per contig and consequence class
     (``config.test_variants_per_class`` on the test contigs, when set; the test
     contig comes last, so the training variants do not change with it).
+    With novel-family contigs the default test contigs are the last ordinary
+    contig (domain families shared with training) and the novel ones, and a
+    ``families`` column says ``shared`` or ``novel`` (the variants of the ordinary
+    contigs are the same as without them).
     """
     cfg = genome.config
     per_class = per_class or cfg.variants_per_class
     test_per_class = getattr(cfg, "test_variants_per_class", None) or per_class
     rng = np.random.default_rng((cfg.seed if seed is None else seed) + 1_000_003)
     names = list(genome.contigs)
-    test_contigs = tuple(test_contigs) if test_contigs is not None else tuple(names[-1:])
+    novel = novel_contigs(genome)
+    ordinary = names[:len(names) - len(novel)]
+    test_contigs = tuple(test_contigs) if test_contigs is not None else tuple(ordinary[-1:]) + tuple(novel)
     el = genome.elements
     rows: list[tuple] = []
 
@@ -647,6 +674,8 @@ def make_variants(genome: SynthGenome, per_class: int | None = None, seed: int |
                              "test" if chrom in test_contigs else "train"))
     df = pd.DataFrame(rows, columns=["chrom", "pos", "ref", "alt", "gene", "consequence", "label", "split"])
     df.insert(0, "variant_id", df["chrom"] + ":" + df["pos"].astype(str) + ":" + df["ref"] + ":" + df["alt"])
+    if novel:
+        df["families"] = np.where(df["chrom"].isin(novel), "novel", "shared")
     order = {c: i for i, c in enumerate(names)}
     df = (df.drop_duplicates("variant_id").assign(_c=df["chrom"].map(order))
           .sort_values(["_c", "pos", "ref", "alt"], kind="stable").drop(columns="_c").reset_index(drop=True))
@@ -911,24 +940,37 @@ def _auroc(y: np.ndarray, s: np.ndarray) -> float:
     return float(roc_auc_score(y, s))
 
 
+def _with_ci(y: np.ndarray, s: np.ndarray, n_boot: int, seed: int = 0) -> dict:
+    """AUROC with a percentile bootstrap 95% CI (``auroc_lo``/``auroc_hi`` NaN when ``n_boot`` is 0)."""
+    from biointerp.probes.evaluate import evaluate
+
+    r = evaluate(y, s, n_boot=n_boot, seed=seed)
+    return {"auroc": r["auroc"], "auroc_lo": r["auroc_ci"][0], "auroc_hi": r["auroc_ci"][1]}
+
+
 def zero_shot_eval(model, fasta: str | Path, variants: pd.DataFrame, window: int = 512,
-                   strand: str = "both", batch_size: int = 8, progress: bool = False
-                   ) -> tuple[pd.DataFrame, dict]:
+                   strand: str = "both", batch_size: int = 8, progress: bool = False, n_boot: int = 0,
+                   scores: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """Δ log-likelihood (``biointerp.scoring.score_variants``) of labelled variants and its AUROC.
 
     The score is ``-delta_ll`` (damaging variants should lose likelihood).
     Returns ``(scores, metrics)``; metrics: ``overall`` AUROC damaging vs
     neutral and ``per_class``: each damaging class vs all neutral variants,
     each neutral class vs all damaging variants (always oriented so that 0.5
-    is chance and 1 is perfect).
+    is chance and 1 is perfect). With ``n_boot``: 95% bootstrap CIs
+    (``overall_ci``, per class ``auroc_lo``/``auroc_hi``). ``scores``: already
+    computed ``delta_ll`` (a previous call's first return value) to re-evaluate.
     """
     from biointerp.genome import Genome
     from biointerp.scoring import score_variants
 
-    res = score_variants(model, Genome(str(fasta)), variants, window=window, reduce="mean", strand=strand,
-                         batch_size=batch_size, progress=progress)
     df = variants.reset_index(drop=True).copy()
-    df["delta_ll"] = res["delta_ll"].to_numpy()
+    if scores is None:
+        res = score_variants(model, Genome(str(fasta)), variants, window=window, reduce="mean", strand=strand,
+                             batch_size=batch_size, progress=progress)
+        df["delta_ll"] = res["delta_ll"].to_numpy()
+    else:
+        df["delta_ll"] = scores.set_index("variant_id")["delta_ll"].reindex(df["variant_id"]).to_numpy()
     y = (df["label"] == "damaging").to_numpy().astype(int)
     s = -df["delta_ll"].to_numpy()
     per = {}
@@ -938,7 +980,32 @@ def zero_shot_eval(model, fasta: str | Path, variants: pd.DataFrame, window: int
         both = pd.concat([sub, other])
         yy = (both["label"] == "damaging").to_numpy().astype(int)
         per[cls] = {"auroc": _auroc(yy, -both["delta_ll"].to_numpy()), "n": int(len(sub)), "label": lab}
-    return df, {"overall": _auroc(y, s), "n": int(len(df)), "n_damaging": int(y.sum()), "per_class": per}
+        if n_boot:
+            per[cls].update({k: v for k, v in _with_ci(yy, -both["delta_ll"].to_numpy(), n_boot).items()
+                             if k != "auroc"})
+    out = {"overall": _auroc(y, s), "n": int(len(df)), "n_damaging": int(y.sum()), "per_class": per}
+    if n_boot:
+        ci = _with_ci(y, s, n_boot)
+        out["overall_ci"] = [ci["auroc_lo"], ci["auroc_hi"]]
+    return df, out
+
+
+def _block_bootstrap_ci(y: np.ndarray, s: np.ndarray, n_boot: int, block: int = 500, seed: int = 0
+                        ) -> tuple[float, float]:
+    """95% CI of AUROC resampling blocks of ``block`` consecutive positions (neighbouring positions
+    are not independent: a per-position bootstrap would give far too narrow intervals)."""
+    from biointerp.probes.evaluate import auroc
+
+    rng = np.random.default_rng(seed)
+    starts = np.arange(0, len(y), block)
+    vals = []
+    for _ in range(n_boot):
+        pick = rng.choice(starts, size=len(starts), replace=True)
+        idx = np.concatenate([np.arange(a, min(a + block, len(y))) for a in pick])
+        vals.append(auroc(y[idx], s[idx]))
+    v = np.asarray(vals)
+    v = v[np.isfinite(v)]
+    return (float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))) if len(v) else (np.nan, np.nan)
 
 
 def _gene_windows(genome_len: int, spans: list[tuple[int, int]], window: int) -> list[tuple[int, int, int]]:
@@ -1003,12 +1070,16 @@ def position_features(model, contigs: dict[str, str], elements: pd.DataFrame, ch
 
 def probe_eval(model, contigs: dict[str, str], elements: pd.DataFrame, train_chroms: list[str],
                test_chroms: list[str], layer: str, window: int = 512, max_genes: int | None = None,
-               max_train: int = 20_000, seed: int = 0, progress: bool = False) -> dict:
+               max_train: int = 20_000, seed: int = 0, progress: bool = False, n_boot: int = 0,
+               extra_tests: dict[str, list[str]] | None = None) -> dict:
     """Per-position linear-probe AUROC for each planted element class (train and test contigs disjoint).
 
     One logistic regression (standardised features, balanced class weights)
     per class, trained on positions of ``train_chroms`` and scored on
-    ``test_chroms``. Returns ``{class: {"auroc", "n_pos", "n_test"}}`` plus ``mean``.
+    ``test_chroms``. Returns ``{class: {"auroc", "n_pos", "n_test"}}`` plus ``mean``;
+    with ``n_boot``, ``auroc_lo``/``auroc_hi`` from a block bootstrap over runs of
+    500 consecutive positions. ``extra_tests`` ``{name: chroms}``: the same probes
+    scored on further test contigs, under ``out[name]`` (same layout).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -1016,22 +1087,31 @@ def probe_eval(model, contigs: dict[str, str], elements: pd.DataFrame, train_chr
 
     Xtr, ytr = position_features(model, contigs, elements, train_chroms, layer, window, max_genes, seed=seed,
                                  progress=progress)
-    Xte, yte = position_features(model, contigs, elements, test_chroms, layer, window, max_genes, seed=seed + 1,
-                                 progress=progress)
+    tests = {"": test_chroms, **(extra_tests or {})}
+    feats = {k: position_features(model, contigs, elements, v, layer, window, max_genes, seed=seed + 1,
+                                  progress=progress) for k, v in tests.items()}
     rng = np.random.default_rng(seed)
     sub = np.sort(rng.choice(len(Xtr), size=min(max_train, len(Xtr)), replace=False))
-    out: dict = {}
+    outs: dict = {k: {} for k in tests}
     for c in POSITION_CLASSES:
         y = ytr[c][sub]
-        if y.min() == y.max():
-            out[c] = {"auroc": float("nan"), "n_pos": int(yte[c].sum()), "n_test": int(len(Xte))}
-            continue
-        clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=200, solver="newton-cholesky",
-                                                                 class_weight="balanced"))
-        clf.fit(Xtr[sub], y)
-        out[c] = {"auroc": _auroc(yte[c].astype(int), clf.decision_function(Xte)),
-                  "n_pos": int(yte[c].sum()), "n_test": int(len(Xte))}
-    out["mean"] = float(np.nanmean([out[c]["auroc"] for c in POSITION_CLASSES]))
+        clf = None
+        if y.min() != y.max():
+            clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=200, solver="newton-cholesky",
+                                                                     class_weight="balanced"))
+            clf.fit(Xtr[sub], y)
+        for k, (Xte, yte) in feats.items():
+            r = {"auroc": float("nan"), "n_pos": int(yte[c].sum()), "n_test": int(len(Xte))}
+            if clf is not None:
+                sc = clf.decision_function(Xte)
+                r["auroc"] = _auroc(yte[c].astype(int), sc)
+                if n_boot:
+                    r["auroc_lo"], r["auroc_hi"] = _block_bootstrap_ci(yte[c].astype(int), sc, n_boot, seed=seed)
+            outs[k][c] = r
+    for k in outs:
+        outs[k]["mean"] = float(np.nanmean([outs[k][c]["auroc"] for c in POSITION_CLASSES]))
+    out = outs.pop("")
+    out.update(outs)
     return out
 
 
@@ -1042,7 +1122,8 @@ def middle_layer(model) -> str:
 
 def run_ground_truth(model_spec: str = "demo", work_dir: str | Path | None = None, per_class: int | None = None,
                      window: int = 512, probe_window: int = 512, max_genes: int | None = None,
-                     layer: str | None = None, seed: int = 0, progress: bool = False) -> dict:
+                     layer: str | None = None, seed: int = 0, progress: bool = False, novel: bool = False,
+                     n_boot: int = 0) -> dict:
     """Ground-truth benchmark of a model trained on a ``biointerp.synth`` genome vs its random-init control.
 
     Regenerates the training genome from the model card (checking its
@@ -1052,6 +1133,13 @@ def run_ground_truth(model_spec: str = "demo", work_dir: str | Path | None = Non
     ``layer`` (default: the middle block; probes trained on the last training
     contig), for (c) the model and a randomly initialised model of the same
     config and seed. Returns ``{"model": {...}, "control": {...}, "setup": {...}}``.
+
+    ``novel=True`` adds a contig generated with its own protein-domain families (none
+    shared with the training contigs; :attr:`SynthConfig.novel_family_contigs`): the
+    held-out contig above tests recognition of families the model saw in training,
+    the novel one generalisation; its figures are under ``zero_shot_novel`` and
+    ``probe_novel``. ``n_boot``: 95% bootstrap CIs (variants: per row; positions:
+    blocks of 500 bp).
     """
     import tempfile
 
@@ -1074,22 +1162,42 @@ def run_ground_truth(model_spec: str = "demo", work_dir: str | Path | None = Non
         excluded = list(card.get("data", {}).get("excluded_contigs", []))
         test_contigs = tuple(excluded) or tuple(list(genome.contigs)[-1:])
         train_contigs = [c for c in genome.contigs if c not in test_contigs]
-        variants = make_variants(genome, test_contigs=test_contigs)
+        new_contigs: list[str] = []
+        if novel:
+            from dataclasses import replace
+
+            genome_n = generate_genome(replace(scfg, novel_family_contigs=1))
+            assert all(genome_n.contigs[c] == genome.contigs[c] for c in genome.contigs)
+            new_contigs = novel_contigs(genome_n)
+            genome = genome_n
+            paths = write_genome(genome, wd / "with_novel")
+        variants = make_variants(genome, test_contigs=test_contigs + tuple(new_contigs))
         variants = variants[variants["split"] == "test"]
         if per_class is not None:
-            variants = variants.groupby("consequence", sort=False).head(per_class)
+            variants = variants.groupby(["chrom", "consequence"], sort=False).head(per_class)
         variants = variants.reset_index(drop=True)
         control = StripedHyenaModel(random_model(model.config, seed=int(card.get("train_config", {}).get("seed", 0))),
                                     name="random-init control")
         layer = layer or middle_layer(model)
+        shared = variants[variants["chrom"].isin(test_contigs)].reset_index(drop=True)
         out: dict = {"setup": {"model": model_spec, "layer": layer, "window": window, "probe_window": probe_window,
                                "test_contigs": list(test_contigs), "probe_train_contig": train_contigs[-1],
-                               "n_variants": int(len(variants)), "max_genes": max_genes, "synth_seed": scfg.seed}}
+                               "n_variants": int(len(shared)), "max_genes": max_genes, "synth_seed": scfg.seed,
+                               "n_boot": n_boot}}
+        if novel:
+            out["setup"].update(novel_contigs=new_contigs,
+                                n_variants_novel=int(variants["chrom"].isin(new_contigs).sum()))
         for name, m in (("model", model), ("control", control)):
-            _, zs = zero_shot_eval(m, paths["fasta"], variants, window=window, progress=progress)
+            scored, _ = zero_shot_eval(m, paths["fasta"], variants, window=window, progress=progress)
+            _, zs = zero_shot_eval(m, None, shared, scores=scored, n_boot=n_boot)
             pr = probe_eval(m, genome.contigs, genome.elements, train_contigs[-1:], list(test_contigs), layer,
-                            window=probe_window, max_genes=max_genes, seed=seed, progress=progress)
+                            window=probe_window, max_genes=max_genes, seed=seed, progress=progress, n_boot=n_boot,
+                            extra_tests={"novel": new_contigs} if novel else None)
             out[name] = {"zero_shot": zs, "probe": pr}
+            if novel:
+                nov = variants[variants["chrom"].isin(new_contigs)].reset_index(drop=True)
+                out[name]["zero_shot_novel"] = zero_shot_eval(m, None, nov, scores=scored, n_boot=n_boot)[1]
+                out[name]["probe_novel"] = pr.pop("novel")
         return out
     finally:
         if tmp is not None:

@@ -66,7 +66,7 @@ MAX_ALLELE_LEN = 1000
 #: Leading output columns, in order.
 CORE_COLUMNS: tuple[str, ...] = (
     "variant_id", "chrom", "pos", "ref", "alt", "status", "status_detail", "record", "alt_index",
-    "input_chrom", "input_pos", "input_ref", "input_alt", "gene", "rsid",
+    "input_chrom", "input_pos", "input_ref", "input_alt", "gene", "rsid", "id",
 )
 
 _ALLELE_RE = r"^[ACGTN]+$"
@@ -688,6 +688,8 @@ def read_variants(
     out = _normalise(df, genome, max_allele_len, progress, dash_alleles=not is_vcf)
     out["gene"] = gene.where(gene.notna(), None).astype(object).to_numpy()
     out["rsid"] = rsid.where(rsid.notna(), None).astype(object).to_numpy()
+    # the input's own ID (VCF ID column or a table's id column) as it is, any scheme; "." = none
+    out["id"] = ids.where(~ids.isin([".", "", "nan", "None", "<NA>"]), None).astype(object).to_numpy()
     for key, col in extra.items():
         out[key] = col.to_numpy()
     if _RT + "input_pos" in df.columns:  # re-read of our own table: restore the original input

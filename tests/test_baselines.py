@@ -114,3 +114,33 @@ def test_cli_evaluate_shows_baselines(tmp_path):
     assert "carried by stratum composition" in md
     long = pd.read_csv(tmp_path / "ev" / "comparison.tsv", sep="\t")
     assert {"all", "snv", "deletion", "insertion"} <= set(long["stratum"])
+
+
+def test_training_and_scoring_reports_show_baselines(tmp_path):
+    import anndata as ad
+
+    from biointerp.report import scoring_report, training_report
+
+    t, y, kind = _table(600, seed=6)
+    rng = np.random.default_rng(1)
+    labels = t.reset_index()
+    labels["consequence"] = np.where(kind == "snv", "missense", "frameshift")
+    test = labels[labels["split"] == "test"]
+    probe = (kind != "snv") + 0.05 * rng.normal(size=len(t))
+    ev = {"variant_id": test["variant_id"].tolist(), "pathogenicity": probe[labels["split"] == "test"].tolist()}
+    (tmp_path / "covariance.json").write_text(json.dumps({"metrics": {"n": len(test)}, "predictions": ev}))
+    obs = labels.set_index("variant_id")
+    obs["status"] = "ok"
+    zs = ad.AnnData(X=rng.normal(size=(len(obs), 1)), obs=obs)
+    zs.var_names = ["delta_ll"]
+    table = training_report([tmp_path / "covariance.json"], labels, tmp_path / "tr", zeroshot=zs, n_boot=100)
+    assert {"probe:covariance", "zero-shot:delta_ll", "baseline:variant_class", "baseline:consequence",
+            "baseline:combined"} <= set(table["method"])
+    row = table.set_index("method").loc["probe:covariance"]
+    assert row["carried_by_composition"] and not row["better_than_baselines_within"]
+    md = (tmp_path / "tr" / "report.md").read_text()
+    assert "fitted on the training split only" in md and "variant_class=snv" in md
+    s = scoring_report(zs, tmp_path / "sr", n_boot=50)
+    assert s["n_variants"] == len(obs)
+    md = (tmp_path / "sr" / "report.md").read_text()
+    assert "beside the model-free baselines" in md and "baseline:substitution" in md

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import anndata as ad
@@ -17,8 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _snakemake(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    from test_pipelines import snakemake  # Snakemake's command line, in this process
+
+    return snakemake(*args, cwd=REPO)
 
 
 def test_lint_and_schema(tmp_path):

@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 import duckdb
 import httpx
+import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -52,16 +54,23 @@ def site(tmp_path_factory):
     pq.write_table(synthetic_evee(4000, n_heads=6, seed=21), d / "evee.parquet")
     db = d / "variants.duckdb"
     vdb.build([d / "evee.parquet"], db)
+    con = duckdb.connect(str(db), read_only=True)
+    df = con.execute("SELECT * FROM variants_wide ORDER BY key, ref, alt").fetch_df()
+    con.close()
+    # an explanations side table (the shape `biointerp features explain` writes) for some variants
+    rng = np.random.default_rng(4)
+    ex = pd.DataFrame([{"variant_id": v, "rank": r + 1, "latent": int(rng.integers(0, 512)),
+                        "delta": float(rng.normal()), "z": float(rng.normal()), "position": int(p + r),
+                        "label": ["splice_site", "<b>motif</b>", "exon"][r % 3], "label_score": 0.5, "status": "ok"}
+                       for v, p in zip(df.variant_id[::40], df.pos[::40]) for r in range(5)])
+    ex.to_parquet(d / "explanations.parquet")
     port = _free_port()
     log = open(d / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "biointerp", "db", "serve", "--db", str(db), "--port", str(port),
-                             "--workers", "1"], stdout=log, stderr=subprocess.STDOUT,
+                             "--workers", "1", "--explanations", str(d / "explanations.parquet")], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     base = f"http://127.0.0.1:{port}"
-    con = duckdb.connect(str(db), read_only=True)
-    df = con.execute("SELECT * FROM variants_wide ORDER BY key, ref, alt").fetch_df()
     heads = [c for c in df.columns if c.startswith(("score_", "ref_score_", "var_score_", "gt_"))]
-    con.close()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
         # Chromium starts while the server imports (both take seconds on a busy machine)
@@ -78,7 +87,7 @@ def site(tmp_path_factory):
                 browser.close()
                 pytest.fail("server did not start: " + (d / "server.log").read_text()[-2000:])
             time.sleep(0.2)
-        yield {"base": base, "df": df, "heads": heads, "browser": browser, "proc": proc}
+        yield {"base": base, "df": df, "heads": heads, "browser": browser, "proc": proc, "ex": ex}
         browser.close()
     proc.terminate()
     proc.wait(timeout=30)
@@ -126,7 +135,7 @@ def _labelled_share(df, lo: float, hi: float) -> tuple[int, int]:
 
 def test_variant_view_numbers_equal_the_database(site, page):
     df = site["df"]
-    row = df[df.score.notna()].iloc[137]
+    row = df.iloc[40 * 3]  # has explanations
     bare = row.chrom.removeprefix("chr")
     _search(page, f"{bare}-{row.pos}-{row.ref}-{row.alt}")  # another accepted id form
     page.wait_for_selector("#variant-fields")
@@ -151,6 +160,12 @@ def test_variant_view_numbers_equal_the_database(site, page):
     n_exp, k_exp = _labelled_share(df, b["lo"], b["hi"])
     assert (n, share) == (n_exp, pytest.approx(k_exp / n_exp))
     assert sum(x["n"] for x in cal["bins"]) == int(df.label.str.lower().isin(POSITIVE | NEGATIVE).sum())
+    # the top explanation features, as in the side table, in rank order (labels shown as text)
+    ex = site["ex"][site["ex"].variant_id == row.variant_id].sort_values("rank")
+    got = page.eval_on_selector_all("#explanations-table tbody tr", """rs => rs.map(r => [r.dataset.latent,
+        r.children[2].textContent, r.children[3].dataset.value])""")
+    assert [(int(a), b, float(c)) for a, b, c in got] == list(zip(ex.latent, ex.label, ex.delta))
+    assert page.locator("#explanations-table b").count() == 0
     page.screenshot(path=str(ARTIFACTS / "variant.png"), full_page=True)
     # the URL is the state: opening it in a fresh page shows the same variant
     p2 = page.context.new_page()
@@ -230,7 +245,11 @@ def test_region_and_rsid(site, page):
     _search(page, rs)
     page.wait_for_selector("#variant-fields")
     assert page.text_content("#variant-fields dd[data-field='rsid']") == rs
-    # unknown gene: a message, no 5xx
+    # a region without variants and an unknown gene: a message, no 5xx (the page fixture checks)
+    first = int(c.pos.iloc[0])
+    _search(page, f"{chrom}:1-{first - 1}")
+    page.wait_for_function(f"document.getElementById('status').textContent.includes('{chrom}:1-{first - 1}')")
+    page.wait_for_function("!document.getElementById('plot-caption').textContent.startsWith('Loading')")
     _search(page, "NOSUCHGENE")
     page.wait_for_function("document.getElementById('status').textContent.includes('NOSUCHGENE')")
 
@@ -283,3 +302,31 @@ def test_hostile_search_text_is_shown_as_text(site, page):
         assert c.get("/static/..%2f..%2fserve.py").status_code == 404
         assert c.get("/health").json()["status"] == "ok"
     assert site["proc"].poll() is None
+
+
+def _luminance(rgb: str) -> float:
+    vals = [int(x) / 255 for x in rgb[rgb.index("(") + 1: rgb.index(")")].split(",")[:3]]
+    lin = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in vals]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def test_labels_and_contrast(site, page):
+    """Every form control has a label; text colours reach WCAG AA (4.5:1) on their backgrounds."""
+    _search(page, site["df"].gene.iloc[0])
+    _list_rows(page)
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, button')].filter(e =>
+        !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim()).map(e => e.id)""")
+    assert unlabelled == []
+    pairs = page.evaluate("""() => {
+        const bg = e => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;
+            if (c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') return c; } return 'rgb(255, 255, 255)'; };
+        const sel = ['body', '#search-help', 'label[for=q]', '#list-summary', 'th', 'td[data-col=variant_id] a',
+                     'td.label-pathogenic', 'td.label-benign', 'td[data-col=score]', '#page-info', 'button[type=submit]'];
+        return sel.map(s => { const e = document.querySelector(s); return e ? [s, getComputedStyle(e).color, bg(e)] : [s, null, null]; });
+    }""")
+    for sel, fg, bg in pairs:
+        if fg is None:
+            continue
+        hi, lo = sorted([_luminance(fg), _luminance(bg)], reverse=True)
+        ratio = (hi + 0.05) / (lo + 0.05)
+        assert ratio >= 4.5, (sel, fg, bg, round(ratio, 2))

@@ -97,6 +97,19 @@ def test_endpoints(server):
         assert {"/health", "/variants/{variant_id}", "/variants", "/genes/{gene}", "/search"} <= set(paths)
 
 
+def test_exact_lookup_fast_path_matches_the_route(server):
+    """GET /variants/{id} without parameters is answered by a plain-ASGI fast path; with any
+    parameter it goes through the FastAPI route. Same status, headers' type and bytes."""
+    ev = server["evee"]
+    with httpx.Client(base_url=server["base"], timeout=10) as c:
+        for vid in [f"{ev.variant_id[7].split(':')[0]}:{int(ev.variant_id[7].split(':')[1]) + 1}:"
+                    f"{ev.variant_id[7].split(':')[2]}:{ev.variant_id[7].split(':')[3]}", "chr1:1:A:C", "nonsense",
+                    "3-5-G-T", quote("chr1:1:A:C'; DROP TABLE variants; --")]:
+            fast, slow = c.get(f"/variants/{vid}"), c.get(f"/variants/{vid}", params={"heads": "all"})
+            assert (fast.status_code, fast.headers["content-type"], fast.content) == (
+                slow.status_code, slow.headers["content-type"], slow.content), vid
+
+
 HOSTILE = [
     "/variants/1' OR '1'='1",
     "/variants/chr1:1:A:C'; DROP TABLE variants; --",

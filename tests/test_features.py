@@ -12,7 +12,8 @@ from biointerp.features.intervene import edit_output, generate, latent_edit, log
 from biointerp.features.label import (class_masks, encode_genome, feature_table, label_latents,
                                       read_annotations, sparse_auroc)
 from biointerp.features.sae import SparseAutoencoder
-from biointerp.features.train import ModelActivations, StoreActivations, _ShuffleBuffer, evaluate_sae, train_sae
+from biointerp.features.train import (ModelActivations, StoreActivations, TensorRows, _ShuffleBuffer, evaluate_sae,
+                                      train_sae)
 from biointerp.models import StripedHyenaModel, random_model, tiny_config
 from biointerp.store import ActivationStore
 from biointerp.synth import PRESETS, SynthConfig, generate_genome, make_variants, write_genome
@@ -60,6 +61,19 @@ def test_training_reduces_error_and_tracks_dead_latents(tiny, trained):
     ev = evaluate_sae(model, sae, LAYER, seqs)
     assert ev["clean_loss"] <= ev["spliced_loss"] + 1e-6 or ev["zero_loss"] != ev["clean_loss"]
     assert np.isfinite(ev["loss_recovered"]) and ev["explained_variance"] > 0
+
+
+def test_plain_engine_matches_lightning(tiny):
+    rows = torch.randn(2048, 16, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    a, ra = train_sae(TensorRows(rows, 256), 16, 32, 4, steps=15, lr=1e-3, engine="plain")
+    b, rb = train_sae(TensorRows(rows, 256), 16, 32, 4, steps=15, lr=1e-3, engine="lightning")
+    assert ra["steps"] == rb["steps"] == 15 and ra["tokens"] == rb["tokens"] == 15 * 256
+    for name, t in a.state_dict().items():
+        torch.testing.assert_close(t, b.state_dict()[name], rtol=1e-4, atol=1e-5)
+    c, _ = train_sae(TensorRows(rows, 256), 16, 32, 4, steps=2, engine="plain", standardize=True)
+    torch.testing.assert_close(c.input_scale, 1 / next(iter(TensorRows(rows, 256))).std(0))  # from the first batch
+    with pytest.raises(ValueError, match="no batches"):
+        train_sae(TensorRows(rows[:10], 256), 16, 32, 4, steps=2, engine="plain")
 
 
 def test_store_stream_flattens_and_drops_padding(tmp_path):
@@ -165,3 +179,11 @@ def test_explanations_side_table(tiny, trained):
     share = matching_share(e, v.assign(consequence="splice_donor"), top=3,
                            matching={"splice_donor": ("exon",)})
     assert share["share"].iat[0] == pytest.approx(8 / 9)
+
+
+def test_rankdata_matches_scipy():
+    from scipy.stats import rankdata as scipy_rank
+
+    from biointerp.features.label import rankdata
+    a = np.random.default_rng(1).integers(0, 7, 300).astype(float)
+    np.testing.assert_array_equal(rankdata(a), scipy_rank(a))

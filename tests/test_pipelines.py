@@ -28,10 +28,33 @@ SMALL = {"score": {"window": 128}, "resources": {"model": {"gpu": 0, "threads": 
                                                   "train": {"gpu": 0, "threads": 1, "mem_mb": 2000}}}
 
 
-def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    """Plain Snakemake command line (the same interpreter as the tests)."""
+def snakemake_process(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Plain Snakemake command line in a new process (the same interpreter as the tests)."""
     return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300)
+
+
+def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Plain Snakemake command line run in this process: the same argument parsing, profile
+    handling and API calls as `python -m snakemake` (snakemake.cli.main), output captured.
+    Saves the seconds of a new interpreter importing Snakemake for each plan and lint."""
+    import contextlib
+    import io
+
+    from snakemake.cli import args_to_api, parse_args
+
+    buf, here = io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            try:
+                parser, parsed = parse_args(list(args))
+                ok = args_to_api(parsed, parser)
+            except SystemExit as end:
+                ok = end.code in (0, None)
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(["snakemake", *args], 0 if ok else 1, buf.getvalue(), "")
 
 
 def write_config(path: Path, base: dict, **over) -> Path:
@@ -107,14 +130,18 @@ def test_slurm_dry_run_plans_gpu_jobs(name, model_rules, tmp_path):
             assert "gpu" not in res and res.get("slurm_partition") == "cpu", (rule, res)
 
 
-def test_wrapper_dry_run_with_profile(tmp_path):
+def test_wrapper_dry_run_with_profile(tmp_path, monkeypatch):
     """`biointerp pipeline run ... --profile slurm --dry-run` goes through Snakemake's own profile handling."""
-    res = subprocess.run([sys.executable, "-m", "biointerp", "pipeline", "run", "probe_training", "--profile", "slurm",
-                          "--dry-run", "--set", f"outdir={tmp_path / 'o'}", "--set", "n_shards=2",
-                          "--set", "harvest={enabled: true, layers: [blocks.1], view: mean}"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
-    text = res.stdout + res.stderr
-    assert res.returncode == 0, text
+    from click.testing import CliRunner
+
+    from biointerp.cli import main
+
+    monkeypatch.chdir(REPO)
+    res = CliRunner().invoke(main, ["pipeline", "run", "probe_training", "--profile", "slurm",
+                                    "--dry-run", "--set", f"outdir={tmp_path / 'o'}", "--set", "n_shards=2",
+                                    "--set", "harvest={enabled: true, layers: [blocks.1], view: mean}"])
+    text = res.output
+    assert res.exit_code == 0, text
     assert "Using profile" in text and planned_jobs(text)["harvest_shard"] == 2
     assert bp.resolve_profile("slurm") == REPO / "snakemake" / "profiles" / "slurm"
     with pytest.raises(ValueError, match="local, slurm"):

@@ -20,6 +20,7 @@ from test_pipelines import (
     planned_jobs,
     planned_resources,
     snakemake,
+    snakemake_process,
     write_config,
 )
 
@@ -88,7 +89,7 @@ def test_transient_shard_failure_is_retried(tmp_path):
 
     The test truncates the checked variant table before the run and puts the
     original bytes back (atomically, same mtime) as soon as a shard log shows the
-    read error; the retry starts a fresh `biointerp score` that reads the repaired file.
+    read error; the retry runs `biointerp score` again, which reads the repaired file.
     """
     import anndata as ad
 
@@ -103,8 +104,9 @@ def test_transient_shard_failure_is_retried(tmp_path):
 
     # inputs and the checked variant table, as an earlier stage of the run leaves them
     checked = out / "variants" / "checked.parquet"
-    r = snakemake("-s", sf, "--configfile", str(cfg), "--cores", "2", str(out / "variants" / "labelled.parquet"),
-                  cwd=tmp_path)
+    # a plain `snakemake` process, as a user runs it: without a profile each job is a process of its own
+    r = snakemake_process("-s", sf, "--configfile", str(cfg), "--cores", "2",
+                          str(out / "variants" / "labelled.parquet"), cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     good, st = checked.read_bytes(), checked.stat()
     checked.write_bytes(good[: len(good) // 2])  # what a half-synced shared filesystem would serve

@@ -33,8 +33,40 @@ COMMANDS: dict[str, str] = {
 }
 
 
+#: Exit codes shared by every command (shown at the end of each ``--help``).
+EXIT_CODES = ("Exit codes: 0 success; 1 error (one line starting `Error:`: a bad, missing or damaged input "
+              "or artifact, or a failed step); 2 usage error (bad option or argument).")
+
+#: biointerp exception types that describe bad input or a damaged artifact: the command line shows
+#: them as one ``Error:`` line (exit 1) wherever they surface, never as a traceback.
+USER_ERRORS = ("StoreError", "ProbeFileError", "GenomeError", "VariantInputError", "QueryError")
+
+
+def _is_user_error(err: BaseException) -> bool:
+    return any(c.__name__ in USER_ERRORS and c.__module__.startswith("biointerp.") for c in type(err).__mro__)
+
+
+def _with_exit_codes(cmd: click.Command) -> click.Command:
+    """Add :data:`EXIT_CODES` to the help of ``cmd`` and its sub-commands (once)."""
+    if not (cmd.epilog or "").endswith(EXIT_CODES):
+        cmd.epilog = f"{cmd.epilog}\n\n{EXIT_CODES}" if cmd.epilog else EXIT_CODES
+    for sub in getattr(cmd, "commands", {}).values():
+        _with_exit_codes(sub)
+    return cmd
+
+
 class LazyGroup(click.Group):
     """A click group that imports each sub-command only when it is needed."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException:
+            raise
+        except Exception as err:
+            if _is_user_error(err):
+                raise click.ClickException(str(err)) from err
+            raise
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
@@ -52,7 +84,7 @@ class LazyGroup(click.Group):
             if err.name != module_name:
                 raise
             return _not_available(cmd_name)
-        return getattr(module, attr)
+        return _with_exit_codes(getattr(module, attr))
 
 
 def _not_available(name: str) -> click.Command:
@@ -65,7 +97,7 @@ def _not_available(name: str) -> click.Command:
     return cmd
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
 @click.version_option(__version__, prog_name="biointerp")
 def main() -> None:
     """biointerp: score variants with DNA language models and read their internals.

@@ -279,7 +279,9 @@ def export(db_path, parquet, tsv, heads, force) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Server processes sharing the port (default: one per CPU, at most 4).")
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request.")
-def serve(db_path, host, port, max_results, max_region_bp, workers, access_log) -> None:
+@click.option("--explanations", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Side table of `biointerp features explain` (.parquet): the page shows each variant's top features.")
+def serve(db_path, host, port, max_results, max_region_bp, workers, access_log, explanations) -> None:
     """Serve the database read-only: the browser page at / and a JSON API (docs at /docs)."""
     try:
         from biointerp.db.serve import default_workers
@@ -287,11 +289,18 @@ def serve(db_path, host, port, max_results, max_region_bp, workers, access_log) 
     except ImportError as err:
         raise click.ClickException(str(err)) from None
     _db_file(db_path)
+    if explanations is not None:
+        from biointerp.db.browse import Explanations
+
+        try:
+            Explanations(explanations)
+        except Exception as err:  # duckdb/arrow raise several types for a non-Parquet file
+            raise click.ClickException(f"{explanations}: cannot read as an explanations table ({err}).") from None
     workers = workers or default_workers()
     click.echo(f"Serving {db_path} read-only at http://{host}:{port}/ (page), /docs (API); "
                f"{workers} worker{'s' if workers > 1 else ''}; Ctrl+C stops.", err=True)
     try:
         run(db_path, host=host, port=port, max_results=max_results, max_region_bp=max_region_bp, workers=workers,
-            access_log=access_log)
+            access_log=access_log, explanations=explanations)
     except ImportError as err:
         raise click.ClickException(f"{err}; install with: pip install 'biointerp[server]'") from None

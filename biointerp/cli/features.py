@@ -104,10 +104,13 @@ def features() -> None:
 @click.option("--window", type=click.IntRange(16), default=512, show_default=True, help="Window length over the genome.")
 @click.option("--buffer-tokens", type=click.IntRange(1), default=65536, show_default=True,
               help="Shuffle buffer size (bounds memory).")
+@click.option("--engine", type=click.Choice(["lightning", "plain"]), default="lightning", show_default=True,
+              help="lightning Trainer, or the same objective in a bare loop (faster start-up for small runs).")
+@click.option("--standardize", is_flag=True, help="Scale each input dimension to unit variance (per-dimension input scale).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def train(model_spec, layer, fasta, regions, store_dir, tensor, out, latents, k, kind, untied, steps, batch_size, lr,
-          window, buffer_tokens, seed, device) -> None:
+          window, buffer_tokens, engine, standardize, seed, device) -> None:
     """Train an SAE (lightning) on activations streamed from a genome or an activation store.
 
     Example: biointerp features train --model demo --fasta genome.fa --layer blocks.4 --out sae.safetensors"""
@@ -133,7 +136,11 @@ def train(model_spec, layer, fasta, regions, store_dir, tensor, out, latents, k,
         d_in = model.d_model
     if not 0 < k <= latents:
         raise click.UsageError(f"-k ({k}) must lie in [1, --latents={latents}]")
-    sae, rep = train_sae(src, d_in, latents, k, kind, not untied, steps, lr, seed=seed, progress=True)
+    try:
+        sae, rep = train_sae(src, d_in, latents, k, kind, not untied, steps, lr, seed=seed, engine=engine,
+                             device=str(model.device), standardize=standardize, progress=True)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
     ev = {}
     if seqs is not None:
         first = next(iter(seqs.values()))
@@ -195,11 +202,15 @@ def label(features_path, annotations, stranded, min_count, by, min_score, top_n,
         ann = read_annotations(annotations)
     except (ValueError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from err
-    ann = ann[ann["chrom"].isin(set(table.obs["chrom"]))]
+    span = table.obs.groupby("chrom", observed=True)["pos"].agg(["min", "max"])
+    ann = ann[ann["chrom"].isin(set(span.index))]
+    lo, hi = ann["chrom"].map(span["min"]).astype(int), ann["chrom"].map(span["max"]).astype(int)
+    ann = ann[(ann["end"] >= lo) & (ann["start"] <= hi)]  # elements overlapping the encoded positions
     classes = annotation_classes(ann, min_count, stranded)
     if not classes:
-        raise click.ClickException(f"{annotations}: no annotation class with >= {min_count} elements on the "
-                                   f"encoded contigs ({', '.join(sorted(set(table.obs['chrom'])))})")
+        where = ", ".join(f"{c}:{int(r['min'])}-{int(r['max'])}" for c, r in span.iterrows())
+        raise click.ClickException(f"{annotations}: no annotation class with >= {min_count} elements in the "
+                                   f"encoded regions ({where}); encode a larger region or lower --min-count")
     sc = label_latents(table.X, table.obs, ann, classes, stranded, top_n)
     mx = __import__("numpy").asarray(table.X.max(0).todense()).ravel()
     sc["max_activation"] = mx[sc["latent"].to_numpy()]

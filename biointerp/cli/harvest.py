@@ -49,7 +49,8 @@ from biointerp.cli.score import common_options, load_inputs, shard_options
 @shard_options
 def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, no_prefix_reuse, layers, view,
             recipe, store_dir, upstream, downstream, K, fixed, fixed_rev, pool_window, shard_size, out, shard,
-            n_shards, checkpoint=None, model_config=None, repair=False, prefix_reuse=False) -> None:
+            n_shards, checkpoint=None, model_config=None, repair=False, prefix_reuse=False,
+            index_dir=None) -> None:
     """Harvest activations for variants into an activation store.
 
     Resumable: rerun the same command after a crash and it continues from the
@@ -73,7 +74,7 @@ def harvest(model_spec, fasta, variants_path, info, device, dtype, batch_size, n
     if out is not None and view.startswith("evee"):
         raise click.UsageError("--out writes pooled embeddings; use it with --view variant|window_mean|mean")
     genome, table, model = load_inputs(model_spec, fasta, variants_path, info, device, dtype, shard, n_shards,
-                                       checkpoint, model_config)
+                                       checkpoint, model_config, index_dir)
     bad = [x for x in layers if x not in model.layer_names]
     if bad:
         raise click.UsageError(f"--layer {bad[0]!r} is not a layer of {model.name}; layers look like "

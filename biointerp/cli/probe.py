@@ -437,7 +437,7 @@ def apply_cmd(probe_path, stores, scores, variants, kind, d_model, tensor, name,
                f"({adata.n_obs - len(want)} without activations -> NaN)")
     try:
         pred = predict(module, src, tensor, want, heads, batch_size, device=device, pair=pair, progress=True)
-    except ValueError as err:
+    except ValueError as err:  # a damaged store (StoreError) is shown by the command group
         raise click.ClickException(f"probe and store do not fit together: {err}") from err
     cols = {}
     for h in heads:
@@ -659,19 +659,23 @@ def _write_comparison(d, cmp):
 @click.argument("probe_path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the whole card as JSON.")
 def show_cmd(probe_path, as_json):
-    """Print a probe's card and tensor shapes."""
-    from safetensors import safe_open
+    """Print a probe's card and tensor shapes (after checking the tensors against the card)."""
+    from safetensors.torch import load_file
 
-    from biointerp.probes.artifact import read_card
+    from biointerp.probes.artifact import ProbeFileError, check_tensors, read_card
 
     if not Path(probe_path).exists():
         raise click.ClickException(f"{probe_path}: file not found")
     try:
         card = read_card(probe_path)
-        with safe_open(probe_path, framework="pt") as f:
-            shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as err:  # noqa: BLE001
-        raise click.ClickException(f"{probe_path}: not a safetensors file ({err})") from err
+        try:
+            sd = load_file(probe_path)
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+            raise ProbeFileError(f"{probe_path}: tensors cannot be read ({err})") from err
+        check_tensors(probe_path, sd, card)
+    except ProbeFileError as err:
+        raise click.ClickException(str(err)) from err
+    shapes = {k: list(v.shape) for k, v in sd.items()}
     if as_json:
         click.echo(json.dumps({"card": card, "tensors": shapes}, indent=2, default=str))
         return

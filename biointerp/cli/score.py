@@ -8,6 +8,8 @@ import click
 
 DEVICE_HELP = "auto = cuda when available, else cpu."
 DTYPE_HELP = "auto = bf16 on cuda, fp32 on cpu."
+INDEX_DIR_HELP = ("Folder for the FASTA's .fai/.gzi index [default: beside the FASTA when that folder is writable "
+                  "(samtools' convention), else $BIOINTERP_CACHE or ~/.cache/biointerp].")
 
 
 def resolve_device(device: str, dtype: str):
@@ -25,8 +27,12 @@ def resolve_device(device: str, dtype: str):
 
 def load_inputs(model_spec: str, fasta: str, variants_path: str, info: tuple[str, ...], device: str,
                 dtype: str, shard: int | None, n_shards: int | None,
-                checkpoint: str | None = None, model_config: str | None = None):
-    """Open the reference, read + check variants (VCF or `variants check` Parquet), load the model."""
+                checkpoint: str | None = None, model_config: str | None = None, index_dir: str | None = None):
+    """Open the reference, read + check variants (VCF or `variants check` Parquet), load the model.
+
+    An input without any variant is an error ("no variants"); an empty --shard of a
+    non-empty input is not (its outputs have no rows).
+    """
     from biointerp.genome import Genome, GenomeError
     from biointerp.models import load_model
     from biointerp.variants import VariantInputError, read_variants
@@ -36,13 +42,16 @@ def load_inputs(model_spec: str, fasta: str, variants_path: str, info: tuple[str
     if n_shards is not None and not 0 <= shard < n_shards:
         raise click.UsageError(f"--shard must lie in [0, {n_shards}), got {shard}")
     try:
-        genome = Genome(fasta)
+        genome = Genome(fasta, index_dir=index_dir)
     except GenomeError as err:
         raise click.ClickException(f"--fasta {fasta}: {err}") from err
     try:
         table = read_variants(variants_path, genome, info_fields=info, progress=True)
     except (VariantInputError, OSError) as err:
         raise click.ClickException(f"--variants {variants_path}: {err}") from err
+    if not len(table):
+        raise click.ClickException(f"--variants {variants_path}: no variants (the file holds no records); "
+                                   "nothing to do")
     if "CLINICAL_SIGNIFICANCE" in table.columns and "label" not in table.columns:
         from biointerp.variants import clinvar_labels
 
@@ -52,6 +61,9 @@ def load_inputs(model_spec: str, fasta: str, variants_path: str, info: tuple[str
         from biointerp.scoring import select_shard
 
         table = select_shard(table, shard, n_shards)
+        if not len(table):
+            click.echo(f"no variants in --shard {shard} of {n_shards} ({variants_path} has fewer records than "
+                       "shards); the outputs have no rows", err=True)
     dev, dt = resolve_device(device, dtype)
     try:
         extra = {k: v for k, v in (("checkpoint", checkpoint), ("config", model_config)) if v}
@@ -80,6 +92,7 @@ def common_options(f):
                      help="Architecture YAML overriding the registered config (official Evo 2 field names)."),
         click.option("--fasta", required=True, type=click.Path(exists=True, dir_okay=False),
                      help="Reference FASTA (plain or bgzip)."),
+        click.option("--index-dir", type=click.Path(file_okay=False), default=None, help=INDEX_DIR_HELP),
         click.option("--variants", "variants_path", required=True, type=click.Path(exists=True, dir_okay=False),
                      help="VCF/BCF, TSV/CSV, or the Parquet table of `biointerp variants check`."),
         click.option("--info", multiple=True, help="VCF INFO key to keep as a column (repeatable); "
@@ -102,14 +115,17 @@ def common_options(f):
               help="Output scores table (.h5ad, or .parquet for a flat table).")
 @click.option("--window", type=click.IntRange(2), default=8192, show_default=True,
               help="Window length in bp, centred on the variant.")
-@click.option("--reduce", type=click.Choice(["mean", "sum"]), default="mean", show_default=True)
+@click.option("--reduce", type=click.Choice(["mean", "sum", "aligned"]), default="mean", show_default=True,
+              help="Window LL: mean or sum of token log-probs; aligned = length-aware for indels: delta_ll is the "
+                   "change in the summed LL of the shared downstream flank (aligned base for base) and "
+                   "delta_ll_allele the alleles' own term, reported apart.")
 @click.option("--strand", type=click.Choice(["fwd", "rev", "both"]), default="fwd", show_default=True,
               help="Forward, reverse complement, or both averaged.")
 @click.option("--span", type=click.IntRange(0), default=None,
               help="Score only tokens within SPAN bp of the allele (default: the whole window).")
 @shard_options
 def score(model_spec, fasta, variants_path, info, device, dtype, batch_size, no_prefix_reuse, out, window,
-          reduce, strand, span, shard, n_shards, checkpoint=None, model_config=None) -> None:
+          reduce, strand, span, shard, n_shards, checkpoint=None, model_config=None, index_dir=None) -> None:
     """Zero-shot variant scores (Δ log-likelihood, variant minus reference).
 
     --window must be even (window/2 bp either side of the variant, as in the
@@ -127,7 +143,7 @@ def score(model_spec, fasta, variants_path, info, device, dtype, batch_size, no_
         raise click.BadParameter(f"must be even (the Evo 2 zero-shot window covers window/2 bp on either side of "
                                  f"the variant); use {window - 1} or {window + 1}", param_hint="--window")
     genome, table, model = load_inputs(model_spec, fasta, variants_path, info, device, dtype, shard, n_shards,
-                                       checkpoint, model_config)
+                                       checkpoint, model_config, index_dir)
     res = score_variants(model, genome, table, window=window, reduce=reduce, strand=strand, span=span,
                          batch_size=batch_size, reuse_prefix=not no_prefix_reuse, progress=True)
     table = table.copy()

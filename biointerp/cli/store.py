@@ -6,11 +6,6 @@ import json
 
 import click
 
-EXIT_CODES = """\b
-Exit codes: 0 success; 1 error (a one-line `Error:` message: bad, missing or damaged
-input or artifact); 2 usage error (bad option or argument)."""
-
-
 def _open(path: str):
     from biointerp.store import ActivationStore, StoreError
 
@@ -20,12 +15,12 @@ def _open(path: str):
         raise click.ClickException(str(err)) from err
 
 
-@click.group("store", epilog=EXIT_CODES)
+@click.group("store")
 def store() -> None:
     """Activation stores written by `biointerp harvest`."""
 
 
-@store.command("info", epilog=EXIT_CODES)
+@store.command("info")
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def info(path: str, as_json: bool) -> None:
@@ -58,7 +53,7 @@ def info(path: str, as_json: bool) -> None:
     click.echo(f"size       {s['bytes'] / 1e6:.2f} MB, {s['bytes_per_variant'] / 1e3:.1f} kB per stored variant")
 
 
-@store.command("verify", epilog=EXIT_CODES)
+@store.command("verify")
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 def verify(path: str) -> None:
     """Check every shard's checksum, row counts and the index; exit 1 on any problem."""
@@ -72,7 +67,7 @@ def verify(path: str) -> None:
     click.echo(f"{path}: ok")
 
 
-@store.command("repair", epilog=EXIT_CODES)
+@store.command("repair")
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 def repair(path: str) -> None:
     """Drop damaged shards (missing, or failing their checksum) from the store at PATH.

@@ -26,8 +26,13 @@ def synth() -> None:
 @click.option("--test-variants-per-class", type=click.IntRange(1, 100_000), default=None,
               help="The same bound on the test contig (default: --variants-per-class); more test variants "
                    "narrow the held-out confidence intervals, the training variants stay the same.")
+@click.option("--novel-family-contigs", type=click.IntRange(0, 100), default=0, show_default=True,
+              help="Extra held-out contigs whose genes carry their own protein-domain families (none shared with "
+                   "the other contigs); the other contigs and their variants stay byte-identical. Their variants "
+                   "are in the test split with families=novel (the last ordinary contig: families=shared).")
 @click.option("--no-variants", is_flag=True, help="Skip the labelled variant set.")
 def genome_cmd(out_dir, preset, seed, n_contigs, contig_length, variants_per_class, test_variants_per_class,
+               novel_family_contigs,
                no_variants) -> None:
     """Generate genome.fa(+.fai), elements.gff3/.bed, variants.vcf.gz(+.tbi)/.tsv, manifest.json.
 
@@ -48,6 +53,8 @@ def genome_cmd(out_dir, preset, seed, n_contigs, contig_length, variants_per_cla
         kw["variants_per_class"] = variants_per_class
     if test_variants_per_class is not None:
         kw["test_variants_per_class"] = test_variants_per_class
+    if novel_family_contigs:
+        kw["novel_family_contigs"] = novel_family_contigs
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise click.UsageError(f"--out {out} exists and is not a directory; choose a directory path.")

@@ -36,13 +36,18 @@ def variants() -> None:
                    "the line, or keep it as a row with status 'malformed'.")
 @click.option("--show", type=click.IntRange(min=0), default=5,
               help="Print up to N example rows per non-ok status.")
+@click.option("--index-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the FASTA's .fai/.gzi index [default: beside the FASTA when that folder is "
+                   "writable (samtools' convention), else $BIOINTERP_CACHE or ~/.cache/biointerp].")
 def check(fasta: str | None, vcf: str, out: str | None, info: tuple[str, ...], region: str | None,
-          max_allele_len: int | None, label: bool, min_stars: int, on_error: str, show: int) -> None:
+          max_allele_len: int | None, label: bool, min_stars: int, on_error: str, show: int,
+          index_dir: str | None = None) -> None:
     """Read VARIANTS, check them against FASTA, print a status summary, write the table.
 
     Every input record appears once per ALT with a status (ok, ref_mismatch,
     unknown_contig, out_of_bounds, symbolic_allele, too_long, invalid_allele,
-    duplicate, malformed) and a status_detail.
+    duplicate, malformed) and a status_detail. An input without records is not an
+    error here (the summary says "no variants"); `score` and `harvest` refuse it.
 
     Example: biointerp variants check --fasta brca1_region.GRCh37.fa
     --vcf clinvar.vcf.gz --region 17:41100001-41300000 --info CLINICAL_SIGNIFICANCE --out v.parquet
@@ -65,7 +70,7 @@ def check(fasta: str | None, vcf: str, out: str | None, info: tuple[str, ...], r
             raise click.BadParameter(str(err), param_hint="--region") from err
     t0 = time.perf_counter()
     try:
-        genome = Genome(fasta) if fasta else None
+        genome = Genome(fasta, index_dir=index_dir) if fasta else None
         table = read_variants(vcf, genome, info_fields=keys, region=region,
                               max_allele_len=max_allele_len or MAX_ALLELE_LEN, progress=True,
                               on_error=on_error)
@@ -85,6 +90,8 @@ def check(fasta: str | None, vcf: str, out: str | None, info: tuple[str, ...], r
         click.echo(f"reference {fasta} ({', '.join(f'{c}:{genome.bounds(c)[0]}-{genome.bounds(c)[1]}' for c in genome.contigs[:5])}"
                    f"{' ...' if len(genome.contigs) > 5 else ''})")
     click.echo(f"records   {n_rec}")
+    if not len(table):
+        click.echo(f"no variants: {vcf} holds no records{' in ' + region if region else ''}", err=True)
     click.echo(f"rows      {len(table)} (one per ALT)")
     for st, n in counts.items():
         click.echo(f"  {st:<16}{n:>9}")

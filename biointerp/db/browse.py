@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from pathlib import Path
 
 from biointerp.db.query import MAX_POS, QueryError, VariantDB, parse_region
 from biointerp.variants import parse_variant_id
@@ -65,10 +66,11 @@ def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def head_info(db: VariantDB) -> list[dict]:
     """One dict per head column: ``name``, ``display``, ``group``, ``description``.
 
-    Reads whatever head metadata the database carries (a ``head_info`` attribute or method of
-    the query layer, or a ``head_info``/``head_metadata`` metadata entry: a list of dicts with
-    ``name`` or a ``name -> dict`` mapping); falls back to the column name and its prefix
-    (``score_``, ``ref_score_``...) as the group.
+    Reads whatever head metadata the database carries (:meth:`VariantDB.head_info`'s table, or a
+    ``head_info``/``head_metadata`` metadata entry: a list of dicts with ``column_name``/``name``
+    or a ``name -> dict`` mapping) and passes ``view``, ``category``, ``kind`` and ``threshold``
+    through when present; falls back to the column name and its prefix (``score_``,
+    ``ref_score_``...) as the group.
     """
     meta = getattr(db, "head_info", None)
     if callable(meta):
@@ -81,16 +83,18 @@ def head_info(db: VariantDB) -> list[dict]:
     if isinstance(meta, dict):
         by_name = {str(k): (v if isinstance(v, dict) else {"description": v}) for k, v in meta.items()}
     elif isinstance(meta, list):
-        by_name = {str(m.get("name")): m for m in meta if isinstance(m, dict) and m.get("name") is not None}
+        by_name = {str(m.get("column_name") or m.get("name")): m for m in meta
+                   if isinstance(m, dict) and (m.get("column_name") or m.get("name")) is not None}
     out = []
     for h in db.heads:
         m = by_name.get(h, {})
         pre = re.match(r"^(.*?_)\d+$", h)
         out.append({
             "name": h,
-            "display": m.get("display_name") or m.get("display") or m.get("title") or h,
-            "group": m.get("group") or (pre.group(1).rstrip("_") if pre else "heads"),
-            "description": m.get("description") or "",
+            "display": _text(m.get("display_name") or m.get("display") or m.get("title")) or h,
+            "group": _text(m.get("group")) or (pre.group(1).rstrip("_") if pre else "heads"),
+            "description": _text(m.get("description")),
+            **{k: _clean(m[k]) for k in ("view", "category", "kind", "threshold") if m.get(k) is not None},
         })
     return out
 
@@ -108,8 +112,10 @@ class Browser:
         Number of equal-count score bins of the calibration reading.
     """
 
-    def __init__(self, db: VariantDB, *, max_bp: int = 5_000_000, bins: int = 20):
+    def __init__(self, db: VariantDB, *, max_bp: int = 5_000_000, bins: int = 20,
+                 explanations: Explanations | None = None):
         self.db = db
+        self.explanations = explanations
         self.max_bp = max_bp
         self.n_bins = bins
         self._cal: dict | None = None
@@ -180,8 +186,10 @@ class Browser:
         if not where:
             return empty
         db = self.db
-        empty["chrom"] = db._run(f"SELECT chrom FROM variants WHERE {where} LIMIT 1", params).rows[0][0]
         total = db._run(f"SELECT count(*) FROM variants WHERE {where}", params).rows[0][0]
+        if not total:
+            return empty
+        empty["chrom"] = db._run(f"SELECT chrom FROM variants WHERE {where} LIMIT 1", params).rows[0][0]
         every = max(1, -(-total // max_points))
         res = db._run(f"SELECT pos, score, label, variant_id FROM variants WHERE {where} "
                       "QUALIFY (row_number() OVER (ORDER BY key, ref, alt) - 1) % ? = 0 ORDER BY key, ref, alt",
@@ -246,7 +254,8 @@ class Browser:
     def variant(self, variant_id: str, zero_based: bool = False) -> dict:
         """Every column of one variant id (all rows when the id occurs more than once): ``fields``
         (base columns), ``heads`` (values in :attr:`VariantDB.heads` order; names and descriptions
-        come from :func:`head_info`) and the calibration ``reading`` of its score."""
+        come from :func:`head_info`), the calibration ``reading`` of its score and, when an
+        explanations table is loaded, its top SAE ``explanations``."""
         if len(variant_id) > MAX_QUERY_CHARS:
             raise QueryError(f"variant id must be at most {MAX_QUERY_CHARS} characters")
         res = self.db.lookup(variant_id, zero_based=zero_based, heads=True)
@@ -259,8 +268,50 @@ class Browser:
                 "fields": {c: _clean(rec[c]) for c in base},
                 "heads": [_clean(rec.get(h)) for h in heads],
                 "reading": self.reading(rec.get("score")),
+                "explanations": self.explanations.get(rec["variant_id"]) if self.explanations else None,
             })
         return {"query": variant_id, "count": len(rows), "n_heads": len(heads), "results": rows}
+
+
+class Explanations:
+    """The side table of ``biointerp features explain`` (``variant_id, rank, latent, delta, z,
+    position, label, label_score, status``), loaded once into an in-memory DuckDB table sorted by
+    variant id, read with parameterized look-ups."""
+
+    COLUMNS = ["rank", "latent", "delta", "z", "position", "label", "label_score"]
+
+    def __init__(self, path: str | Path, top: int = 10):
+        import duckdb
+
+        self.path, self.top = Path(path), top
+        self._con = duckdb.connect()
+        self._con.execute("SET enable_progress_bar = false")
+        self._con.execute("SET threads = 1")
+        t = self._con.execute("SELECT * FROM read_parquet(?)", [str(self.path)]).to_arrow_table()
+        need = {"variant_id", "rank", "latent", "delta"}
+        if not need <= set(t.column_names):
+            raise ValueError(f"{path}: not an explanations table (needs {sorted(need)}; has {t.column_names[:10]})")
+        self.columns = [c for c in self.COLUMNS if c in t.column_names]
+        status = "status = 'ok'" if "status" in t.column_names else "TRUE"
+        self._con.register("ex_src", t)
+        self._con.execute(f"CREATE TABLE ex AS SELECT variant_id, {', '.join(self.columns)} FROM ex_src "
+                          f"WHERE {status} ORDER BY variant_id, rank")
+        self._con.unregister("ex_src")
+        self.n_variants = self._con.execute("SELECT count(DISTINCT variant_id) FROM ex").fetchone()[0]
+        self._lock = threading.Lock()
+
+    def get(self, variant_id: str) -> list[dict]:
+        with self._lock:
+            cur = self._con.execute(f"SELECT {', '.join(self.columns)} FROM ex WHERE variant_id = ? ORDER BY rank "
+                                    "LIMIT ?", [variant_id, self.top])
+            return [{c: _clean(v) for c, v in zip(self.columns, r)} for r in cur.fetchall()]
+
+
+def _text(v) -> str:
+    """Metadata text; NaN/None (missing in a DataFrame) become ''."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    return str(v)
 
 
 def _clean(v):

@@ -16,6 +16,8 @@ from biointerp.variants import contig_aliases, parse_variant_id
 
 _REGION_RE = re.compile(r"^\s*([A-Za-z0-9_.]{1,64})(?::([\d,]{1,15})(?:-([\d,]{1,15}))?)?\s*$")
 _RSID_RE = re.compile(r"^rs\d{1,12}$", re.IGNORECASE)
+#: Default cap on the rows of one rsID look-up (``VariantDB.rsid(..., limit=None)`` lifts it).
+RSID_LIMIT = 1000
 _GENE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@/-]{0,63}$")
 
 
@@ -240,17 +242,22 @@ class VariantDB:
         sql = f"SELECT {self._cols(heads)} FROM variants WHERE ({where}) AND gene = ?{fsql} ORDER BY {order}"
         return self._limited(sql, [*params, name, *fparams], top or limit, heads)
 
-    def rsid(self, rsid: str, heads: bool | list[str] = True) -> Result:
-        """Rows carrying dbSNP id ``rsid`` (``rs123``)."""
+    def rsid(self, rsid: str, heads: bool | list[str] = True, limit: int | None = RSID_LIMIT) -> Result:
+        """Rows carrying dbSNP id ``rsid`` (``rs123``), at most ``limit`` (``truncated`` says when more match)."""
         if not _RSID_RE.match(rsid or ""):
             raise QueryError(f"not an rsID: {rsid[:80]!r}; expected rs<digits>")
-        keys = [r[0] for r in self._run("SELECT key FROM rsids WHERE rsid = ?", [rsid.lower()]).rows]
+        if limit is not None and limit < 1:
+            raise QueryError(f"limit must be at least 1, got {limit}")
+        cap = "" if limit is None else f" ORDER BY key LIMIT {int(limit) + 1}"
+        keys = [r[0] for r in self._run(f"SELECT key FROM rsids WHERE rsid = ?{cap}", [rsid.lower()]).rows]
         if not keys:
             return Result(self._colnames(heads), [])
-        res = self._run(f"SELECT {self._cols(heads)} FROM variants WHERE key IN (SELECT unnest(?::BIGINT[]))",
-                        [keys], heads)
+        res = self._run(f"SELECT {self._cols(heads)} FROM variants WHERE key IN (SELECT unnest(?::BIGINT[])) "
+                        "ORDER BY key", [keys], heads)
         i = res.columns.index("rsid")
         res.rows = [r for r in res.rows if r[i] and rsid.lower() in [x.strip().lower() for x in r[i].split(";")]]
+        if limit is not None and len(res.rows) > limit:
+            res.rows, res.truncated = res.rows[:limit], True
         return res
 
     def search(self, text: str, *, limit: int = 100, max_bp: int | None = None,
@@ -260,7 +267,7 @@ class VariantDB:
         if not text or len(text) > 200:
             raise QueryError("search text must be 1-200 characters")
         if _RSID_RE.match(text):
-            return "rsid", self.rsid(text, heads=heads)
+            return "rsid", self.rsid(text, heads=heads, limit=limit)
         try:
             parse_variant_id(text)
             return "variant", self.lookup(text, heads=heads)
@@ -292,7 +299,7 @@ class VariantDB:
         elif gene:
             res = self.gene(gene, top=top, min_score=min_score, max_score=max_score, limit=limit, heads=heads)
         else:
-            res = self.rsid(rsid, heads=heads)
+            res = self.rsid(rsid, heads=heads, limit=RSID_LIMIT if limit is None else limit)
         return res.frame()
 
     def head_info(self, heads: bool | list[str] = True) -> pd.DataFrame:

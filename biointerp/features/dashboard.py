@@ -37,7 +37,7 @@ def top_contexts(X: sp.spmatrix, obs: pd.DataFrame, latent: int, n: int = 8, min
 def _context(seqs, X, row_of, latent, chrom, pos, flank):
     s = seqs[chrom] if isinstance(seqs, Mapping) else None
     lo = max(1, pos - flank)
-    hi = pos + flank if s is None else min(len(s), pos + flank)
+    hi = min(seqs.bounds(chrom)[1], pos + flank) if s is None else min(len(s), pos + flank)
     seq = s[lo - 1:hi] if s is not None else seqs.fetch(chrom, lo, hi)
     rows = [row_of.get((chrom, p)) for p in range(lo, hi + 1)]
     act = np.array([X[r, latent] if r is not None else 0.0 for r in rows], dtype=float)

@@ -5,7 +5,8 @@ randomly initialised model of the same architecture, :func:`run_feature_ground_t
 trains an SAE on a middle layer over the training contigs, labels its latents
 against the planted annotation on the held-out contig, explains the held-out
 damaging variants, and (for the trained model) runs the causal tests:
-ablating the latent labelled with a chosen element class and measuring the
+ablating the latent labelled with a chosen element class (by default splice donor, the
+class the issue names, and CpG island, the class the labelling recovers best) and measuring the
 log-likelihood change at real elements vs matched control positions, and
 steering generation with its decoder direction, counting the element with the
 organism's own consensus definitions (:func:`count_elements`); both against a
@@ -29,6 +30,7 @@ CONSENSUS = {
     "TATA_box": synth.TATA_BOX,
     "polyA_signal_sequence": synth.POLYA_SIGNAL,
     "TF_binding_site": "|".join(synth.TF_MOTIFS.values()),
+    "CpG_island": "CG",  # islands are GC-rich stretches spared the background's CpG depletion
 }
 
 
@@ -50,8 +52,9 @@ def _genome_for(model) -> synth.SynthGenome:
 
 
 def _element_windows(genome, chrom: str, cls: str, window: int, offset: int, n: int, seed: int):
+    """Windows with a + strand element of type ``cls`` (a ``:strand`` suffix is dropped; CpG islands and
+    the consensus counts do not depend on it) at ``offset``, and a length-matched control span in each."""
     cls = cls.split(":")[0]
-    """Windows with a + strand element of ``cls`` at ``offset``, and a control 6-mer span in each."""
     rng = np.random.default_rng(seed)
     seq = genome.contigs[chrom]
     el = genome.elements
@@ -62,7 +65,7 @@ def _element_windows(genome, chrom: str, cls: str, window: int, offset: int, n: 
         s0 = int(r.start) - 1 - offset
         if s0 < 0 or s0 + window > len(seq):
             continue
-        L = int(r.end - r.start + 1)
+        L = min(int(r.end - r.start + 1), window - offset)  # long elements: the part inside the window
         w = seq[s0:s0 + window]
         # control: same length, same first base, >= 20 bp from the class, after the first 64 bases
         cands = [o for o in range(64, window - L) if abs(o - offset) > 20 and w[o] == w[offset]
@@ -76,8 +79,8 @@ def _element_windows(genome, chrom: str, cls: str, window: int, offset: int, n: 
 
 
 def causal_tests(model, sae, layer: str, genome, labels: pd.DataFrame, chrom: str, cls: str,
-                 n_windows: int = 48, window: int = 256, offset: int = 192, n_prompts: int = 64,
-                 prompt_len: int = 32, n_tokens: int = 64, seed: int = 0) -> dict:
+                 n_windows: int = 48, window: int = 256, offset: int = 192, n_prompts: int = 32,
+                 prompt_len: int = 32, n_tokens: int = 48, seed: int = 0) -> dict:
     """Ablation and steering tests of the latent best labelled ``cls`` vs a random latent."""
     from biointerp.features.intervene import generate, latent_edit, log_probs_with
 
@@ -120,14 +123,16 @@ def causal_tests(model, sae, layer: str, genome, labels: pd.DataFrame, chrom: st
 
 
 def run_feature_ground_truth(model_spec: str = "demo", layer: str | None = None, d_hidden: int = 256, k: int = 8,
-                             steps: int = 600, batch_size: int = 512, label_bases: int | None = None,
-                             causal_class: str = "five_prime_cis_splice_site:+", causal: bool = True,
+                             steps: int = 1000, batch_size: int = 512, train_rows: int = 32_768,
+                             label_bases: int | None = None, engine: str = "plain", standardize: bool = True,
+                             causal_classes: tuple[str, ...] = ("five_prime_cis_splice_site:+", "CpG_island:-"),
+                             causal: bool = True,
                              out_dir: str | Path | None = None, seed: int = 0, progress: bool = False) -> dict:
     """The whole check for the model and its random-init control; returns a JSON-able dict."""
     from biointerp.features.explain import explain_variants, matching_share
     from biointerp.features.label import best_labels, best_per_class, encode_genome, feature_table, label_latents
     from biointerp.features.sae import save_sae
-    from biointerp.features.train import ModelActivations, evaluate_sae, train_sae
+    from biointerp.features.train import TensorRows, collect_rows, evaluate_sae, train_sae
     from biointerp.models import StripedHyenaModel, load_model, random_model
 
     model = load_model(model_spec)
@@ -142,12 +147,13 @@ def run_feature_ground_truth(model_spec: str = "demo", layer: str | None = None,
     variants = synth.make_variants(genome, test_contigs=tuple(test))
     variants = variants[(variants["split"] == "test") & (variants["pos"] <= region[tc][1] - 64)].reset_index(drop=True)
     out: dict = {"setup": {"model": model_spec, "layer": layer, "d_hidden": d_hidden, "k": k, "steps": steps,
-                           "batch_size": batch_size, "train_contigs": train, "label_region": f"{tc}:{region[tc][0]}-{region[tc][1]}",
+                           "batch_size": batch_size, "train_rows": train_rows, "engine": engine, "standardize": standardize, "train_contigs": train, "label_region": f"{tc}:{region[tc][0]}-{region[tc][1]}",
                            "n_variants": int(len(variants)), "seed": seed}}
     for name, m in (("model", model), ("control", control)):
         t0 = time.perf_counter()
-        src = ModelActivations(m, {c: genome.contigs[c] for c in train}, layer, batch_size=batch_size, seed=seed)
-        sae, rep = train_sae(src, m.d_model, d_hidden, k, steps=steps, lr=1e-3, seed=seed, progress=progress)
+        rows = collect_rows(m, {c: genome.contigs[c] for c in train}, layer, train_rows, seed=seed)
+        sae, rep = train_sae(TensorRows(rows, batch_size, seed), m.d_model, d_hidden, k, steps=steps, lr=1e-3,
+                             seed=seed, engine=engine, standardize=standardize, progress=progress)
         evs = [genome.contigs[tc][i:i + 512] for i in range(0, 512 * 16, 512)]
         ev = evaluate_sae(m, sae, layer, evs)
         X, obs = encode_genome(m, sae, {tc: genome.contigs[tc]}, layer, regions=region, progress=progress)
@@ -177,7 +183,7 @@ def run_feature_ground_truth(model_spec: str = "demo", layer: str | None = None,
                "labels_used": labels["label"].value_counts().to_dict(),
                "explanations_matching_share": share}
         if causal and name == "model":
-            res["causal"] = causal_tests(m, sae, layer, genome, scores, tc, causal_class, seed=seed)
+            res["causal"] = {c: causal_tests(m, sae, layer, genome, scores, tc, c, seed=seed) for c in causal_classes}
         res["seconds"] = time.perf_counter() - t0
         out[name] = res
         if out_dir is not None:

@@ -22,11 +22,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import rankdata
 
 ANN_COLUMNS = ["chrom", "start", "end", "type", "strand", "name"]
-#: Annotation types too broad to be a feature label by default.
-BROAD_TYPES = ("region", "chromosome", "source")
+#: Annotation types too broad to be a feature label by default (a gene or transcript span
+#: covers its exons, introns and UTRs alike).
+BROAD_TYPES = ("region", "chromosome", "source", "gene", "mRNA", "transcript")
 
 
 # --------------------------------------------------------------------------- annotations
@@ -161,6 +161,21 @@ def encode_genome(model, sae, contigs: dict[str, str], layer: str, window: int =
 
 
 # --------------------------------------------------------------------------- scores
+def rankdata(a: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``a`` with ties given their average rank (as ``scipy.stats.rankdata``)."""
+    a = np.asarray(a)
+    order = np.argsort(a, kind="mergesort")
+    s = a[order]
+    new = np.r_[True, s[1:] != s[:-1]]
+    group = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    ends = np.r_[starts[1:], len(s)]
+    avg = (starts + ends + 1) / 2.0
+    out = np.empty(len(a), dtype=float)
+    out[order] = avg[group]
+    return out
+
+
 def sparse_auroc(X: sp.spmatrix, Y: np.ndarray) -> np.ndarray:
     """Exact AUROC ``[latents, classes]`` of each column of sparse ``X`` (implicit zeros tie) for each
     boolean column of ``Y``; NaN for a class with no positives or no negatives."""

@@ -10,9 +10,9 @@ d_hidden]`` shared by encoder and decoder (tied), an encoder bias ``b_enc
 
 ``select`` keeps, per token, the ``k`` largest values (``topk``) or, over the
 flattened batch, the ``k × n_tokens`` largest values (``batch_topk``). An untied
-SAE has its own decoder ``W_dec [d_hidden, d_in]``. ``input_scale`` (a scalar
-buffer, 1 for the published file) multiplies inputs before encoding and divides
-reconstructions after decoding, so training can work at unit scale.
+SAE has its own decoder ``W_dec [d_hidden, d_in]``. ``input_scale [d_in]`` (a
+buffer, all ones for the published file) multiplies inputs before encoding and
+divides reconstructions after decoding, so training can work at unit scale.
 
 Artifacts are one ``.safetensors`` file (tensors + the JSON card in its
 metadata header) and the same card beside it as ``<name>.json``.
@@ -62,7 +62,7 @@ class SparseAutoencoder(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(d_in))
         if not tied:
             self.W_dec = nn.Parameter(w.T.clone())
-        self.register_buffer("input_scale", torch.ones(()))
+        self.register_buffer("input_scale", torch.ones(d_in))
 
     # ------------------------------------------------------------------ the maps
     @property
@@ -110,7 +110,7 @@ class SparseAutoencoder(nn.Module):
         """A JSON-able description (shape, kind, k, tied, scale) plus ``extra`` fields."""
         return {"format": "biointerp.sae/1", "d_in": self.d_in, "d_hidden": self.d_hidden, "k": self.k,
                 "kind": self.kind, "tied": self.tied, "rank_ramp": self.rank_ramp,
-                "input_scale": float(self.input_scale), **extra}
+                "input_scale_mean": float(self.input_scale.mean()), **extra}
 
 
 # --------------------------------------------------------------------------- artifacts

@@ -145,70 +145,143 @@ class StoreActivations(IterableDataset):
         yield from buf.flush()
 
 
+class TensorRows(IterableDataset):
+    """Endless shuffled batches ``[batch_size, d]`` from rows already in memory (small runs, tests)."""
+
+    def __init__(self, rows: Tensor, batch_size: int = 1024, seed: int = 0) -> None:
+        self.rows, self.batch_size, self.seed = rows.float(), batch_size, seed
+        self.d = int(rows.shape[-1])
+
+    def __iter__(self) -> Iterator[Tensor]:
+        gen = torch.Generator().manual_seed(self.seed)
+        if len(self.rows) < self.batch_size:
+            return
+        while True:
+            perm = torch.randperm(len(self.rows), generator=gen)
+            for i in range(0, len(perm) - self.batch_size + 1, self.batch_size):
+                yield self.rows[perm[i:i + self.batch_size]]
+
+
+def collect_rows(model, contigs: dict[str, str], layer: str, n_rows: int, window: int = 512, skip: int = 32,
+                 seed: int = 0) -> Tensor:
+    """Up to ``n_rows`` activation rows of ``layer`` over random windows of ``contigs`` (one model pass each)."""
+    src = ModelActivations(model, contigs, layer, window, skip, batch_size=min(n_rows, 4096),
+                           buffer_tokens=max(n_rows, 8192), max_tokens=n_rows, seed=seed)
+    return torch.cat(list(src))[:n_rows]
+
+
 # --------------------------------------------------------------------------- training
-def _lightning_module(sae: SparseAutoencoder, lr: float, aux_k: int, aux_weight: float, dead_tokens: int):
+class SAEObjective(torch.nn.Module):
+    """The training loss of an SAE on a batch, with dead-latent tracking and a metrics history.
+
+    Loss = MSE at unit input scale / batch variance + ``aux_weight`` × the same for the
+    residual reconstructed by the top ``aux_k`` *dead* latents (latents silent for more than
+    ``dead_tokens`` tokens), so dead latents get a gradient towards what is left to explain."""
+
+    def __init__(self, sae: SparseAutoencoder, aux_k: int, aux_weight: float, dead_tokens: int) -> None:
+        super().__init__()
+        self.sae, self.aux_k, self.aux_weight, self.dead_tokens = sae, aux_k, aux_weight, dead_tokens
+        self.register_buffer("since_fired", torch.zeros(sae.d_hidden, dtype=torch.long))
+        self.history: list[dict] = []
+        self.tokens = 0
+
+    def forward(self, x: Tensor, step: int) -> Tensor:
+        s = self.sae
+        xs = x * s.input_scale
+        pre = s.pre_acts(x)
+        f = s.select(pre)
+        err = xs - (f @ s.decoder + s.b_dec)
+        mse = err.pow(2).sum(-1).mean()
+        var = (xs - xs.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-8)
+        with torch.no_grad():
+            self.since_fired += len(x)
+            self.since_fired[(f > 0).any(0)] = 0
+        dead = self.since_fired > self.dead_tokens
+        loss = mse / var
+        n_dead = int(dead.sum())
+        if self.aux_k and n_dead:
+            pre_dead = pre.masked_fill(~dead, 0.0)
+            idx = pre_dead.topk(min(self.aux_k, n_dead), dim=-1).indices
+            fa = torch.zeros_like(pre).scatter(-1, idx, pre_dead.gather(-1, idx))
+            loss = loss + self.aux_weight * (err.detach() - fa @ s.decoder).pow(2).sum(-1).mean() / var
+        self.tokens += len(x)
+        if step % 10 == 0:
+            with torch.no_grad():
+                self.history.append({"step": int(step), "tokens": self.tokens, "mse": float(mse / s.d_in),
+                                     "explained_variance": float(1 - mse / var),
+                                     "l0": float((f > 0).sum(-1).float().mean()), "dead_fraction": n_dead / s.d_hidden})
+        return loss
+
+    def after_step(self) -> None:
+        """Keep an untied decoder's rows at unit norm."""
+        if not self.sae.tied:
+            with torch.no_grad():
+                self.sae.W_dec.div_(self.sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+
+def _lightning_module(objective: SAEObjective, lr: float):
     import lightning as L
 
     class SAETraining(L.LightningModule):
-        """MSE at unit scale + auxiliary dead-latent loss; logs L0, dead fraction, explained variance."""
+        """Lightning wrapper of :class:`SAEObjective` (Adam)."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.sae = sae
-            self.register_buffer("since_fired", torch.zeros(sae.d_hidden, dtype=torch.long))
-            self.history: list[dict] = []
-            self.tokens = 0
+            self.objective = objective
 
         def training_step(self, x: Tensor, _i: int) -> Tensor:
-            s = self.sae
-            xs = x * s.input_scale
-            pre = s.pre_acts(x)
-            f = s.select(pre)
-            recon = f @ s.decoder + s.b_dec
-            err = xs - recon
-            mse = err.pow(2).sum(-1).mean()
-            var = (xs - xs.mean(0)).pow(2).sum(-1).mean()
-            fired = (f > 0).any(0)
-            with torch.no_grad():
-                self.since_fired += len(x)
-                self.since_fired[fired] = 0
-            dead = self.since_fired > dead_tokens
-            loss = mse / var.clamp_min(1e-8)
-            if aux_k and int(dead.sum()) > 0:
-                k = min(aux_k, int(dead.sum()))
-                pre_dead = pre.masked_fill(~dead, 0.0)
-                idx = pre_dead.topk(k, dim=-1).indices
-                fa = torch.zeros_like(pre).scatter(-1, idx, pre_dead.gather(-1, idx))
-                aux = (err.detach() - fa @ s.decoder).pow(2).sum(-1).mean()
-                loss = loss + aux_weight * aux / var.clamp_min(1e-8)
-            self.tokens += len(x)
-            if self.global_step % 10 == 0:
-                self.history.append({"step": int(self.global_step), "tokens": self.tokens,
-                                     "mse": float(mse.detach() / s.d_in), "explained_variance": float(1 - mse.detach() / var),
-                                     "l0": float((f > 0).sum(-1).float().mean()),
-                                     "dead_fraction": float(dead.float().mean())})
-            self.log_dict({"ev": 1 - mse / var, "dead": dead.float().mean()}, prog_bar=True, on_step=True)
+            loss = self.objective(x, int(self.global_step))
+            if self.global_step % 10 == 0 and self.objective.history:
+                h = self.objective.history[-1]
+                self.log_dict({"ev": h["explained_variance"], "dead": h["dead_fraction"]}, prog_bar=True)
             return loss
 
         def on_train_batch_end(self, *_a) -> None:
-            if not s_tied:
-                with torch.no_grad():
-                    self.sae.W_dec.div_(self.sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
+            self.objective.after_step()
 
         def configure_optimizers(self):
-            return torch.optim.Adam(self.sae.parameters(), lr=lr)
+            return torch.optim.Adam(self.objective.sae.parameters(), lr=lr)
 
-    s_tied = sae.tied
     return SAETraining()
 
 
-def init_from_batch(sae: SparseAutoencoder, x: Tensor) -> None:
-    """Set ``input_scale`` so rows have mean norm ``sqrt(d_in)``, ``b_dec`` to their mean and
-    ``b_enc`` to ``−mean @ W`` (pre-activations start centred, so no latent starts dead because
-    of a large shared offset in the activations)."""
+def _plain_loop(objective: SAEObjective, source: IterableDataset, steps: int, lr: float, device: str,
+                progress: bool) -> int:
+    from tqdm.auto import tqdm
+
+    objective.to(device)
+    opt = torch.optim.Adam(objective.sae.parameters(), lr=lr)
+    step = 0
+    bar = tqdm(total=steps, desc="train SAE", disable=not progress)
+    while step < steps:
+        n_before = step
+        for x in source:
+            loss = objective(x.to(device), step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            objective.after_step()
+            step += 1
+            bar.update(1)
+            if step >= steps:
+                break
+        if step == n_before:
+            raise ValueError("the activation source yielded no batches")
+    bar.close()
+    return step
+
+
+def init_from_batch(sae: SparseAutoencoder, x: Tensor, standardize: bool = False) -> None:
+    """Set ``input_scale`` so rows have mean norm ``sqrt(d_in)`` (``standardize``: each dimension
+    unit variance instead), ``b_dec`` to their mean and ``b_enc`` to ``−mean @ W`` (pre-activations
+    start centred, so no latent starts dead because of a large shared offset in the activations)."""
     with torch.no_grad():
-        scale = math.sqrt(sae.d_in) / float(x.float().norm(dim=-1).mean().clamp_min(1e-8))
-        sae.input_scale.fill_(scale)
+        x = x.float()
+        if standardize:
+            sae.input_scale.copy_(1.0 / x.std(0).clamp_min(1e-6))
+        else:
+            sae.input_scale.fill_(math.sqrt(sae.d_in) / float(x.norm(dim=-1).mean().clamp_min(1e-8)))
+        scale = sae.input_scale
         mean = (x.float() * scale).mean(0)
         sae.b_dec.copy_(mean)
         sae.b_enc.copy_(-(mean @ sae.W))
@@ -218,35 +291,49 @@ def init_from_batch(sae: SparseAutoencoder, x: Tensor) -> None:
 
 def train_sae(source: IterableDataset, d_in: int, d_hidden: int, k: int, kind: str = "batch_topk",
               tied: bool = True, steps: int = 500, lr: float = 1e-3, aux_k: int | None = None,
-              aux_weight: float = 1 / 32, dead_tokens: int = 50_000, seed: int = 0,
+              aux_weight: float = 1 / 32, dead_tokens: int = 50_000, seed: int = 0, engine: str = "lightning",
+              device: str = "cpu", standardize: bool = False,
               progress: bool = False) -> tuple[SparseAutoencoder, dict]:
     """Fit an SAE on batches ``[b, d_in]`` from ``source`` for ``steps`` optimizer steps.
 
+    ``engine``: ``lightning`` (a ``lightning.Trainer``: devices, precision and logging
+    come with it) or ``plain`` (the same objective in a bare Adam loop; no lightning
+    import, which costs seconds of start-up, for small runs such as the demo).
+    ``standardize`` scales each input dimension to unit variance (a per-dimension
+    ``input_scale``) so that one dominant direction does not take the whole objective.
     Returns ``(sae, report)``; ``report``: ``history`` (every 10 steps: tokens,
     mse, explained_variance, l0, dead_fraction), ``final`` (the mean of the
-    last 5 records), ``tokens``, ``seconds``, ``tokens_per_s``, ``dead_latents``."""
-    import lightning as L
-
+    last 5 records), ``tokens``, ``seconds``, ``tokens_per_s``, ``dead_latents``, ``steps``."""
+    if engine not in ("lightning", "plain"):
+        raise ValueError("engine must be 'lightning' or 'plain'")
     torch.manual_seed(seed)
     sae = SparseAutoencoder(d_in, d_hidden, k, kind, tied, seed=seed)
-    first = next(iter(source))
-    init_from_batch(sae, first)
-    module = _lightning_module(sae, lr, aux_k if aux_k is not None else min(2 * k, d_hidden), aux_weight,
-                               dead_tokens)
-    loader = torch.utils.data.DataLoader(source, batch_size=None)
-    trainer = L.Trainer(max_steps=steps, max_epochs=10_000, accelerator="cpu", devices=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
-                        num_sanity_val_steps=0)
+    first = next(iter(source), None)
+    if first is None:
+        raise ValueError("the activation source yielded no batches (empty store or genome region?)")
+    init_from_batch(sae, first, standardize)
+    objective = SAEObjective(sae, aux_k if aux_k is not None else min(2 * k, d_hidden), aux_weight, dead_tokens)
     t0 = time.perf_counter()
-    trainer.fit(module, loader)
+    if engine == "plain":
+        done = _plain_loop(objective, source, steps, lr, device, progress)
+    else:
+        import lightning as L
+
+        module = _lightning_module(objective, lr)
+        loader = torch.utils.data.DataLoader(source, batch_size=None)
+        trainer = L.Trainer(max_steps=steps, max_epochs=10_000, accelerator="gpu" if str(device).startswith("cuda") else "cpu",
+                            devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=progress,
+                            enable_model_summary=False, num_sanity_val_steps=0)
+        trainer.fit(module, loader)
+        done = int(trainer.global_step)
     secs = time.perf_counter() - t0
-    sae.eval()
-    hist = module.history
+    sae.cpu().eval()
+    hist = objective.history
     final = {k_: float(np.mean([h[k_] for h in hist[-5:]])) for k_ in ("mse", "explained_variance", "l0",
                                                                        "dead_fraction")} if hist else {}
-    report = {"history": hist, "final": final, "tokens": module.tokens, "seconds": secs,
-              "tokens_per_s": module.tokens / max(secs, 1e-9),
-              "dead_latents": int((module.since_fired > dead_tokens).sum()), "steps": int(trainer.global_step)}
+    report = {"history": hist, "final": final, "tokens": objective.tokens, "seconds": secs,
+              "tokens_per_s": objective.tokens / max(secs, 1e-9),
+              "dead_latents": int((objective.since_fired > dead_tokens).sum()), "steps": done, "engine": engine}
     return sae, report
 
 

@@ -277,19 +277,21 @@ class HyenaFilter(nn.Module):
         self.flip = bool(cfg.hyena_flip_x1x2)
         if cfg.column_split_hyena:
             raise NotImplementedError("column_split_hyena: True is not used by Evo 2 and not supported")
-        self.short_filter_weight = nn.Parameter(torch.randn(3 * D, 1, cfg.short_filter_length))
+        meta = _building_on_meta()
+        randn = torch.empty if meta else torch.randn  # on meta: the shapes only (see _building_on_meta)
+        self.short_filter_weight = nn.Parameter(randn(3 * D, 1, cfg.short_filter_length))
         self.short_filter_bias = nn.Parameter(torch.zeros(3 * D)) if cfg.short_filter_bias else None
         if kind == "hcs":
             self.groups = int(cfg.hcs_filter_groups)
-            self.h = nn.Parameter(torch.randn(self.groups, 1, cfg.hcs_filter_length))
+            self.h = nn.Parameter(randn(self.groups, 1, cfg.hcs_filter_length))
         elif kind == "hcm":
             self.groups = int(cfg.hcm_filter_groups)
-            self.h = nn.Parameter(torch.randn(self.groups, 1, cfg.hcm_filter_length))
+            self.h = nn.Parameter(randn(self.groups, 1, cfg.hcm_filter_length))
             self.D = nn.Parameter(torch.zeros(D))  # noqa: N815 (official key name)
         elif kind == "hcl":
             S = cfg.state_size
-            self.log_poles = nn.Parameter(-torch.rand(D, S, 1) - 0.01)
-            self.residues = nn.Parameter(torch.randn(D, S))
+            self.log_poles = nn.Parameter(torch.empty(D, S, 1) if meta else -torch.rand(D, S, 1) - 0.01)
+            self.residues = nn.Parameter(randn(D, S))
             self.D = nn.Parameter(torch.zeros(D))
         else:
             raise ValueError(kind)
@@ -393,12 +395,20 @@ class HyenaFilter(nn.Module):
         return out
 
 
+def _building_on_meta() -> bool:
+    """True inside ``with torch.device("meta")`` (:func:`build_meta`). Arithmetic on meta tensors
+    runs torch's Python decompositions, whose first use imports torch._dynamo (seconds of start-up
+    per process), so meta construction skips the init values the checkpoint replaces anyway."""
+    return torch.empty(0).is_meta
+
+
 class RotaryEmbedding(nn.Module):
     """GPT-NeoX half-split rotary embedding with optional position interpolation."""
 
     def __init__(self, head_dim: int, base: float, scaling: float) -> None:
         super().__init__()
-        inv = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        inv = torch.empty(len(range(0, head_dim, 2))) if _building_on_meta() else \
+            1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv, persistent=True)
         self.scaling = float(scaling)
 
@@ -535,7 +545,10 @@ class StripedHyena(nn.Module):
         if not cfg.tie_embeddings:
             raise NotImplementedError("tie_embeddings: False is not supported (Evo 2 ties them)")
         self.config = cfg
-        self.embedding_layer = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        # On the meta device (build_meta) skip the random init (see _building_on_meta).
+        meta = _building_on_meta()
+        self.embedding_layer = nn.Embedding(cfg.vocab_size, cfg.hidden_size,
+                                            _weight=torch.empty(cfg.vocab_size, cfg.hidden_size) if meta else None)
         self.blocks = nn.ModuleList(
             AttentionBlock(cfg, i) if kind == "attn" else HyenaBlock(cfg, i, kind)
             for i, kind in enumerate(cfg.layer_kinds()))

@@ -315,7 +315,8 @@ def _metrics_batch(y: np.ndarray, S: np.ndarray, idx: np.ndarray, chunk: int = 2
 
 def compare_scores(y: Sequence, scores: Mapping[str, Sequence], kinds: Mapping[str, str],
                    strata: Mapping[str, Sequence] | None = None, headline: str | None = None,
-                   n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, min_n: int = 10) -> dict:
+                   n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, min_n: int = 10,
+                   min_class: int = 5) -> dict:
     """Every score beside the model-free baselines, overall and per stratum, with paired bootstrap CIs.
 
     Parameters
@@ -333,11 +334,13 @@ def compare_scores(y: Sequence, scores: Mapping[str, Sequence], kinds: Mapping[s
         The strata column whose size-weighted mean of per-stratum AUROCs is the
         headline ("within-stratum" AUROC); default: the first of ``strata``.
     n_boot, alpha, seed
-        Percentile bootstrap. Resamples keep every stratum's size (stratified by the
-        headline column) and are shared by all scores, so differences are paired.
-    min_n
-        Strata with fewer labelled rows, or one class only, are listed without metrics
-        and left out of the within-stratum summary.
+        Percentile bootstrap, shared by all scores so differences are paired. Overall
+        figures resample rows keeping the numbers of positives and negatives; per-stratum
+        and within-stratum figures keep them per stratum (stratified by stratum and label).
+    min_n, min_class
+        Strata with fewer labelled rows, or fewer than ``min_class`` of either class
+        (one benign variant among 160 makes an AUROC of 0 or 1 by itself), are listed
+        without metrics and left out of the within-stratum summary.
 
     Returns
     -------
@@ -365,20 +368,20 @@ def compare_scores(y: Sequence, scores: Mapping[str, Sequence], kinds: Mapping[s
         return res
     point_auc = np.array([auroc(yv, s) for s in S])
     point_ap = np.array([auprc(yv, s) for s in S])
-    boots = {}
-    for by in ([headline] if headline else []) + [k for k in st if k != headline] or [None]:
-        groups = st[by] if by else np.zeros(len(yv), dtype=object)
-        idx = _stratified_indices(groups, n_boot, rng) if n_boot else np.zeros((0, len(yv)), dtype=int)
-        if by == headline or by is None:
-            boots["overall"] = _metrics_batch(yv, S, idx)
-        if by is None:
-            continue
+    # overall: resamples keep the numbers of positives and negatives (not the strata: a score that is
+    # constant within strata must keep the uncertainty of the strata's label rates)
+    idx = _stratified_indices(yv, n_boot, rng) if n_boot else np.zeros((0, len(yv)), dtype=int)
+    boots = {"overall": _metrics_batch(yv, S, idx)}
+    for by in ([headline] if headline else []) + [k for k in st if k != headline]:
+        groups = st[by]
+        cells = np.array([f"{g}\t{int(c)}" for g, c in zip(groups, yv)], dtype=object)  # stratum x label
+        idx = _stratified_indices(cells, n_boot, rng) if n_boot else np.zeros((0, len(yv)), dtype=int)
         g_auc, g_w, g_boot = [], [], []
         for g in sorted(set(groups)):
             m = np.flatnonzero(groups == g)
             yg = yv[m]
             row0 = {"by": by, "stratum": str(g), "n": int(len(m)), "n_pos": int(yg.sum())}
-            if len(m) < min_n or len(np.unique(yg)) < 2:
+            if len(m) < min_n or min(yg.sum(), len(yg) - yg.sum()) < min_class:
                 for j, k in enumerate(names):
                     res["strata"].append({**row0, "score": k, "kind": res["kinds"][k], "auroc": np.nan,
                                           "auroc_lo": np.nan, "auroc_hi": np.nan, "auprc": np.nan,
@@ -493,7 +496,8 @@ def comparison_markdown(cmp: Mapping, fitted: str = "") -> str:
     lines = [f"{cmp['n']} labelled rows ({cmp['n_pos']} positive / {cmp['n_neg']} negative)"
              + (f"; {cmp['n_dropped']} left out for a missing score" if cmp.get("n_dropped") else "") + ". "
              f"Baselines (no model): {fitted or 'see kinds'}. 95% percentile bootstrap CIs ({cmp['n_boot']} "
-             f"resamples, stratified by {hl or 'nothing'}, shared by all scores so differences are paired).", ""]
+             "resamples keeping the numbers of positives and negatives, overall and per stratum; shared by all "
+             "scores so differences are paired).", ""]
     if hl:
         lines += [f"Headline: the within-{hl} AUROC, the mean of per-stratum AUROCs weighted by stratum size. "
                   "A score is called better only where the interval of its difference from the best baseline "
@@ -501,7 +505,8 @@ def comparison_markdown(cmp: Mapping, fitted: str = "") -> str:
                   "then carried by how the strata differ in label rate, not by ranking within them.", ""]
     lines += [_md(t["headline"]), ""]
     if len(t["strata"]):
-        lines += ["AUROC [95% CI] per stratum (strata with under 10 rows or one class: NA):", "", _md(t["strata"]), ""]
+        lines += ["AUROC [95% CI] per stratum (NA: under 10 rows or under 5 of either class; left out of the "
+                  "within-stratum summary):", "", _md(t["strata"]), ""]
     return "\n".join(lines)
 
 

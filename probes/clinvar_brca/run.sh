@@ -7,6 +7,9 @@
 #   RECIPE=genomic ... bash probes/clinvar_brca/run.sh   # the other harvest recipe, same OUT (shares
 #                                                          # the variant tables and zero-shot scores)
 #
+# The evaluation puts every score beside model-free baselines fitted on BRCA1 only
+# (variant class, substitution type, indel length, their logistic combination), per variant class.
+#
 # Only pathogenic / benign records (any review status) are scored and harvested;
 # everything else ("other") is counted by `variants check` and left out here.
 set -euo pipefail
@@ -22,6 +25,7 @@ NBOOT=${NBOOT:-1000}
 LIMIT=${LIMIT:-0}   # >0: only the first LIMIT labelled variants per region (smoke runs)
 RECIPE=${RECIPE:-evee}   # harvest recipe: evee (EVEE's public harvest) or genomic (ours)
 PAIRING=${PAIRING:-}     # probe input; empty = the recipe's own (evee: index = var_same - ref_same; genomic: genomic)
+ROOTS=${ROOTS:-}   # e.g. "sym_eigh gram_eigh": also train covariance probes with a true matrix square root
 BI=${BI:-.venv/bin/biointerp}
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-../shared/data}
@@ -68,15 +72,29 @@ PY
 STORES="--store $OUT/brca1.$RECIPE.store --store $OUT/brca2.$RECIPE.store"
 R=$OUT/$RECIPE
 mkdir -p "$R"
-for kind in linear covariance; do
+# covariance probes: EVEE's Newton-Schulz polynomial (covariance) and, with ROOTS, the true-root options
+# at the same budget (same h, p, lr, epochs, patience, seed); wall time of each training in train_seconds.tsv
+printf "probe\tseconds\n" > "$R/train_seconds.tsv"
+SCORES=""
+for spec in linear:linear covariance:newton_schulz $(for r in $ROOTS; do echo "covariance_$r:$r"; done); do
+  IFS=: read -r name root <<<"$spec"
+  kind=$([ "$name" = linear ] && echo linear || echo covariance)
+  t0=$SECONDS
   $BI probe train --kind "$kind" $STORES --labels "$OUT/labels.parquet" --split-column split ${PAIRING:+--pairing "$PAIRING"} \
     --h 16 --p 32 --lr 1e-3 --epochs 60 --patience 8 --n-boot "$NBOOT" --calibrate platt --strata variant_type \
-    --report-dir "$R/report_$kind" --out "$R/$kind.safetensors"
+    $([ "$kind" = covariance ] && echo "--root $root") --report-dir "$R/report_$name" --out "$R/$name.safetensors"
+  printf "%s\t%s\n" "$name" $((SECONDS - t0)) >> "$R/train_seconds.tsv"
+  SCORES="$SCORES $name"
 done
 
 $BI tables merge "$OUT/brca1.zeroshot.h5ad" "$OUT/brca2.zeroshot.h5ad" --out "$R/scores.h5ad"
-$BI probe apply --probe "$R/linear.safetensors" $STORES --scores "$R/scores.h5ad" --name probe_linear --out "$R/scores.h5ad"
-$BI probe apply --probe "$R/covariance.safetensors" $STORES --scores "$R/scores.h5ad" --name probe_covariance --out "$R/scores.h5ad"
+EVAL=""
+for name in $SCORES; do
+  $BI probe apply --probe "$R/$name.safetensors" $STORES --scores "$R/scores.h5ad" --name "probe_$name" \
+    --out "$R/scores.h5ad"
+  EVAL="$EVAL --score probe_$name"
+done
+# every score beside the model-free baselines (fitted on BRCA1 = the train split), per variant class
 $BI probe evaluate --scores "$R/scores.h5ad" --labels "$OUT/labels.parquet" --label-column label \
   --split-column split --split test --strata variant_type --n-boot "$NBOOT" \
-  --score probe_linear --score probe_covariance --score -delta_ll --score indel_baseline --out-dir "$R/eval"
+  $EVAL --score -delta_ll --out "$R/eval.json" --out-dir "$R/eval"

@@ -219,7 +219,7 @@ async function drawPlot(q) {
     const t = svg("text", { x, y: H - B + 14, "text-anchor": anchor }); t.textContent = Math.round(v).toLocaleString("en-US"); s.append(t);
   }
   const xl = svg("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle" }); xl.textContent = `position on ${chrom} (bp)`; s.append(xl);
-  for (const v of [y0, y1]) { const t = svg("text", { x: L - 6, y: Y(v) + 4, "text-anchor": "end" }); t.textContent = fmtScore(Number(v.toPrecision(3))); s.append(t); }
+  for (const v of [y0, y1]) { const t = svg("text", { x: L - 6, y: Y(v) + 4, "text-anchor": "end" }); t.textContent = Number(v.toPrecision(3)).toString(); s.append(t); }
   const yl = svg("text", { x: 12, y: (T + H - B) / 2, transform: `rotate(-90 12 ${(T + H - B) / 2})`, "text-anchor": "middle" }); yl.textContent = "score"; s.append(yl);
   const counts = { pathogenic: 0, benign: 0, other: 0 };
   for (const x of pts) {
@@ -229,11 +229,11 @@ async function drawPlot(q) {
     c.addEventListener("click", () => openVariant(x.id));
     s.append(c);
   }
-  let lx = W - R - 300;
+  let lx = W - R - 400;
   for (const [k, name] of [["pathogenic", "pathogenic"], ["benign", "benign"], ["other", "other / no label"]]) {
     s.append(svg("circle", { cx: lx, cy: 9, r: 4, class: "pt-" + k }));
     const t = svg("text", { x: lx + 8, y: 13 }); t.textContent = `${name} (${counts[k]})`; s.append(t);
-    lx += 95;
+    lx += 135;
   }
   box.replaceChildren(s);
   cap.textContent = `Score along the genome for ${pts.length.toLocaleString("en-US")} variants` +
@@ -277,6 +277,7 @@ function variantBlock(res, i) {
   }
   wrap.append(dl);
   wrap.append(readingBlock(res.reading, res.fields.score));
+  if (res.explanations) wrap.append(explanationsBlock(res.explanations, i));
   wrap.append(headsBlock(res.heads, i));
   return wrap;
 }
@@ -313,6 +314,27 @@ function calPlot(bins, hit) {
   });
   const xl = svg("text", { x: (L + W) / 2, y: H - 6, "text-anchor": "middle" }); xl.textContent = "score bins (low → high)"; s.append(xl);
   return s;
+}
+
+function explanationsBlock(rows, i) {
+  const box = el("section", { "aria-label": "Top explanation features" });
+  box.append(el("h3", { text: "Top explanation features (sparse autoencoder latents)" }));
+  if (!rows.length) { box.append(el("p", { text: "This variant is not in the explanations table." })); return box; }
+  const cols = [["rank", "Rank"], ["latent", "Latent"], ["label", "Feature label"], ["delta", "Δ (alt − ref)"], ["z", "z"], ["position", "Position"]];
+  const table = el("table", { id: i ? null : "explanations-table" });
+  table.append(el("thead", {}, el("tr", {}, ...cols.map(([, t]) => el("th", { scope: "col", text: t })))));
+  const tb = el("tbody");
+  for (const r of rows) {
+    tb.append(el("tr", { "data-latent": r.latent }, ...cols.map(([k]) => {
+      const v = r[k];
+      const num = k === "delta" || k === "z";
+      return el("td", { class: num ? "num" : null, "data-value": num && v !== null ? String(v) : null,
+        text: num ? fmtScore(v) : (k === "position" && v !== null && v !== undefined ? Number(v).toLocaleString("en-US") : (v ?? "—")) });
+    })));
+  }
+  table.append(tb);
+  box.append(el("div", { class: "table-wrap" }, table));
+  return box;
 }
 
 function headsBlock(values, i) {

@@ -32,6 +32,7 @@ rule train_sae:
         layer=config["layer"],
         regions=region_args(config["train"]["regions"]),
         untied="" if config["train"]["tied"] else "--untied",
+        standardize="--standardize" if config["train"].get("standardize") else "",
         t=config["train"],
         device=config["device"],
     log:
@@ -45,7 +46,7 @@ rule train_sae:
         "../../variant_scoring/envs/biointerp.yaml"
     shell:
         "biointerp features train --model {params.model} --layer {params.layer} --fasta {input.fasta} "
-        "{params.regions} --latents {params.t[latents]} -k {params.t[k]} --kind {params.t[kind]} {params.untied} "
+        "{params.regions} --latents {params.t[latents]} -k {params.t[k]} --kind {params.t[kind]} {params.untied} {params.standardize} "
         "--steps {params.t[steps]} --batch-size {params.t[batch_size]} --device {params.device} "
         "--out {output.sae} > {log} 2>&1"
 
