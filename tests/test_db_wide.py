@@ -4,7 +4,6 @@ identity with a plain DuckDB scan of the shards, head metadata, CLI, and shards 
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 
@@ -75,12 +74,6 @@ def _plain_scan(release) -> dict:
     con.close()
     df.index = df.chrom + ":" + df.pos1.astype(str) + ":" + df.r + ":" + df.a
     return df
-
-
-def _same(a, b) -> bool:
-    if a is None or (isinstance(a, float) and math.isnan(a)):
-        return b is None or (isinstance(b, float) and math.isnan(b))
-    return a == b
 
 
 def test_identity_with_plain_scan_1000_queries(release, dbs):

@@ -32,6 +32,15 @@ def _open(db_path: Path):
         raise click.ClickException(f"{db_path}: cannot open as a variant database ({err}).") from None
 
 
+def _db_file(db_path: Path) -> None:
+    """Commands that reopen the database by path need a built .duckdb file, not a release."""
+    if db_path.is_dir() or db_path.suffix.lower() in (".parquet", ".json") or "://" in str(db_path) \
+            or str(db_path).startswith(("s3:/", "http:/", "https:/")):
+        raise click.ClickException(f"{db_path}: this command needs a database file; index the release first "
+                                   "with `biointerp db build RELEASE -o variants.duckdb`.")
+    _open(db_path).close()
+
+
 @click.group()
 def db() -> None:
     """Variant database: build from scores tables, query, annotate VCFs, export, serve."""
@@ -247,7 +256,7 @@ def export(db_path, parquet, tsv, heads, force) -> None:
 
     if not parquet and not tsv:
         raise click.UsageError("give --parquet DIR and/or --tsv FILE.tsv.gz.")
-    _open(db_path).close()
+    _db_file(db_path)
     try:
         if parquet:
             export_parquet(db_path, parquet, overwrite=force)
@@ -255,7 +264,7 @@ def export(db_path, parquet, tsv, heads, force) -> None:
         if tsv:
             p = export_tsv(db_path, tsv, heads=list(heads) or None, overwrite=force)
             click.echo(f"TSV: {p} (+ .tbi)")
-    except FileExistsError as err:
+    except (FileExistsError, ValueError) as err:
         raise click.ClickException(str(err)) from None
 
 
@@ -279,7 +288,7 @@ def serve(db_path, host, port, max_results, max_region_bp, workers, access_log, 
         from biointerp.db.serve import serve as run
     except ImportError as err:
         raise click.ClickException(str(err)) from None
-    _open(db_path).close()
+    _db_file(db_path)
     if explanations is not None:
         from biointerp.db.browse import Explanations
 

@@ -271,11 +271,23 @@ def _common(infos: list[dict], field: str):
     return json.loads(vals.pop()) if len(vals) == 1 else (sorted(vals) or None)
 
 
+def _need_narrow(db_path: str | Path) -> None:
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        row = con.execute("SELECT value FROM metadata WHERE key = 'layout'").fetchall()
+    finally:
+        con.close()
+    if row and json.loads(row[0][0]) == "wide":
+        raise ValueError(f"{db_path} is a wide-layout index (heads stay in the release's shards); "
+                         "exports need a narrow build (`db build --layout narrow`)")
+
+
 def export_parquet(db_path: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``variants`` as Parquet partitioned by chromosome (``out_dir/chrom=17/*.parquet``).
 
     Each file keeps the ``chrom`` column, rows sorted by position.
     """
+    _need_narrow(db_path)
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} is not empty; pass overwrite=True (CLI: --force)")
@@ -304,6 +316,7 @@ def export_tsv(
 
     import pysam
 
+    _need_narrow(db_path)
     out = Path(out)
     if not out.name.endswith(".gz"):
         out = out.with_name(out.name + ".gz")

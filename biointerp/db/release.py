@@ -373,7 +373,6 @@ def write_synthetic_release(
     Memory stays at one row-group chunk (``row_group_size`` rows x ``width`` columns).
     """
     import numpy as np
-    import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 

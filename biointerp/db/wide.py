@@ -76,7 +76,7 @@ def build_wide(
     from tqdm.auto import tqdm
 
     from biointerp import __version__
-    from biointerp.db.build import _common, _create_lookup_tables, _create_variants, _rank_contigs
+    from biointerp.db.build import _create_lookup_tables, _create_variants, _rank_contigs
     from biointerp.db.release import head_columns_map, locate, read_heads
     from biointerp.db.remote import parquet_file
 
@@ -192,7 +192,6 @@ def build_wide(
     if store == "packed":
         os.replace(str(tmp) + ".heads", str(out) + ".heads")
     os.replace(tmp, out)
-    meta["model"] = meta["model"] or _common([], "model")
     return meta
 
 
@@ -337,9 +336,10 @@ class InplaceHeads:
             groups[(s, g)].append((i, fr - self.starts[s][g]))
         out: list = [None] * len(locs)
         uniq = list(dict.fromkeys(cols))
+        where = {c: j for j, c in enumerate(uniq)}
         for (s, g), items in groups.items():
             t = self._row_group(s, g, uniq).take([r for _, r in items])
-            m = _rows_as_objects(t, [uniq.index(c) for c in cols])
+            m = _rows_as_objects(t, [where[c] for c in cols])
             for (i, _), row in zip(items, m):
                 out[i] = row
         return out
