@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--extrapolate", nargs=2, type=Path, default=None, metavar=("SMALL.json", "LARGE.json"),
                     help="project two --wide runs to --target-rows")
     ap.add_argument("--target-rows", type=int, default=4_250_000)
+    ap.add_argument("--build-only", action="store_true", help="--wide: stop after the builds (resume later with --reuse)")
     a = ap.parse_args()
     if a.extrapolate:
         return extrapolate(a.extrapolate, a.target_rows)
@@ -305,7 +306,15 @@ def _child(fn, *args):
 
     p = ctx.Process(target=run)
     p.start()
-    res = q.get()
+    import queue as _queue
+
+    while True:  # a child killed for memory never answers: poll instead of blocking
+        try:
+            res = q.get(timeout=2)
+            break
+        except _queue.Empty:
+            if not p.is_alive():
+                raise SystemExit(f"child failed (exit {p.exitcode}, e.g. killed for memory): {fn.__name__}") from None
     p.join()
     if p.exitcode:
         raise SystemExit(f"child failed: {fn.__name__}")
@@ -328,111 +337,148 @@ def _build(work, store):
     return time.perf_counter() - t
 
 
-def main_wide(a) -> None:
-    import resource
+def _save(a, res) -> None:
+    if a.json:
+        tmp = a.json.with_name(a.json.name + ".tmp")
+        tmp.write_text(json.dumps(res, indent=2, default=str))
+        os.replace(tmp, a.json)
 
+
+def _queries(work, store, n_q, seed_rows):
+    """All query kinds on one store (run in a child so its peak memory is its own)."""
+    db = vdb.open(work / f"{store}.duckdb")
+    sample = seed_rows
+    exact = [(r[0],) for r in sample]
+    regions = [(f"{r[1]}:{max(1, r[2] - 50_000)}-{max(1, r[2] - 50_000) + 99_999}",) for r in sample]
+    genes = [(r[3],) for r in sample]
+    h64 = db.heads[:64]
+    kinds = {
+        "exact_all": (lambda v: db.lookup(v), exact),
+        "gene_top50_all": (lambda g: db.gene(g, top=50), genes),
+        "region_100kb_all": (lambda r: db.region(r), regions),
+        "region_100kb_none": (lambda r: db.region(r, heads=False), regions),
+        "exact_64": (lambda v: db.lookup(v, heads=h64), exact),
+        "gene_top50_64": (lambda g: db.gene(g, top=50, heads=h64), genes),
+        "region_100kb_64": (lambda r: db.region(r, heads=h64), regions),
+    }
+    out = {"p50_ms": {}, "p99_ms": {}, "n_queries": {}, "mean_rows": {}}
+    slow = store == "inplace"
+    for k, (fn, args) in kinds.items():
+        lim = args[:max(5, n_q // 20)] if slow and k.endswith("all") else args
+        timed(fn, lim[:1])  # warm-up
+        ts, outs = timed(fn, lim)
+        p50, p99 = pct(ts)
+        out["p50_ms"][k], out["p99_ms"][k], out["n_queries"][k] = p50, p99, len(lim)
+        out["mean_rows"][k] = float(np.mean([len(o.rows) for o in outs]))
+        print(f"  {store:8s} {k:18s} p50 {p50:9.2f} ms  p99 {p99:9.2f} ms  ({len(lim)} queries, "
+              f"{out['mean_rows'][k]:.1f} rows)", flush=True)
+    db.close()
+    return out
+
+
+def _identity(work, stores, rel_dir, sample, nb):
+    """Exact and gene top-50 results of each store vs a plain DuckDB scan of the shards (memory-capped)."""
+    raw = duckdb.connect()
+    raw.execute("SET enable_progress_bar = false")
+    raw.execute("SET memory_limit = '2GB'")
+    raw.execute("SET threads = 1")
+    src = f"read_parquet('{rel_dir}/clean_shard_*.parquet')"
+    exact = [r[0] for r in sample[:nb]]
+    genes = [r[3] for r in sample[:nb]]
+    dbs = {s: vdb.open(work / f"{s}.duckdb") for s in stores}
+    srcs = next(iter(dbs.values())).metadata["head_sources"]
+    bad, n_vals, ts_e, ts_g = 0, 0, [], []
+    for v in exact:
+        c, p, r, al = v.split(":")
+        t = time.perf_counter()
+        df = raw.execute(f"SELECT * FROM {src} WHERE variant_id = ?", [f"{c}:{int(p) - 1}:{r}:{al}"]).fetch_df()
+        ts_e.append(time.perf_counter() - t)
+        e = df.iloc[0]
+        for db in dbs.values():
+            got = db.lookup(v).records()[0]
+            for h, s in zip(db.heads, srcs):
+                x = e[s]
+                n_vals += 1
+                bad += not ((got[h] is None and (x is None or x != x)) or got[h] == x)
+    for g in genes:
+        t = time.perf_counter()
+        df = raw.execute(f"SELECT variant_id, pathogenicity FROM {src} WHERE gene_name = ? "
+                         "ORDER BY pathogenicity DESC NULLS LAST LIMIT 50", [g]).fetch_df()
+        ts_g.append(time.perf_counter() - t)
+        want = sorted(f"{x.split(':')[0]}:{int(x.split(':')[1]) + 1}:{x.split(':')[2]}:{x.split(':')[3]}"
+                      for x in df.variant_id)
+        for db in dbs.values():
+            got = sorted(r[0] for r in db.gene(g, top=50, heads=False).rows)
+            bad += got != want and len(set(df.pathogenicity)) == len(df)
+    for db in dbs.values():
+        db.close()
+    return {"plain_scan_p50_ms": {"exact_all": pct(ts_e)[0], "gene_top50_all": pct(ts_g)[0]},
+            "mismatches": bad, "values_compared": n_vals, "queries_compared": 2 * nb}
+
+
+def main_wide(a) -> None:
     work = a.workdir or Path(tempfile.mkdtemp(prefix="bench_dbw_"))
     work.mkdir(parents=True, exist_ok=True)
-    res: dict = {"rows": a.rows, "width": a.heads, "row_group_size": a.row_group_size, "cpus": os.cpu_count()}
+    res: dict = {}
+    if a.json and a.json.exists() and a.reuse:
+        res = json.loads(a.json.read_text())  # resume: finished steps are skipped
+    res.update({"rows": a.rows, "width": a.heads, "row_group_size": a.row_group_size, "cpus": os.cpu_count()})
     print(f"bench_db --wide: {a.rows:,} rows x {a.heads:,} columns, row groups of {a.row_group_size:,}, work {work}")
     rel_dir = work / "release"
     if not (a.reuse and (rel_dir / "manifest.json").exists()):
+        res.pop("gen_s", None)
         (gen_s, shards), gen_mb = _child(_gen, work, a.rows, a.heads, a.row_group_size)
-        print(f"  synthetic release written in {gen_s:.0f}s (peak {gen_mb:.0f} MB)")
+        res.update(gen_s=gen_s, gen_peak_mb=gen_mb, gen_load=os.getloadavg()[0])
+        print(f"  synthetic release written in {gen_s:.0f}s (peak {gen_mb:.0f} MB)", flush=True)
     shards = sorted(rel_dir.glob("clean_shard_*.parquet"))
     pq_bytes = sum(p.stat().st_size for p in shards)
     md = pq.ParquetFile(shards[0]).metadata
     res["release_mb"] = pq_bytes / 1e6
     res["bytes_per_value"] = pq_bytes / (a.rows * a.heads)
+    res["row_groups_shard0"] = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
     print(f"  release: {len(shards)} shards, {pq_bytes / 1e6:,.0f} MB ({res['bytes_per_value']:.2f} B/value; "
-          f"EVEE's: ~35 GB / (4.25M x 4,906) = 1.68 B/value), {md.num_row_groups} row groups in shard 0")
+          f"EVEE's: ~35 GB / (4.25M x 4,906) = 1.68 B/value), row groups in shard 0: {res['row_groups_shard0']}")
+    _save(a, res)
     stores = [s for s in a.stores.split(",") if s]
     for store in stores:
-        if a.reuse and (work / f"{store}.duckdb").exists():
+        if a.reuse and (work / f"{store}.duckdb").exists() and "build_s" in res.get(store, {}):
             continue
+        load = os.getloadavg()[0]
         build_s, mb = _child(_build, work, store)
         extra = (work / f"{store}.duckdb").stat().st_size + sum(
             p.stat().st_size for p in work.glob(f"{store}.duckdb.heads"))
         res[store] = {"build_s": build_s, "build_peak_mb": mb, "extra_mb": extra / 1e6,
-                      "extra_pct_of_release": 100 * extra / pq_bytes}
+                      "extra_pct_of_release": 100 * extra / pq_bytes, "build_load": load}
         print(f"  {store:8s} build (time to a queryable database): {build_s:.1f}s, peak {mb:.0f} MB, extra disk "
-              f"{extra / 1e6:,.1f} MB = {100 * extra / pq_bytes:.1f}% of the release")
-    # queries
-    dbs = {s: vdb.open(work / f"{s}.duckdb") for s in stores}
-    db0 = dbs[stores[0]]
-    n_q = a.queries
-    sample = db0._run(f"SELECT variant_id, chrom, pos, gene FROM variants USING SAMPLE reservoir({n_q} ROWS) "
+              f"{extra / 1e6:,.1f} MB = {100 * extra / pq_bytes:.1f}% of the release (load {load:.1f})", flush=True)
+        _save(a, res)
+    if a.build_only:
+        return
+    db0 = vdb.open(work / f"{stores[0]}.duckdb")
+    sample = db0._run(f"SELECT variant_id, chrom, pos, gene FROM variants USING SAMPLE reservoir({a.queries} ROWS) "
                       "REPEATABLE (7)", []).rows
-    exact = [(r[0],) for r in sample]
-    regions = [(f"{r[1]}:{max(1, r[2] - 50_000)}-{max(1, r[2] - 50_000) + 99_999}",) for r in sample]
-    genes = [(r[3],) for r in sample]
-    h64 = db0.heads[:64]
-    print(f"  load average before queries: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    for store, db in dbs.items():
-        kinds = {
-            "exact_all": (lambda v: db.lookup(v), exact),
-            "gene_top50_all": (lambda g: db.gene(g, top=50), genes),
-            "region_100kb_all": (lambda r: db.region(r), regions),
-            "region_100kb_none": (lambda r: db.region(r, heads=False), regions),
-            "exact_64": (lambda v: db.lookup(v, heads=h64), exact),
-            "gene_top50_64": (lambda g: db.gene(g, top=50, heads=h64), genes),
-            "region_100kb_64": (lambda r: db.region(r, heads=h64), regions),
-        }
-        res.setdefault(store, {})["p50_ms"] = {}
-        res[store]["p99_ms"] = {}
-        for k, (fn, args) in kinds.items():
-            lim = args if store == "packed" or k.endswith(("none", "64")) else args[:max(5, n_q // 10)]
-            timed(fn, lim[:2])  # warm-up
-            ts, outs = timed(fn, lim)
-            p50, p99 = pct(ts)
-            res[store]["p50_ms"][k], res[store]["p99_ms"][k] = p50, p99
-            rows = np.mean([len(o.rows) for o in outs])
-            print(f"  {store:8s} {k:18s} p50 {p50:9.2f} ms  p99 {p99:9.2f} ms  ({len(lim)} queries, {rows:.1f} rows)")
-    res["query_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    # baseline: a plain DuckDB scan of the same shards; results must match
-    raw = duckdb.connect()
-    raw.execute("SET enable_progress_bar = false")
-    src = f"read_parquet('{rel_dir}/clean_shard_*.parquet')"
-    nb = a.baseline_queries
-    srcs = db0.metadata["head_sources"]
-
-    def raw_exact(v):
-        c, p, r, al = v.split(":")
-        return raw.execute(f"SELECT * FROM {src} WHERE variant_id = ?", [f"{c}:{int(p) - 1}:{r}:{al}"]).fetch_df()
-
-    def raw_gene(g):
-        return raw.execute(f"SELECT * FROM {src} WHERE gene_name = ? ORDER BY pathogenicity DESC NULLS LAST "
-                           "LIMIT 50", [g]).fetch_df()
-
-    ts_e, outs_e = timed(raw_exact, exact[:nb])
-    ts_g, outs_g = timed(raw_gene, genes[:nb])
-    res["plain_scan_p50_ms"] = {"exact_all": pct(ts_e)[0], "gene_top50_all": pct(ts_g)[0]}
-    bad = 0
-    for store, db in dbs.items():
-        for (v,), df in zip(exact[:nb], outs_e):
-            got = db.lookup(v).records()[0]
-            e = df.iloc[0]
-            for h, s in zip(db.heads, srcs):
-                x = e[s]
-                ok = (got[h] is None and (x is None or x != x)) or got[h] == x
-                bad += not ok
-        for (g,), df in zip(genes[:nb], outs_g):
-            got = db.gene(g, top=50)
-            bad += sorted(r[0] for r in got.rows) != sorted(
-                f"{x.split(':')[0]}:{int(x.split(':')[1]) + 1}:{x.split(':')[2]}:{x.split(':')[3]}"
-                for x in df.variant_id) and len(set(df.pathogenicity)) == len(df)
-    res["mismatches"] = bad
-    print(f"  plain DuckDB scan of the shards: exact p50 {res['plain_scan_p50_ms']['exact_all']:.0f} ms, gene "
-          f"top-50 p50 {res['plain_scan_p50_ms']['gene_top50_all']:.0f} ms; value mismatches vs ours: {bad}")
+    db0.close()
+    for store in stores:
+        if a.reuse and "p50_ms" in res.get(store, {}):
+            continue
+        load = os.getloadavg()[0]
+        out, mb = _child(_queries, work, store, a.queries, sample)
+        res[store].update(out, query_peak_mb=mb, query_load=load)
+        print(f"  {store:8s} query-process peak memory {mb:,.0f} MB (load before {load:.1f})", flush=True)
+        _save(a, res)
+    if not (a.reuse and "mismatches" in res):
+        out, mb = _child(_identity, work, stores, rel_dir, sample, a.baseline_queries)
+        res.update(out, identity_peak_mb=mb)
+        _save(a, res)
+    bad = res["mismatches"]
+    print(f"  plain DuckDB scan of the shards (memory_limit 2GB): exact p50 "
+          f"{res['plain_scan_p50_ms']['exact_all']:.0f} ms, gene top-50 p50 "
+          f"{res['plain_scan_p50_ms']['gene_top50_all']:.0f} ms; {res['values_compared']:,} head values and "
+          f"{res['queries_compared']} queries compared, mismatches: {bad} (peak {res['identity_peak_mb']:.0f} MB)")
     for store in stores:
         for k in ("exact_all", "gene_top50_all"):
-            print(f"  {store:8s} {k}: {res['plain_scan_p50_ms'][k] / res[store]['p50_ms'][k]:,.0f}x faster "
+            print(f"  {store:8s} {k}: {res['plain_scan_p50_ms'][k] / res[store]['p50_ms'][k]:,.1f}x faster "
                   "than the plain scan")
-    print(f"  query-process peak memory: {res['query_peak_mb']:.0f} MB")
-    for db in dbs.values():
-        db.close()
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=2, default=str))
     if not a.keep and a.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
     if bad:

@@ -290,35 +290,62 @@ def _write_packed(con, files, sources: list[str], path: Path, *, block_rows: int
 
 
 class InplaceHeads:
-    """Heads read from the release's shards: per returned row, its row group, only asked columns."""
+    """Heads read from the release's shards: per returned row, its row group, only asked columns.
 
-    def __init__(self, metadata: dict):
+    Memory is bounded by ``batch_bytes``: a row group is decoded ``batch_bytes / (rows x 8)``
+    columns at a time and only the returned rows are kept, so a 4,906-column row group of 65k rows
+    (1.3 GB of float32) never sits in memory at once. Small decoded row groups are cached
+    (``cache_bytes``) for a browsing session that revisits them.
+    """
+
+    def __init__(self, metadata: dict, batch_bytes: int = 128 << 20, cache_bytes: int = 64 << 20):
         self.shards = metadata["shards"]
         self.sources = dict(zip(metadata["heads"], metadata["head_sources"]))
-        self.starts = [np.concatenate([[0], np.cumsum(r)]).tolist() for r in metadata["shard_row_groups"]]
+        self.rg_rows = metadata["shard_row_groups"]
+        self.starts = [np.concatenate([[0], np.cumsum(r)]).tolist() for r in self.rg_rows]
         self._files: dict[int, object] = {}
         self._locks = defaultdict(threading.Lock)
-        # decoded row groups, kept while they fit in ``cache_bytes`` (a browsing session revisits them;
-        # at EVEE width one row group is larger than the cache and is never kept)
-        self.cache_bytes = 64 << 20
+        self.batch_bytes = batch_bytes
+        self.cache_bytes = cache_bytes
         self._cache: OrderedDict = OrderedDict()
         self._cache_lock = threading.Lock()
 
-    def _row_group(self, s: int, g: int, cols: list[str]):
+    def _take(self, s: int, g: int, cols: list[str], rows: list[int]):
+        """Rows ``rows`` of row group ``g`` of shard ``s``, columns ``cols`` (Arrow table)."""
+        import pyarrow as pa
+
+        n = self.rg_rows[s][g]
+        whole = n * len(cols) * 8 <= self.cache_bytes // 4
         key = (s, g, tuple(cols))
-        with self._cache_lock:
-            t = self._cache.get(key)
-            if t is not None:
-                self._cache.move_to_end(key)
-                return t
-        with self._locks[s]:
-            t = self._pf(s).read_row_group(g, columns=cols, use_threads=False)
-        if t.nbytes <= self.cache_bytes // 4:
+        if whole:
             with self._cache_lock:
-                self._cache[key] = t
-                while sum(x.nbytes for x in self._cache.values()) > self.cache_bytes:
-                    self._cache.popitem(last=False)
-        return t
+                t = self._cache.get(key)
+                if t is not None:
+                    self._cache.move_to_end(key)
+                    return t.take(rows)
+        per = max(1, self.batch_bytes // max(1, n * 8))
+        parts = []
+        with self._locks[s]:
+            pf = self._pf(s)
+            for lo in range(0, len(cols), per):
+                t = pf.read_row_group(g, columns=cols[lo:lo + per], use_threads=False)
+                if whole:
+                    parts.append(t)
+                else:
+                    parts.append(t.take(rows))
+                del t
+        arrays, names = [], []
+        for t in parts:
+            arrays += t.columns
+            names += t.column_names
+        t = pa.Table.from_arrays(arrays, names=names)
+        if not whole:
+            return t
+        with self._cache_lock:
+            self._cache[key] = t
+            while sum(x.nbytes for x in self._cache.values()) > self.cache_bytes:
+                self._cache.popitem(last=False)
+        return t.take(rows)
 
     def _pf(self, s: int):
         pf = self._files.get(s)
@@ -338,7 +365,7 @@ class InplaceHeads:
         uniq = list(dict.fromkeys(cols))
         where = {c: j for j, c in enumerate(uniq)}
         for (s, g), items in groups.items():
-            t = self._row_group(s, g, uniq).take([r for _, r in items])
+            t = self._take(s, g, uniq, [r for _, r in items])
             m = _rows_as_objects(t, [where[c] for c in cols])
             for (i, _), row in zip(items, m):
                 out[i] = row
