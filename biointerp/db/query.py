@@ -69,8 +69,13 @@ class VariantDB:
     returns a DataFrame.
     """
 
-    def __init__(self, path: str | Path, concurrency: int = 4, threads: int = 1):
+    def __init__(self, path: str | Path, concurrency: int = 4, threads: int = 1,
+                 max_head_values: int = 5_000_000):
         path = Path(path)
+        # wide layout: a region or gene result carries head values for at most this many
+        # values (rows x heads asked; 1,019 rows at 4,906 heads), the rest is cut with
+        # ``truncated=True`` -- a ClinVar gene can hold 20k+ variants, 100M+ values at full width
+        self.max_head_values = max_head_values
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such database; build one with `biointerp db build`")
         self.path = path
@@ -217,6 +222,11 @@ class VariantDB:
             [self._key(c, start), self._key(c, end), *fparams], limit, heads)
 
     def _limited(self, sql: str, params: list, limit: int | None, heads: bool | list[str] = False) -> Result:
+        if self.wide and self.max_head_values:
+            n_heads = len(self._head_list(heads))
+            if n_heads:
+                cap = max(1, self.max_head_values // n_heads)
+                limit = cap if limit is None else min(limit, cap)
         if limit is None:
             return self._run(sql, params, heads)
         res = self._run(sql + " LIMIT ?", [*params, int(limit) + 1], heads)
