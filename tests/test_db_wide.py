@@ -121,6 +121,27 @@ def test_identity_with_plain_scan_1000_queries(release, dbs):
     assert min(n_checked.values()) >= 333
 
 
+def test_head_values_capped_and_batched(release, dbs, tmp_path):
+    """All-heads region results stop at max_head_values (truncated, a prefix of the full answer);
+    in-place reads in column batches (tiny batch budget) give the same values as one read."""
+    db = dbs["inplace"]
+    chrom, pos = db._run("SELECT chrom, pos FROM variants ORDER BY gene LIMIT 1", []).rows[0]
+    region = f"{chrom}:1-{pos + 1_000_000}"
+    full = db.region(region, heads=False)
+    assert len(full.rows) > 10
+    capped = vdb.open(db.path, max_head_values=10 * len(db.heads))
+    got = capped.region(region)
+    assert got.truncated and len(got.rows) == 10
+    assert [r[0] for r in got.rows] == [r[0] for r in full.rows[:10]]
+    assert capped.region(region, heads=False).rows == full.rows  # no heads, no cap
+    ref = db.region(region)
+    store = capped._store
+    store.batch_bytes, store.cache_bytes = 1, 0  # one column per read, nothing cached
+    assert got.rows == ref.rows[:10]
+    assert capped.region(region).rows == ref.rows[:10]
+    capped.close()
+
+
 def test_head_metadata_matches_heads_file(release, dbs):
     heads = feather.read_table(release / "heads.feather").to_pylist()
     by_name = {h["head"]: h for h in heads}

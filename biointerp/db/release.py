@@ -444,13 +444,9 @@ def _chunk(plan, lo, hi, names, ci, pos0, ref_i, alt_i, gi, label_p, csq_all, cs
     lab = label_p[lo:hi]
     patho = np.where(lab < 0.3, rng.beta(5, 1.5, n), rng.beta(1.2, 6, n)).astype(np.float32)
     cols: dict[str, pa.Array] = {}
-    n_float = sum(1 for _, k, _ in plan if k in HEAD_VIEWS)
-    block = rng.random((n_float, n), dtype=np.float32)
-    fi = 0
     for name, kind, h in plan:
         if kind in HEAD_VIEWS:
-            x = block[fi]
-            fi += 1
+            x = rng.random(n, dtype=np.float32)  # column by column: one copy of the chunk in memory
             if kind == "gt_":
                 x = np.where(x < 0.12, 1.0, 0.0).astype(np.float32)
                 x[rng.random(n, dtype=np.float32) < 0.8] = np.nan

@@ -368,6 +368,13 @@ class InplaceHeads:
             pf = self._files[s] = parquet_file(self.shards[s])
         return pf
 
+    def _group(self, s: int, fr: int) -> int:
+        return bisect.bisect_right(self.starts[s], fr) - 1
+
+    def cost(self, locs: list[tuple[int, int]], n_cols: int) -> int:
+        """Values decoded to fetch ``n_cols`` heads of ``locs`` (whole row groups, asked columns)."""
+        return sum(self.rg_rows[s][g] for s, g in {(s, self._group(s, fr)) for s, fr in locs}) * n_cols
+
     def fetch(self, locs: list[tuple[int, int]], names: list[str]) -> list[tuple]:
         cols = [self.sources[n] for n in names]
         groups: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
@@ -403,6 +410,10 @@ class PackedHeads:
         self.offsets = [np.asarray(t["byte_offset"][np.asarray(t["shard"]) == k], dtype=np.int64) for k in range(n_sh)]
         self.n_rows = [int(sum(r)) for r in metadata["shard_row_groups"]]
         self.fd = os.open(self.path, os.O_RDONLY)
+        from biointerp.db.release import is_remote
+
+        here = all(is_remote(p) or os.path.exists(p) for p in metadata["shards"])
+        self.inplace = InplaceHeads(metadata) if here else None  # the release, when still beside us
         self._cache: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
@@ -431,6 +442,14 @@ class PackedHeads:
         cols = np.array([self.idx[n] for n in names], dtype=np.int64)
         if not locs:
             return []
+        if self.inplace is not None and len(names) * 8 < self.width:
+            # few heads over many rows: decoding whole 8-row blocks of every head costs more than
+            # reading just those columns' row groups in place; pick the smaller decode
+            blocks = {(s, fr // self.block_rows) for s, fr in locs}
+            packed_cost = len(blocks) * self.block_rows * self.width
+            inplace_cost = self.inplace.cost(locs, len(names))
+            if inplace_cost < packed_cost:
+                return self.inplace.fetch(locs, names)
         vals = np.empty((len(locs), len(cols)), dtype=self.dtype)
         for i, (s, fr) in enumerate(locs):
             b, r = divmod(fr, self.block_rows)
@@ -438,6 +457,8 @@ class PackedHeads:
         return _matrix_as_objects(vals)
 
     def close(self) -> None:
+        if self.inplace is not None:
+            self.inplace.close()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
