@@ -129,7 +129,7 @@ def test_head_values_capped_and_batched(release, dbs, tmp_path):
     region = f"{chrom}:1-{pos + 1_000_000}"
     full = db.region(region, heads=False)
     assert len(full.rows) > 10
-    capped = vdb.open(db.path, max_head_values=10 * len(db.heads))
+    capped = vdb.VariantDB(db.path, max_head_values=10 * len(db.heads))
     got = capped.region(region)
     assert got.truncated and len(got.rows) == 10
     assert [r[0] for r in got.rows] == [r[0] for r in full.rows[:10]]
@@ -140,6 +140,13 @@ def test_head_values_capped_and_batched(release, dbs, tmp_path):
     assert got.rows == ref.rows[:10]
     assert capped.region(region).rows == ref.rows[:10]
     capped.close()
+    # packed store, few heads over many rows: served in place when that decodes less; same values
+    few = db.heads[:5]
+    packed = dbs["packed"]
+    assert packed._store.inplace is not None
+    locs = packed._run(f"SELECT shard, frow FROM variants WHERE chrom = '{chrom}'", []).rows
+    assert packed._store.inplace.cost(locs, 5) < len(locs) * 80  # the in-place path is the one taken
+    assert packed.region(region, heads=few).rows == db.region(region, heads=few).rows
 
 
 def test_head_metadata_matches_heads_file(release, dbs):
