@@ -17,7 +17,13 @@ scan of the same shards (same rows and values required, else exit 1). ``--extrap
 b.json`` fits the scaling of two runs and projects it to 4.25M rows.
 
     .venv/bin/python benchmarks/bench_db.py --wide --rows 50000 --heads 4906 --json w50k.json
-    .venv/bin/python benchmarks/bench_db.py --extrapolate w50k.json w500k.json
+    .venv/bin/python benchmarks/bench_db.py --extrapolate w50k.json w500k.json --markdown table.md
+
+Resumable for 15-minute slots: with ``--workdir W --json R --reuse`` every finished step (release,
+each build, each store's queries, the identity check) is in R as soon as it is measured and is
+skipped on the next call; ``--build-only`` stops after the builds. Build, queries and the plain
+scan each run in a child process (its own peak memory is reported); the plain scan runs with
+DuckDB ``memory_limit = 2GB``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ values are fetched only for the rows a query returns, from one of two stores:
              of ``block_rows`` rows (8: one look-up decodes ~160 kB at EVEE width; byte-shuffled then zstd), so all heads of a row are one
              small contiguous read. Lossless (float32, or float64 when a head is double).
 
+Memory stays bounded at any width: in-place row groups are decoded a column batch at a time
+(``InplaceHeads.batch_bytes``), and ``VariantDB.max_head_values`` caps the head values a region
+or gene result carries. The packed store reads few heads over many rows in place when the
+release is still there and that decodes less.
+
 Which store pays depends on the release's row-group size and the width; ``bench_db.py --wide``
 measures both.
 """
