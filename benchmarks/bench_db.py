@@ -517,7 +517,8 @@ def extrapolate(paths, target: int, md: Path | None = None) -> None:
     release_gb = proj(r1["release_mb"], r2["release_mb"])[0] / 1e3
     lines = [f"| {r1['width']:,} columns | {n1:,} rows | {n2:,} rows | {target:,} rows (projected) | target | met |",
              "| --- | --- | --- | --- | --- | --- |",
-             f"| release Parquet | {r1['release_mb']:,.0f} MB | {r2['release_mb']:,.0f} MB | {release_gb:,.1f} GB | | |"]
+             f"| release Parquet | {r1['release_mb']:,.0f} MB | {r2['release_mb']:,.0f} MB | "
+             f"{release_gb:,.1f} GB | | |"]
     targets = {"exact_all": 10, "gene_top50_all": 50, "region_100kb_none": 20, "region_100kb_all": 20}
     for store in ("inplace", "packed"):
         if store not in r1 or store not in r2 or "p50_ms" not in r2[store]:
@@ -533,7 +534,8 @@ def extrapolate(paths, target: int, md: Path | None = None) -> None:
             f"| {store}: extra disk | {x1['extra_mb']:,.1f} MB ({x1['extra_pct_of_release']:.1f}%) | "
             f"{x2['extra_mb']:,.1f} MB ({x2['extra_pct_of_release']:.1f}%) | {ex:,.2f} GB "
             f"({100 * ex / release_gb:.1f}%) | <= 10% | {ok(ex <= 0.1 * release_gb)} |",
-            f"| {store}: peak memory (build / queries) | {x1['build_peak_mb']:,.0f} / {x1.get('query_peak_mb', 0):,.0f} MB"
+            f"| {store}: peak memory (build / queries) | "
+            f"{x1['build_peak_mb']:,.0f} / {x1.get('query_peak_mb', 0):,.0f} MB"
             f" | {x2['build_peak_mb']:,.0f} / {x2.get('query_peak_mb', 0):,.0f} MB | max {mem:,.0f} MB (does not grow"
             " with rows) | <= 4 GB | " + ok(mem <= 4096) + " |"]
         for k in x2["p50_ms"]:

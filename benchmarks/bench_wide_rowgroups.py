@@ -1,11 +1,13 @@
 """Cost of one all-heads look-up read in place, against the release's row-group size.
 
 Takes the first ``--rows`` rows of a release shard's float columns (``--source``, e.g. one
-written by ``bench_db.py --wide``), rewrites them once per row-group size (zstd) and times reading one row with every column
+written by ``bench_db.py --wide``), rewrites them once per row-group size (zstd) and times
+reading one row with every column
 (``ParquetFile.read_row_group(g).take([r])``, what ``inplace`` does), against reading
 the same row from the ``packed`` row-major store format (one zstd block of 8 rows).
 
-    .venv/bin/python benchmarks/bench_wide_rowgroups.py --rows 16384 --sizes 256,1024,4096,16384
+    .venv/bin/python benchmarks/bench_wide_rowgroups.py --source W/release/clean_shard_0.parquet \
+        --rows 16384 --sizes 256,1024,4096,16384
 """
 
 from __future__ import annotations
