@@ -559,7 +559,7 @@ def pairs_table(cmp: Mapping, bases: Sequence[str] | None = None) -> pd.DataFram
               else f"{r['delta']:+.3f}")
         rows.append({"basis": basis, "A": r["a"], "B": r["b"], "B is": r["comparison"],
                      "AUROC A - B [95% CI]": ci,
-                     "separated": (f"yes ({r['favours']})" if r["separated"] else "no")})
+                     "separated": (f"yes ({r['favours']} higher)" if r["separated"] else "no")})
     return pd.DataFrame(rows)
 
 
@@ -586,8 +586,14 @@ def comparison_markdown(cmp: Mapping, fitted: str = "") -> str:
                   "overlap while the difference's interval excludes 0, or the reverse). Separated = the "
                   "interval excludes 0.", "", _md(t["pairs"]), ""]
     if len(t["strata"]):
-        lines += ["AUROC [95% CI] per stratum (NA: under 10 rows or under 5 of either class; left out of the "
-                  "within-stratum summary):", "", _md(t["strata"]), ""]
+        wide = t["strata"]
+        empty = [c for c in wide.columns[1:] if (wide[c].astype(str) == "NA").all()]
+        if len(empty) < len(wide.columns) - 1:
+            lines += ["AUROC [95% CI] per stratum (NA: under 10 rows or under 5 of either class; left out of the "
+                      "within-stratum summary):", "", _md(wide.drop(columns=empty)), ""]
+        if empty:
+            lines += ["Strata without metrics for any score (under 10 rows or under 5 of either class): "
+                      + ", ".join(empty) + ".", ""]
     return "\n".join(lines)
 
 
