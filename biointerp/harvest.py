@@ -62,8 +62,11 @@ for ``evee``) the variant sequences are computed only from their first token
 that differs from the reference (fwd: from the allele on; reverse complement:
 for ``evee``, from the allele on in reverse order, the downstream part being
 shared); numbers then equal full passes up to float rounding, which can swap a
-position whose selection score ties the K-th one within rounding. Shards are
-written on a background thread while the model runs.
+position whose selection score ties the K-th one within rounding. The poolings
+need no per-token loss, so on models that can stop early (the native StripedHyena)
+their passes run only the blocks up to the deepest harvested layer (the same
+activations, bit for bit; ``blocks.4`` of the 8-block demo model skips 3 blocks
+and the unembedding). Shards are written on a background thread while the model runs.
 """
 
 from __future__ import annotations
@@ -120,21 +123,27 @@ def run_full(model, seq: str, layers: Sequence[str]) -> tuple[dict[str, torch.Te
 
 
 def run_group(model, ref: str, alts: Sequence[str], layers: Sequence[str], reuse_prefix: bool = True,
-              batch_size: int = 8):
+              batch_size: int = 8, log_probs: bool = True):
     """Passes for one reference sequence and its variant sequences.
 
     Returns ``(ref_acts, ref_lp, [(alt_acts, alt_lp), ...])`` exactly as full
     passes would, computing each variant only from its first differing token
-    when the model supports prefix reuse.
+    when the model supports prefix reuse. ``log_probs=False`` (the poolings need
+    no loss): the log-probs are None and, on models that can stop early
+    (``supports_early_exit``), only the blocks up to the deepest of ``layers`` run
+    (the same activations, bit for bit).
     """
     if not (reuse_prefix and getattr(model, "supports_prefix_reuse", False)):
         ref_out = run_full(model, ref, layers)
         return ref_out[0], ref_out[1], [run_full(model, a, layers) for a in alts]
+    early = {"logits": False} if not log_probs and getattr(model, "supports_early_exit", False) else {}
     ref_ids, _ = model.tokenize([ref])
-    prefix = model.prefill(ref_ids, layers=layers)
+    prefix = model.prefill(ref_ids, layers=layers, **early)
     ref_acts = {k: prefix.output.activations[k][0].float() for k in layers}
-    lsm = torch.log_softmax(prefix.output.logits[0, :-1].float(), -1)
-    ref_lp = lsm.gather(-1, ref_ids[0, 1:, None].to(lsm.device)).squeeze(-1)
+    ref_lp = None
+    if log_probs:
+        lsm = torch.log_softmax(prefix.output.logits[0, :-1].float(), -1)
+        ref_lp = lsm.gather(-1, ref_ids[0, 1:, None].to(lsm.device)).squeeze(-1)
     alt_ids = [model.tokenize([a])[0][0] for a in alts]
     starts = [min(_lcp(ref_ids[0], a), len(a) - 1, ref_ids.shape[1] - 1) for a in alt_ids]
     out: list = [None] * len(alts)
@@ -153,12 +162,13 @@ def run_group(model, ref: str, alts: Sequence[str], layers: Sequence[str], reuse
         for j, i in enumerate(idx):
             ids[j, : len(alt_ids[i])] = alt_ids[i]
             mask[j, : len(alt_ids[i])] = True
-        suf = model.forward_suffix(prefix, ids, start, layers=layers, attention_mask=mask)
-        lp_suf = model.suffix_log_probs(prefix, suf, ids, start).float()
+        suf = model.forward_suffix(prefix, ids, start, layers=layers, attention_mask=mask, **early)
+        lp_suf = model.suffix_log_probs(prefix, suf, ids, start).float() if log_probs else None
         for j, i in enumerate(idx):
             n = len(alt_ids[i])
             acts = {k: torch.cat([ref_acts[k][:start], suf.activations[k][j, : n - start].float()]) for k in layers}
-            out[i] = (acts, torch.cat([ref_lp[: start - 1], lp_suf[j, : n - start].to(ref_lp.device)]))
+            out[i] = (acts, torch.cat([ref_lp[: start - 1], lp_suf[j, : n - start].to(ref_lp.device)])
+                      if log_probs else None)
     return ref_acts, ref_lp, out
 
 
@@ -519,7 +529,8 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                     add(run[0], None)
             else:
                 ref = run[0].ref_seq
-                fwd = run_group(model, ref, [p.alt_seq for p in run], layers, reuse_prefix, batch_size)
+                fwd = run_group(model, ref, [p.alt_seq for p in run], layers, reuse_prefix, batch_size,
+                                log_probs=evee)  # the poolings need no loss: passes stop at the layer
                 rev = None
                 if evee:
                     rev = run_group(model, reverse_complement(ref),

@@ -235,8 +235,8 @@ def training_report(evals: Sequence[str | Path], labels: pd.DataFrame, out_dir: 
                     zeroshot=None, n_boot: int = 1000) -> pd.DataFrame:
     """Compare trained probes (evaluation JSONs of ``biointerp probe evaluate``) with
     zero-shot scores and the model-free baselines (fitted on the ``train`` split only)
-    on the same test split; writes ``report.md``, ``summary.tsv``, ``comparison.tsv``
-    and ``comparison.png``. Returns the summary table: one row per method (probes,
+    on the same test split; writes ``report.md``, ``summary.tsv``, ``comparison.tsv``,
+    ``pairs.tsv`` (paired AUROC differences between the methods) and ``comparison.png``. Returns the summary table: one row per method (probes,
     zero-shot scores, baselines) with overall and within-variant-class AUROC [CI] and
     whether its interval clears the best baseline.
     """
@@ -293,6 +293,7 @@ def training_report(evals: Sequence[str | Path], labels: pd.DataFrame, out_dir: 
                          "better_than_baselines_within": verd[k]["better"] if k in verd else None,
                          "better_than_baselines_overall": verd_all[k]["better"] if k in verd_all else None})
         comparison_tables(cmp)["long"].to_csv(out / "comparison.tsv", sep="\t", index=False)
+        pd.DataFrame(cmp["pairs"]).to_csv(out / "pairs.tsv", sep="\t", index=False)
     rows += rows_without
     table = pd.DataFrame(rows)
     table.to_csv(out / "summary.tsv", sep="\t", index=False)

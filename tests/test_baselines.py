@@ -94,6 +94,55 @@ def test_paired_intervals_are_reproducible_and_contain_the_point():
         assert r["auroc_lo"] <= r["auroc"] + 1e-9 and r["auroc"] <= r["auroc_hi"] + 1e-9
 
 
+def test_paired_difference_interval():
+    """The AUROC difference of two scores on the same resamples: clearly apart when one
+    score is much better, containing 0 for identical or exchangeable scores."""
+    from biointerp.probes.evaluate import auroc_difference
+
+    rng = np.random.default_rng(7)
+    n = 400
+    y = (rng.uniform(size=n) < 0.4).astype(float)
+    good = y + rng.normal(scale=0.7, size=n)  # AUROC ~0.85
+    weak = y + rng.normal(scale=3.0, size=n)  # AUROC ~0.6
+    d = auroc_difference(y, good, weak, n_boot=500)
+    assert d["n"] == n and d["separated"] and 0 < d["delta_lo"] <= d["delta"] <= d["delta_hi"]
+    assert d["delta"] == pytest.approx(d["auroc_a"] - d["auroc_b"])
+    rev = auroc_difference(y, weak, good, n_boot=500)
+    assert rev["separated"] and rev["delta_hi"] < 0
+    same = auroc_difference(y, good, good.copy(), n_boot=500)
+    assert same["delta"] == 0 and same["delta_lo"] == 0 and same["delta_hi"] == 0 and not same["separated"]
+    other = auroc_difference(y, good, y + rng.normal(scale=0.7, size=n), n_boot=500)  # same quality, new noise
+    assert other["delta_lo"] < 0 < other["delta_hi"] and not other["separated"]
+    # paired: narrower than what two separate intervals suggest for correlated scores
+    close = good + rng.normal(scale=0.2, size=n)
+    cmp = compare_scores(y, {"a": good, "b": close}, {"a": "model", "b": "model"}, n_boot=500)
+    ov = {r["score"]: r for r in cmp["overall"]}
+    pair = cmp["pairs"][0]
+    assert pair["delta_hi"] - pair["delta_lo"] < 0.5 * (ov["a"]["auroc_hi"] - ov["a"]["auroc_lo"])
+    with pytest.raises(ValueError, match="both classes"):
+        auroc_difference(np.ones(10), good[:10], weak[:10])
+
+
+def test_pairs_cover_every_method_pair_and_the_best_baselines():
+    t, y, kind = _table(1000, seed=6)
+    t["consequence"] = np.where(y == 1, "bad", "fine")  # an annotation that defines the label
+    rng = np.random.default_rng(1)
+    test = (t["split"] == "test").to_numpy()
+    scores = {"p1": y + rng.normal(size=len(y)), "p2": y + rng.normal(scale=4, size=len(y))}
+    cmp = with_baselines(t, y, scores, test, ~test, zero_shot=False, n_boot=200)
+    pairs = {(r["basis"], r["a"], r["b"], r["comparison"]): r for r in cmp["pairs"]}
+    assert ("overall", "p1", "p2", "pair") in pairs and ("within:variant_class", "p1", "p2", "pair") in pairs
+    best = pairs[("overall", "p1", "baseline:consequence", "best baseline")]
+    assert best["separated"] and best["favours"] == "baseline:consequence"  # perfect by construction
+    free = [r for r in cmp["pairs"] if r["comparison"] == "best annotation-free baseline"]
+    assert free and all(r["b"] in ("baseline:variant_class", "baseline:substitution", "baseline:indel_length")
+                        for r in free)
+    p12 = pairs[("overall", "p1", "p2", "pair")]
+    assert p12["separated"] and p12["favours"] == "p1"
+    md = comparison_markdown(cmp, cmp["baselines_fitted"])
+    assert "Paired differences" in md and "best annotation-free baseline" in md
+
+
 def test_cli_evaluate_shows_baselines(tmp_path):
     t, y, kind = _table(800, seed=4)
     rng = np.random.default_rng(0)

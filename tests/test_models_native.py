@@ -85,6 +85,27 @@ def test_prefix_reuse_indels_change_length(model, ids):
             <= _tol(full.activations["blocks.6"])
 
 
+def test_early_exit_gives_the_same_activations_bit_for_bit(model, ids):
+    """logits=False runs only the blocks up to the deepest hooked layer: same bits, no logits."""
+    layers = ["blocks.2", "blocks.3.mlp.l3"]
+    assert model.last_block(layers) == 3 and model.last_block(["embedding_layer"]) == -1
+    assert model.last_block(["blocks.1", "norm"]) is None
+    start = 150
+    seqs = _variants(ids, start)
+    full_p, early_p = model.prefill(ids, layers=layers), model.prefill(ids, layers=layers, logits=False)
+    assert early_p.output.logits is None and early_p.stop_after == 3
+    full_s = model.forward_suffix(full_p, seqs, start, layers=layers)
+    early_s = model.forward_suffix(early_p, seqs, start, layers=layers, logits=False)
+    assert early_s.logits is None
+    for name in layers:
+        assert torch.equal(early_p.output.activations[name], full_p.output.activations[name]), name
+        assert torch.equal(early_s.activations[name], full_s.activations[name]), name
+    with pytest.raises(ValueError, match="up to block 3"):
+        model.forward_suffix(early_p, seqs, start, layers=["blocks.6"], logits=False)
+    with pytest.raises(ValueError, match="up to block 3"):
+        model.forward_suffix(early_p, seqs, start, layers=layers)  # logits need every block
+
+
 def test_forward_suffix_rejects_a_different_prefix(model, ids):
     prefix = model.prefill(ids)
     bad = ids.clone()

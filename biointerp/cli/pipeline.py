@@ -233,8 +233,10 @@ def demo(outdir, cores, shards, model) -> None:
         raise click.ClickException(f"probe_training failed; logs in {out / 'logs'}")
     probes = {k: str(out / "training" / "probes" / f"{k}.safetensors") for k in ("linear", "covariance")}
     click.echo(f"[2/2] variant_scoring: scores table, database, annotated VCF, report -> {out}")
-    harvest = _read_yaml(default_config("probe_training"))["harvest"]
-    if not run("variant_scoring", default_config("variant_scoring"), {**common, "harvest": harvest, "probes": probes},
+    # the same inputs and activations as probe_training (so its jobs are reused, not re-run)
+    pt = _read_yaml(default_config("probe_training"))
+    if not run("variant_scoring", default_config("variant_scoring"),
+               {**common, "synthetic": pt["synthetic"], "harvest": pt["harvest"], "probes": probes},
                cores=cores, quiet=True):
         raise click.ClickException(f"variant_scoring failed; logs in {out / 'logs'}")
     import pandas as pd
@@ -265,6 +267,7 @@ def demo(outdir, cores, shards, model) -> None:
     _print_tsv(out / "training" / "report" / "summary.tsv", sys.stdout,
                ["method", "auroc", "auroc_lo", "auroc_hi", "auroc_within", "within_lo", "within_hi",
                 "better_than_baselines_within", "better_than_baselines_overall"])
+    _print_pairs(out / "training" / "report" / "pairs.tsv", sys.stdout)
     click.echo("")
     status = pd.read_csv(out / "report" / "status_counts.tsv", sep="\t")
     click.echo("All variants (" + ", ".join(f"{r.n} {r.status}" for r in status.itertuples())
@@ -305,6 +308,25 @@ def _demo_cohort(out: Path, model: str) -> None:
                f"{r['model_passes']} model passes (shared); planted region ranked {p['causal_ranks']} of "
                f"{p['n_regions']} (batch regressed out); CV probe AUROC {r['cv_auroc']:.2f} "
                f"({time.time() - t:.1f} s)")
+
+
+def _print_pairs(path: Path, stream) -> None:
+    """The paired AUROC differences of the training report (pairs.tsv), one line per pair."""
+    import pandas as pd
+
+    if not path.is_file():
+        stream.write(f"  ({path} missing)\n")
+        return
+    df = pd.read_csv(path, sep="\t")
+    if not len(df):
+        return
+    n_sep = int(df["separated"].sum())
+    stream.write(f"\nPaired differences on the same test variants (AUROC A - B, 95% interval from the same "
+                 f"resamples; separated = the interval excludes 0): {n_sep} of {len(df)} separated\n")
+    rows = [{"basis": r.basis.replace("within:", "within "), "A": r.a, "B": r.b,
+             "B is": r.comparison, "A - B [95% CI]": f"{r.delta:+.3f} [{r.delta_lo:+.3f}, {r.delta_hi:+.3f}]",
+             "separated": f"yes ({r.favours} higher)" if r.separated else "no"} for r in df.itertuples()]
+    stream.write(pd.DataFrame(rows).to_string(index=False) + "\n")
 
 
 def _read_yaml(path):

@@ -20,6 +20,8 @@ class PrefixState:
     input_ids: Tensor  # (1, L)
     stores: list[dict] = field(repr=False)
     output: ModelOutput = field(repr=False)
+    #: last block run (None: all, with logits); suffix passes cannot go deeper
+    stop_after: int | None = None
 
     @property
     def length(self) -> int:
@@ -36,6 +38,8 @@ class StripedHyenaModel(GenomicModel):
 
     kind = "causal"
     supports_prefix_reuse = True
+    #: prefill / forward_suffix take ``logits=False``: only the blocks up to the deepest hooked layer run
+    supports_early_exit = True
 
     def __init__(self, module: StripedHyena, name: str = "striped_hyena",
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
@@ -75,24 +79,44 @@ class StripedHyenaModel(GenomicModel):
             _check_right_padded(attention_mask)
         return self.module(input_ids)
 
+    def last_block(self, layers: Sequence[str]) -> int | None:
+        """The deepest block ``layers`` read (−1: the embedding only; None: ``norm``, i.e. all)."""
+        deepest = -1
+        for name in layers:
+            if name == "norm":
+                return None
+            if name.startswith("blocks."):
+                deepest = max(deepest, int(name.split(".")[1]))
+        return deepest
+
     # ------------------------------------------------------------------ prefix reuse
-    def prefill(self, input_ids: Tensor, layers: Sequence[str] = ()) -> PrefixState:
-        """Run the reference ``input_ids`` (1, L) once, keeping what suffix passes need."""
+    def prefill(self, input_ids: Tensor, layers: Sequence[str] = (), logits: bool = True) -> PrefixState:
+        """Run the reference ``input_ids`` (1, L) once, keeping what suffix passes need.
+
+        ``logits=False``: run only the blocks up to the deepest of ``layers`` (their
+        activations are the same bits as in a full pass); ``output.logits`` is then None
+        and suffix passes of this prefix take ``logits=False`` too."""
         if input_ids.ndim == 1:
             input_ids = input_ids[None]
         input_ids = self._check_ids(input_ids)
         if input_ids.shape[0] != 1:
             raise ValueError("prefill takes one reference sequence, input_ids of shape (1, L)")
+        stop = None if logits else self.last_block(layers)
         caches = [LayerCache("record") for _ in self.module.blocks]
         with torch.inference_mode(), capture(self.module, layers) as acts:
-            logits = self.module(input_ids, caches)
-        return PrefixState(input_ids, [c.store for c in caches], ModelOutput(logits, dict(acts)))
+            out = self.module(input_ids, caches, stop_after=stop)
+        return PrefixState(input_ids, [c.store for c in caches], ModelOutput(out, dict(acts)), stop)
 
     def forward_suffix(self, prefix: PrefixState, input_ids: Tensor, start: int,
                        layers: Sequence[str] = (),
-                       attention_mask: Tensor | None = None) -> ModelOutput:
+                       attention_mask: Tensor | None = None, logits: bool = True) -> ModelOutput:
         """Logits/activations at positions ``start..L'-1`` of ``input_ids`` (B, L'),
-        whose tokens before ``start`` equal the prefix's. Equals a full forward there."""
+        whose tokens before ``start`` equal the prefix's. Equals a full forward there.
+        ``logits=False``: only the blocks up to the deepest of ``layers`` (logits None)."""
+        stop = None if logits else self.last_block(layers)
+        if prefix.stop_after is not None and (stop is None or stop > prefix.stop_after):
+            raise ValueError(f"the prefix was run up to block {prefix.stop_after} only (prefill(logits=False)); "
+                             "prefill with logits=True (or the same layers) for deeper layers or logits")
         input_ids = self._check_ids(input_ids)
         B, L = input_ids.shape
         if not 0 <= start < L:
@@ -107,8 +131,8 @@ class StripedHyenaModel(GenomicModel):
             _check_right_padded(attention_mask)
         caches = [LayerCache("suffix", store, start) for store in prefix.stores]
         with torch.inference_mode(), capture(self.module, layers, last=L - start) as acts:
-            logits = self.module(input_ids[:, start:], caches)
-        return ModelOutput(logits, dict(acts))
+            out = self.module(input_ids[:, start:], caches, stop_after=stop)
+        return ModelOutput(out, dict(acts))
 
     def suffix_log_probs(self, prefix: PrefixState, suffix: ModelOutput, input_ids: Tensor,
                          start: int) -> Tensor:

@@ -554,11 +554,19 @@ class StripedHyena(nn.Module):
             for i, kind in enumerate(cfg.layer_kinds()))
         self.norm = RMSNorm(cfg.hidden_size, cfg.eps)
 
-    def forward(self, input_ids: Tensor, caches: list[LayerCache] | None = None) -> Tensor:
-        """Logits (B, T, V). With ``caches`` (one per block), record or use prefix state."""
+    def forward(self, input_ids: Tensor, caches: list[LayerCache] | None = None,
+                stop_after: int | None = None) -> Tensor | None:
+        """Logits (B, T, V). With ``caches`` (one per block), record or use prefix state.
+
+        ``stop_after=i`` runs only blocks ``0..i`` (−1: the embedding alone) and returns
+        None: for hooks on those layers, whose outputs do not depend on later blocks."""
         x = self.embedding_layer(input_ids)
         for i, block in enumerate(self.blocks):
+            if stop_after is not None and i > stop_after:
+                return None
             x = block(x, None if caches is None else caches[i])
+        if stop_after is not None and stop_after < len(self.blocks):
+            return None
         x = self.norm(x)
         # the tied unembedding runs in fp32 at least: bf16 logits (~30) would be rounded to 0.25
         wdtype = torch.promote_types(x.dtype, torch.float32)

@@ -27,6 +27,8 @@ import pandas as pd
 VARIANT_CLASSES = ("snv", "insertion", "deletion", "mnv")
 #: baseline names, in report order (``consequence`` only when the column exists)
 BASELINES = ("variant_class", "substitution", "consequence", "indel_length", "combined")
+#: baselines computed from the alleles alone (no annotation column)
+ANNOTATION_FREE = ("variant_class", "substitution", "indel_length")
 _LENGTH_BINS = ((1, "1"), (2, "2"), (3, "3"), (5, "4-5"), (10, "6-10"), (20, "11-20"))
 
 
@@ -216,6 +218,11 @@ def with_baselines(table: pd.DataFrame, y: np.ndarray, scores: Mapping[str, np.n
         extra = table.loc[ev, strata_column].astype("string").fillna("NA").to_numpy(dtype=object)
         if not (pd.Series(extra).str.lower().to_numpy() == strata["variant_class"]).all():  # not a copy
             strata[strata_column] = extra
-    cmp = compare_scores(y[ev], cols, kinds, strata, headline="variant_class", n_boot=n_boot, seed=seed)
+    # the baselines that read only the alleles (no annotation column): a second reference when the
+    # consequence class is present, since it can define the label (the synthetic demo's does)
+    sets = {"best annotation-free baseline": [f"baseline:{k}" for k in ANNOTATION_FREE if k in base.columns]} \
+        if "consequence" in base.columns else None
+    cmp = compare_scores(y[ev], cols, kinds, strata, headline="variant_class", n_boot=n_boot, seed=seed,
+                         baseline_sets=sets)
     cmp["baselines_fitted"] = how
     return cmp

@@ -316,7 +316,7 @@ def _metrics_batch(y: np.ndarray, S: np.ndarray, idx: np.ndarray, chunk: int = 2
 def compare_scores(y: Sequence, scores: Mapping[str, Sequence], kinds: Mapping[str, str],
                    strata: Mapping[str, Sequence] | None = None, headline: str | None = None,
                    n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, min_n: int = 10,
-                   min_class: int = 5) -> dict:
+                   min_class: int = 5, baseline_sets: Mapping[str, Sequence[str]] | None = None) -> dict:
     """Every score beside the model-free baselines, overall and per stratum, with paired bootstrap CIs.
 
     Parameters
@@ -341,6 +341,10 @@ def compare_scores(y: Sequence, scores: Mapping[str, Sequence], kinds: Mapping[s
         Strata with fewer labelled rows, or fewer than ``min_class`` of either class
         (one benign variant among 160 makes an AUROC of 0 or 1 by itself), are listed
         without metrics and left out of the within-stratum summary.
+    baseline_sets
+        ``{label: [baseline names]}``: besides the best of all baselines, each score is
+        also compared with the best baseline of each set (e.g. the baselines that do not
+        read an annotation column).
 
     Returns
     -------
@@ -348,7 +352,11 @@ def compare_scores(y: Sequence, scores: Mapping[str, Sequence], kinds: Mapping[s
     any score is missing), ``overall``, ``strata``, ``within`` and ``verdicts`` (lists of
     row dicts). A within row's ``carried_by_composition`` is True when the overall AUROC
     exceeds every within-stratum AUROC of that score. A verdict's ``better`` is True only
-    where the bootstrap interval of (score - best baseline) lies above 0.
+    where the bootstrap interval of (score - best baseline) lies above 0. ``pairs``: the
+    paired bootstrap interval of the AUROC difference ``a - b`` (same resamples for both)
+    for every pair of non-baseline scores and for each non-baseline score against the
+    best baseline (and the best of each ``baseline_sets`` entry), overall and within
+    strata; ``separated`` is True where that interval excludes 0.
     """
     names = list(scores)
     yv = binary_labels(y)
@@ -363,7 +371,7 @@ def compare_scores(y: Sequence, scores: Mapping[str, Sequence], kinds: Mapping[s
            "n_dropped": int((~ok).sum() - (~np.isfinite(binary_labels(y))).sum()), "n_missing_per_score": dropped,
            "n_boot": int(n_boot), "alpha": alpha, "headline": headline,
            "kinds": {k: kinds.get(k, "model") for k in names}, "overall": [], "strata": [], "within": [],
-           "verdicts": []}
+           "verdicts": [], "pairs": []}
     if len(yv) == 0 or len(np.unique(yv)) < 2 or not names:
         return res
     point_auc = np.array([auroc(yv, s) for s in S])
@@ -437,7 +445,58 @@ def compare_scores(y: Sequence, scores: Mapping[str, Sequence], kinds: Mapping[s
                                     "baseline_auroc": float(pt[b]), "auroc": float(pt[j]),
                                     "delta": float(pt[j] - pt[b]), "delta_lo": lo, "delta_hi": hi,
                                     "better": bool(np.isfinite(lo) and lo > 0)})
+    res["pairs"] = _paired_differences(names, res["kinds"], bases, baseline_sets, alpha)
     return res
+
+
+def _paired_differences(names: Sequence[str], kinds: Mapping[str, str], bases: Sequence[tuple],
+                        baseline_sets: Mapping[str, Sequence[str]] | None, alpha: float) -> list[dict]:
+    """Rows of ``a - b`` AUROC differences with paired bootstrap intervals (see :func:`compare_scores`).
+
+    ``bases``: ``(basis, point AUROC [m], bootstrap AUROC [B, m])`` per basis, all scores
+    on the same resamples."""
+    scored = [j for j, k in enumerate(names) if kinds[k] != "baseline"]
+    base = [j for j, k in enumerate(names) if kinds[k] == "baseline"]
+    sets = {"best baseline": base}
+    for label, members in (baseline_sets or {}).items():
+        js = [j for j, k in enumerate(names) if k in set(members) and kinds[k] == "baseline"]
+        if js and set(js) != set(base):
+            sets[label] = js
+    rows = []
+    for basis, pt, bt in bases:
+        comps = [(a, b, "pair") for i, a in enumerate(scored) for b in scored[i + 1:]]
+        for label, js in sets.items():
+            if js:
+                b = js[int(np.argmax(pt[js]))]
+                comps += [(a, b, label) for a in scored]
+        for a, b, vs in comps:
+            d = bt[:, a] - bt[:, b] if len(bt) else np.zeros(0)
+            lo, hi = _ci(d, alpha) if len(d) else (np.nan, np.nan)
+            sep = bool(np.isfinite(lo) and (lo > 0 or hi < 0))
+            rows.append({"basis": basis, "a": names[a], "b": names[b], "comparison": vs,
+                         "auroc_a": float(pt[a]), "auroc_b": float(pt[b]), "delta": float(pt[a] - pt[b]),
+                         "delta_lo": lo, "delta_hi": hi, "separated": sep,
+                         "favours": (names[a] if lo > 0 else names[b]) if sep else ""})
+    return rows
+
+
+def auroc_difference(y: Sequence, score_a: Sequence, score_b: Sequence, n_boot: int = 1000,
+                     alpha: float = 0.05, seed: int = 0) -> dict:
+    """AUROC(a) − AUROC(b) on the same rows with its paired percentile bootstrap interval.
+
+    Both scores are evaluated on the same resamples (keeping the numbers of positives
+    and negatives), so the interval reflects the difference, not two separate
+    intervals. Rows where a label or either score is missing are left out.
+    Returns ``{"n", "auroc_a", "auroc_b", "delta", "delta_lo", "delta_hi", "separated"}``
+    (``separated``: the interval excludes 0).
+    """
+    cmp = compare_scores(y, {"a": score_a, "b": score_b}, {"a": "model", "b": "model"}, n_boot=n_boot,
+                         alpha=alpha, seed=seed)
+    if not cmp["pairs"]:
+        raise ValueError("AUROC difference needs both classes among rows with both scores")
+    r = cmp["pairs"][0]
+    return {"n": cmp["n"], **{k: r[k] for k in ("auroc_a", "auroc_b", "delta", "delta_lo", "delta_hi",
+                                                  "separated")}}
 
 
 def _ci_text(x: float, lo: float, hi: float) -> str:
@@ -448,7 +507,8 @@ def _ci_text(x: float, lo: float, hi: float) -> str:
 
 def comparison_tables(cmp: Mapping) -> dict[str, pd.DataFrame]:
     """Plain tables from :func:`compare_scores`: ``headline`` (one row per score), ``strata``
-    (score x stratum AUROC [CI]) and ``long`` (every figure, for a TSV)."""
+    (score x stratum AUROC [CI]), ``pairs`` (paired AUROC differences) and ``long`` (every
+    figure, for a TSV)."""
     names = list(cmp.get("kinds", {}))
     hl = cmp.get("headline")
     within = {(r["by"], r["score"]): r for r in cmp.get("within", [])}
@@ -484,7 +544,23 @@ def comparison_tables(cmp: Mapping) -> dict[str, pd.DataFrame]:
         wide.columns.name = None
     long = pd.concat([pd.DataFrame(cmp.get("overall", [])).assign(by="all", stratum="all"),
                       pd.DataFrame(cmp.get("strata", []))], ignore_index=True) if cmp.get("overall") else pd.DataFrame()
-    return {"headline": head, "strata": wide, "long": long}
+    return {"headline": head, "strata": wide, "pairs": pairs_table(cmp), "long": long}
+
+
+def pairs_table(cmp: Mapping, bases: Sequence[str] | None = None) -> pd.DataFrame:
+    """The paired differences of :func:`compare_scores` as a readable table (one row per
+    pair and basis; ``bases`` keeps only those bases, e.g. ``["within:variant_class"]``)."""
+    rows = []
+    for r in cmp.get("pairs", []):
+        if bases is not None and r["basis"] not in bases:
+            continue
+        basis = r["basis"].replace("within:", "within ")
+        ci = (f"{r['delta']:+.3f} [{r['delta_lo']:+.3f}, {r['delta_hi']:+.3f}]" if np.isfinite(r["delta_lo"])
+              else f"{r['delta']:+.3f}")
+        rows.append({"basis": basis, "A": r["a"], "B": r["b"], "B is": r["comparison"],
+                     "AUROC A - B [95% CI]": ci,
+                     "separated": (f"yes ({r['favours']} higher)" if r["separated"] else "no")})
+    return pd.DataFrame(rows)
 
 
 def comparison_markdown(cmp: Mapping, fitted: str = "") -> str:
@@ -504,9 +580,20 @@ def comparison_markdown(cmp: Mapping, fitted: str = "") -> str:
                   "lies above 0. An overall AUROC above every per-stratum AUROC is flagged: the overall figure is "
                   "then carried by how the strata differ in label rate, not by ranking within them.", ""]
     lines += [_md(t["headline"]), ""]
+    if len(t["pairs"]):
+        lines += ["Paired differences: AUROC(A) − AUROC(B) with a 95% interval from the same resamples for "
+                  "both scores (the proper test of whether two methods differ; two separate intervals can "
+                  "overlap while the difference's interval excludes 0, or the reverse). Separated = the "
+                  "interval excludes 0.", "", _md(t["pairs"]), ""]
     if len(t["strata"]):
-        lines += ["AUROC [95% CI] per stratum (NA: under 10 rows or under 5 of either class; left out of the "
-                  "within-stratum summary):", "", _md(t["strata"]), ""]
+        wide = t["strata"]
+        empty = [c for c in wide.columns[1:] if (wide[c].astype(str) == "NA").all()]
+        if len(empty) < len(wide.columns) - 1:
+            lines += ["AUROC [95% CI] per stratum (NA: under 10 rows or under 5 of either class; left out of the "
+                      "within-stratum summary):", "", _md(wide.drop(columns=empty)), ""]
+        if empty:
+            lines += ["Strata without metrics for any score (under 10 rows or under 5 of either class): "
+                      + ", ".join(empty) + ".", ""]
     return "\n".join(lines)
 
 
