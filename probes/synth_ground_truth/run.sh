@@ -90,4 +90,4 @@ for ts in test $([ "$NOVEL" -gt 0 ] && echo test_novel); do
 done
 # per consequence class (each class is single-label: a class vs every variant of the other label)
 $PY probes/synth_ground_truth/per_class.py --scores "$OUT/scores.h5ad" --labels "$L" --n-boot "$NBOOT" \
-  $EVAL --score -delta_ll --out "$OUT/per_class.tsv"
+  $EVAL --score=-delta_ll --out "$OUT/per_class.tsv"
