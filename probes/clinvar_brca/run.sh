@@ -74,17 +74,21 @@ R=$OUT/$RECIPE
 mkdir -p "$R"
 # covariance probes: EVEE's Newton-Schulz polynomial (covariance) and, with ROOTS, the true-root options
 # at the same budget (same h, p, lr, epochs, patience, seed); wall time of each training in train_seconds.tsv
-printf "probe\tseconds\n" > "$R/train_seconds.tsv"
+# (a probe whose .safetensors and train_seconds.tsv row exist is kept: rerun to resume after a timeout)
+[ -s "$R/train_seconds.tsv" ] || printf "probe\tseconds\n" > "$R/train_seconds.tsv"
 SCORES=""
 for spec in linear:linear covariance:newton_schulz $(for r in $ROOTS; do echo "covariance_$r:$r"; done); do
   IFS=: read -r name root <<<"$spec"
   kind=$([ "$name" = linear ] && echo linear || echo covariance)
+  SCORES="$SCORES $name"
+  if [ -s "$R/$name.safetensors" ] && cut -f1 "$R/train_seconds.tsv" | grep -qx "$name"; then
+    echo "run.sh: $R/$name.safetensors exists, not retrained" >&2; continue
+  fi
   t0=$SECONDS
   $BI probe train --kind "$kind" $STORES --labels "$OUT/labels.parquet" --split-column split ${PAIRING:+--pairing "$PAIRING"} \
     --h 16 --p 32 --lr 1e-3 --epochs 60 --patience 8 --n-boot "$NBOOT" --calibrate platt --strata variant_type \
     $([ "$kind" = covariance ] && echo "--root $root") --report-dir "$R/report_$name" --out "$R/$name.safetensors"
   printf "%s\t%s\n" "$name" $((SECONDS - t0)) >> "$R/train_seconds.tsv"
-  SCORES="$SCORES $name"
 done
 
 $BI tables merge "$OUT/brca1.zeroshot.h5ad" "$OUT/brca2.zeroshot.h5ad" --out "$R/scores.h5ad"
