@@ -285,6 +285,65 @@ def test_learning_curve_fine_tuning_beats_scratch_when_source_is_close():
     assert (runs.groupby(["n", "method"]).size().loc[20] == 2).all()
 
 
+def _variant_cohort(tmp_path, name, n, seed, shift=0.0):
+    """A pooled variant store (emb.blocks.2.mean + .ref) and its labels: deletions mostly pathogenic
+    (what the variant-class baseline sees), SNV labels carried by the alt - ref embedding's dim 0."""
+    import torch
+
+    from biointerp.store import ActivationStore
+
+    rng = np.random.default_rng(seed)
+    dm = 8
+    snv = rng.uniform(size=n) < 0.6
+    ref = rng.normal(size=(n, dm))
+    y = np.where(snv, rng.uniform(size=n) < 0.4, rng.uniform(size=n) < 0.95).astype(int)
+    alt = ref + 0.3 * rng.normal(size=(n, dm))
+    alt[:, 0] += np.where(snv, 0.8 * (2 * y - 1) + shift, 0.0)
+    alt[:, 1] += np.where(snv, 0.0, 1.0)  # indels look different
+    ids = [f"chr9:{1000 + 10 * i}:{'C:T' if s else 'CA:C'}" for i, s in enumerate(snv)]
+    st = ActivationStore.create(tmp_path / f"{name}.store", {"model": "synthetic", "layers": ["blocks.2"],
+                                                             "view": "mean"})
+    st.write_shard(ids, {"emb.blocks.2.mean": torch.tensor(alt, dtype=torch.float32),
+                         "emb.blocks.2.mean.ref": torch.tensor(ref, dtype=torch.float32)})
+    lab = pd.DataFrame({"variant_id": ids, "label": np.where(y == 1, "pathogenic", "benign"),
+                        "split": np.where(rng.uniform(size=n) < 0.8, "train", "val")})
+    lab.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    return ids, y, snv
+
+
+def test_cli_extend_variant_probe_with_baselines_and_snv_stratum(tmp_path):
+    """`cohort extend --store`: every arm beside the model-free baselines fitted on the same training rows,
+    overall and within SNVs, with intervals; frozen baselines fitted on the source cohort."""
+    run = CliRunner().invoke
+    _variant_cohort(tmp_path, "src", 240, 0)
+    ids, y, snv = _variant_cohort(tmp_path, "new", 300, 1, shift=0.2)
+    r = run(main, ["probe", "train", "--kind", "linear", "--store", str(tmp_path / "src.store"), "--labels",
+                   str(tmp_path / "src.parquet"), "--split-column", "split", "--tensor", "emb.blocks.2.mean",
+                   "--n-boot", "20", "--out", str(tmp_path / "src.safetensors")])
+    assert r.exit_code == 0, r.output
+    r = run(main, ["cohort", "extend", "--probe", str(tmp_path / "src.safetensors"), "--store",
+                   str(tmp_path / "new.store"), "--labels", str(tmp_path / "new.parquet"), "--source-labels",
+                   str(tmp_path / "src.parquet"), "--sizes", "20,50,all", "--repeats", "3", "--n-boot", "50",
+                   "--out-dir", str(tmp_path / "ext")])
+    assert r.exit_code == 0, r.output
+    assert "-- all (held-out n=150)" in r.output and "-- snv (held-out n=" in r.output
+    s = pd.read_csv(tmp_path / "ext" / "learning_curve.tsv", sep="\t")
+    assert {"frozen", "fine_tuned", "scratch", "baseline:variant_class", "baseline:substitution",
+            "baseline:combined", "frozen_baseline:combined"} <= set(s["method"])
+    assert (s["auroc_lo"] <= s["auroc_mean"] + 1e-9).all() and (s["auroc_mean"] <= s["auroc_hi"] + 1e-9).all()
+    t = s.set_index(["n", "method", "stratum"])["auroc_mean"]
+    # the indel flag ranks deletions above SNVs overall and says nothing within SNVs
+    assert t[150, "baseline:variant_class", "all"] > 0.7 and t[150, "baseline:variant_class", "snv"] == 0.5
+    # the probes see the SNV signal; with all 150 training rows the scratch probe finds it within SNVs
+    assert t[150, "scratch", "snv"] > 0.75 and t[150, "frozen", "snv"] > 0.75
+    runs = pd.read_csv(tmp_path / "ext" / "learning_curve_runs.tsv", sep="\t")
+    assert runs[(runs["n"] == 20) & (runs["method"] == "scratch") & (runs["stratum"] == "all")]["repeat"].nunique() == 3
+    r = run(main, ["cohort", "extend", "--probe", str(tmp_path / "src.safetensors"), "--store",
+                   str(tmp_path / "new.store"), "--labels", str(tmp_path / "new.parquet"), "--label-column", "nope",
+                   "--out-dir", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "label column 'nope'" in r.output
+
+
 def test_cli_vcf_cohort_end_to_end(tmp_path, tiny_model):
     from biointerp.models import save_model
 
