@@ -106,6 +106,65 @@ def test_vcf_haplotypes_indels_statuses_and_exclusions(vcf_cohort):
     assert back.samples.loc["s5", "status"] == "not_in_vcf"
 
 
+def test_bad_inputs_end_to_end_are_counted_in_the_report(tmp_path, tiny_model):
+    """Sheet rows with a missing file, samples absent from the VCF, a row without a label, unphased genotypes and
+    overlapping records run through sequences -> embed -> biomarkers -> report: every exclusion is counted with its
+    reason, candidates.tsv carries BH q-values; a cohort left with a single class after the VCF match is an error."""
+    from biointerp.models import save_model
+
+    (tmp_path / "ref.fa").write_text(">chrT\n" + REF + "\n")
+    vcf_samples = [f"s{i}" for i in range(1, 11)]  # s1-s5 cases, s6-s10 controls
+    case_gt = ["1|0", "0|1", "1|1", "1|0", "0/1"]   # s5 unphased
+    rows = [(5, "A", "G", "PASS", case_gt + ["0|0"] * 5),
+            (12, "CGG", "C", "PASS", ["1|0"] + ["0|0"] * 5 + ["1|0"] + ["0|0"] * 3),
+            (13, "G", "T", "PASS", ["1|0"] + ["0|0"] * 9),                        # overlaps the deletion on s1
+            (30, "A", "C", "PASS", ["0|1"] + ["0|0"] * 9)]                        # REF mismatch
+    vcf = _write_vcf(tmp_path / "c.vcf.gz", vcf_samples, rows)
+    (tmp_path / "x.txt").write_text("x")
+    sheet = pd.DataFrame({"sample": vcf_samples + ["s11", "s12", "s13"],
+                          "condition": ["case"] * 5 + ["control"] * 5 + ["case", "control", None],
+                          "extra": ["x.txt"] * 11 + ["gone.txt", "x.txt"]})
+    sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    save_model(tiny_model, tmp_path / "model")
+    run = CliRunner().invoke
+    r = run(main, ["cohort", "sequences", "--samples", str(tmp_path / "samples.tsv"), "--vcf", str(vcf),
+                   "--fasta", str(tmp_path / "ref.fa"), "--regions", "chrT:1-90", "--path-column", "extra",
+                   "--out", str(tmp_path / "seqs")])
+    assert r.exit_code == 0, r.output
+    assert "10 of 13 samples usable" in r.output
+    r = run(main, ["cohort", "embed", "--sequences", str(tmp_path / "seqs"), "--model", str(tmp_path / "model"),
+                   "--layer", "blocks.2", "--out", str(tmp_path / "f.h5ad")])
+    assert r.exit_code == 0, r.output
+    r = run(main, ["cohort", "biomarkers", "--features", str(tmp_path / "f.h5ad"), "--no-probe",
+                   "--out-dir", str(tmp_path / "cand")])
+    assert r.exit_code == 0, r.output
+    cand = pd.read_csv(tmp_path / "cand" / "candidates.tsv", sep="\t", index_col=0)
+    tested = cand.dropna(subset=["pval"])
+    assert len(tested) == 16 and (tested["qval"] >= tested["pval"] - 1e-15).all() and (tested["qval"] <= 1).all()
+    by_p = tested.sort_values("pval")
+    assert (np.diff(by_p["qval"].to_numpy()) >= -1e-12).all()  # BH q is monotone in p
+    r = run(main, ["cohort", "report", "--features", str(tmp_path / "f.h5ad"), "--candidates", str(tmp_path / "cand"),
+                   "--sequences", str(tmp_path / "seqs"), "--out", str(tmp_path / "report.md")])
+    assert r.exit_code == 0, r.output
+    rep = (tmp_path / "report.md").read_text()
+    assert "13 samples in the table; 10 usable (5 cases" in rep
+    for status, detail in (("not_in_vcf", "no column in c.vcf.gz"), ("missing_file", "gone.txt"),
+                           ("no_label", "condition missing")):
+        line = next(ln for ln in rep.splitlines() if ln.startswith(f"| {status} |") and detail in ln)
+        assert line.rstrip().endswith("| 1 |"), line
+    for status, n in (("applied_unphased", 2), ("overlap", 1), ("ref_mismatch", 1)):
+        assert f"| {status} | {n} |" in rep, (status, rep)
+    assert "q-values: Benjamini-Hochberg" in rep
+    # a single class left after matching the sheet against the VCF: a clear error, no output
+    sheet.assign(sample=[f"s{i}" for i in range(1, 6)] + [f"x{i}" for i in range(6, 11)] + ["s11", "s12", "s13"]
+                 ).to_csv(tmp_path / "one.tsv", sep="\t", index=False)
+    r = run(main, ["cohort", "sequences", "--samples", str(tmp_path / "one.tsv"), "--vcf", str(vcf),
+                   "--fasta", str(tmp_path / "ref.fa"), "--regions", "chrT:1-90", "--out", str(tmp_path / "one")])
+    assert r.exit_code == 1 and "Error: after matching the sheet against c.vcf.gz: 5 usable cases and 0 usable " \
+        "controls" in r.output, r.output
+    assert not (tmp_path / "one").exists()
+
+
 def test_sheet_errors(tmp_path):
     pd.DataFrame({"sample": ["a", "a", "b"], "condition": ["case", "control", "case"]}).to_csv(
         tmp_path / "dup.tsv", sep="\t", index=False)

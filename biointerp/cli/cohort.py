@@ -210,6 +210,9 @@ def simulate_cmd(kind, out, cases, controls, n_regions, causal, confounded, regi
 @click.option("--control", "control", multiple=True, help="Label value(s) for controls (repeatable).")
 @click.option("--sample-column", default=None, help="Sample id column (default: `sample`, else the first).")
 @click.option("--covariate", "covariates", multiple=True, help="Covariate column kept for probes (repeatable).")
+@click.option("--path-column", "path_columns", multiple=True,
+              help="Sheet column of per-sample files that must exist (repeatable; relative to the sheet); a row "
+                   "whose file is missing is excluded with status missing_file.")
 @click.option("--unphased", type=click.Choice(["consensus", "error"]), default="consensus", show_default=True,
               help="Unphased heterozygous genotypes: alt allele on both sequences (counted), or stop.")
 @click.option("--pass-only", is_flag=True, help="Do not apply records whose FILTER is not PASS (counted).")
@@ -223,7 +226,7 @@ def simulate_cmd(kind, out, cases, controls, n_regions, causal, confounded, regi
 @click.option("--min-coverage", type=click.IntRange(0), default=5, show_default=True, help="bedMethyl coverage.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (a sequence set).")
 def sequences_cmd(samples, regions, fasta, vcf, beta, bedmethyl_column, label_column, case, control, sample_column,
-                  covariates, unphased, pass_only, threshold, encodings, missing, bisulfite_cpg_only, min_coverage,
+                  covariates, path_columns, unphased, pass_only, threshold, encodings, missing, bisulfite_cpg_only, min_coverage,
                   out) -> None:
     """Per-sample sequences over regions: haplotypes from a VCF, or methylation-encoded sequences.
 
@@ -244,7 +247,8 @@ def sequences_cmd(samples, regions, fasta, vcf, beta, bedmethyl_column, label_co
         raise click.UsageError("give exactly one of --vcf, --beta or --bedmethyl-column")
     try:
         sheet = read_sample_sheet(samples, label_column, list(case) or None, list(control) or None, sample_column,
-                                  covariates, [bedmethyl_column] if bedmethyl_column else [])
+                                  covariates, list(dict.fromkeys([*path_columns, *([bedmethyl_column] if
+                                                                                  bedmethyl_column else [])])))
         reg = read_regions(regions)
         if vcf:
             ss = vcf_sequences(vcf, fasta, reg, sheet, unphased=unphased, pass_only=pass_only, progress=True)
