@@ -17,7 +17,9 @@ the card holds feature names, imputation means and covariate coefficients).
 samples of the new cohort (stratified draws, repeated), on one fixed held-out test part:
 ``fine_tuned`` (start at the source probe's weights, L2 pulls towards them, not to zero),
 ``scratch`` (a new probe from the n samples alone) and ``frozen`` (the source probe unchanged; its
-score ranks the test samples, so its AUROC does not depend on n).
+score ranks the test samples, so its AUROC does not depend on n). For variant cohorts the
+model-free baselines (variant class, substitution type, both combined) are fitted on the same n
+training rows, and AUROCs are also given within each variant class (e.g. SNVs only).
 """
 
 from __future__ import annotations
@@ -277,9 +279,31 @@ def _scratch(X, y, l2, seed):
     return lambda Xt: _predict(fit, Xt, np.zeros((len(Xt), 0)))
 
 
+#: baselines of the learning curve (``biointerp.probes.baselines``), in report order
+CURVE_BASELINES = ("variant_class", "substitution", "combined")
+
+
+def _rows(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a 0..n-1 index (a ``variant_id`` index kept as a column)."""
+    return table.reset_index() if table.index.name == "variant_id" else table.reset_index(drop=True)
+
+
+def _draw(pool: np.ndarray, y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` training rows from ``pool``, stratified by label (both classes, at least 2 each)."""
+    if n >= len(pool):
+        return pool
+    pos, neg = pool[y[pool] == 1], pool[y[pool] == 0]
+    k = int(round(n * len(pos) / len(pool)))
+    k = min(max(k, 2), len(pos), n - 2)
+    return np.sort(np.concatenate([rng.choice(pos, size=k, replace=False),
+                                   rng.choice(neg, size=n - k, replace=False)]))
+
+
 def learning_curve(source: dict, X: np.ndarray, y: np.ndarray, sizes: Sequence[int | str] = (20, 50, 100, 200, "all"),
                    test_frac: float = 0.5, repeats: int = 5, l2: float = 1e-2, seed: int = 0,
-                   progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   progress: bool = False, table: pd.DataFrame | None = None,
+                   source_table: pd.DataFrame | None = None, source_y: np.ndarray | None = None,
+                   n_boot: int = 200) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fine-tuned vs from-scratch vs frozen source probe on a new cohort, by training-set size.
 
     Parameters
@@ -288,53 +312,111 @@ def learning_curve(source: dict, X: np.ndarray, y: np.ndarray, sizes: Sequence[i
         The source linear probe in feature space: ``{"w", "b", "mean", "std"}`` (logit =
         ``((x - mean) / std) @ w + b``), e.g. from :func:`source_from_probe`.
     X, y
-        New-cohort features ``[n, d]`` (NaN imputed with training means) and 0/1 labels.
+        New-cohort features ``[n, d]`` (NaN imputed with training-pool means) and 0/1 labels.
     sizes
         Training sizes; ``"all"`` = the whole training pool. Sizes above the pool are skipped.
     test_frac
-        Stratified held-out part of the new cohort, fixed for every size and repeat.
+        Stratified held-out part of the new cohort, fixed for every size and draw.
+    repeats
+        Training draws per size (stratified by label, seeded); ``"all"`` is drawn once.
+    table
+        Optional variant table aligned with ``X`` (``ref``/``alt`` columns or ``chrom:pos:ref:alt``
+        ids). Adds the model-free baselines of :mod:`biointerp.probes.baselines`
+        (``baseline:variant_class``, ``baseline:substitution``, ``baseline:combined``), each
+        fitted on the same ``n`` training rows as the probes, and AUROCs within every variant
+        class of the test part with at least 5 of each label (stratum ``snv``, ``deletion`` ...).
+    source_table, source_y
+        Optional source-cohort variants and labels: the same baselines fitted there and applied
+        unchanged (``frozen_baseline:...``), the model-free counterpart of ``frozen``.
+    n_boot
+        Test-set bootstrap resamples per draw (shared by every method, so comparisons are paired).
 
-    Returns ``(runs, summary)``: one row per (n, repeat, method) with the test AUROC, and the mean,
-    sd and count per (n, method).
+    Returns ``(runs, summary)``. ``runs``: one row per (n, draw, method, stratum) with the
+    held-out AUROC. ``summary``: per (n, method, stratum) the mean and sd over draws and a 95%
+    interval, the 2.5/97.5 percentiles of the AUROC over every draw x bootstrap resample of the
+    test part (training-draw and test-sampling variation together).
     """
     from sklearn.model_selection import train_test_split
     from tqdm.auto import tqdm
 
-    from biointerp.probes.evaluate import auroc
+    from biointerp.probes.baselines import baseline_scores, fit_baselines, variant_features
+    from biointerp.probes.evaluate import _rank_auc_batch
 
     y = np.asarray(y).astype(int)
     idx = np.arange(len(y))
     pool, test = train_test_split(idx, test_size=test_frac, stratify=y, random_state=seed)
+    pool, test = np.sort(pool), np.sort(test)
     mu = np.nanmean(X[pool], axis=0)
     mu = np.where(np.isfinite(mu), mu, 0.0)
     X = np.where(np.isnan(X), mu[None, :], X)
     w0, b0, m0, s0 = (np.asarray(source[k], float) for k in ("w", "b", "mean", "std"))
     s0 = np.where(s0 > 0, s0, 1.0)
+    feats = None
+    strata = {"all": np.arange(len(test))}
+    if table is not None:
+        if len(table) != len(y):
+            raise CohortError(f"table has {len(table)} rows for {len(y)} labelled samples")
+        feats = variant_features(_rows(table))
+        vc = feats["variant_class"].to_numpy()[test]
+        for c in ("snv", "deletion", "insertion", "mnv"):
+            sel = np.flatnonzero(vc == c)
+            if min(y[test][sel].sum(), len(sel) - y[test][sel].sum()) >= 5:  # >= 5 of each class held out
+                strata[c] = sel
+    rng_b = np.random.default_rng(seed + 1)
+    boot = {k: rng_b.integers(0, len(v), size=(n_boot, len(v))) for k, v in strata.items()}
+    yt = y[test]
 
-    def src_score(A):
-        return ((A - m0) / s0) @ w0 + float(b0)
+    def aurocs(score_test: np.ndarray) -> dict:
+        """Point AUROC and the bootstrap AUROCs per stratum of one test-part score."""
+        out = {}
+        for k, sel in strata.items():
+            s, yy = score_test[sel], yt[sel]
+            point = float(_rank_auc_batch(yy[None].astype(float), s[None])[0])
+            bs = _rank_auc_batch(yy[boot[k]].astype(float), s[boot[k]]) if n_boot else np.array([])
+            out[k] = (point, bs)
+        return out
 
-    frozen = auroc(y[test], src_score(X[test]))
-    rows = []
+    fixed = {"frozen": aurocs(((X[test] - m0) / s0) @ w0 + float(b0))}
+    if feats is not None and source_table is not None and source_y is not None:
+        sy = np.asarray(source_y, float)
+        fb = fit_baselines(variant_features(_rows(source_table)), sy)
+        bs = baseline_scores({k: v for k, v in fb.items() if k in CURVE_BASELINES}, feats.iloc[test])
+        for k in bs.columns:
+            fixed[f"frozen_baseline:{k}"] = aurocs(bs[k].to_numpy(float))
+    rows, dist = [], {}
     rng = np.random.default_rng(seed)
     plan = [(len(pool) if n == "all" else int(n), n) for n in sizes]
     plan = [(n, lab) for n, lab in plan if n <= len(pool)]
     for n, lab in tqdm(plan, desc="learning curve", disable=not progress):
         reps = 1 if n == len(pool) else repeats
         for r in range(reps):
-            for _ in range(100):
-                tr = pool if n == len(pool) else rng.choice(pool, size=n, replace=False)
-                if 2 <= y[tr].sum() <= n - 2:
-                    break
+            tr = _draw(pool, y, n, rng)
+            res = dict(fixed)
             ft_w, ft_b = fine_tune_linear(w0, float(b0), m0, s0, X[tr], y[tr], l2=l2)
-            ft = auroc(y[test], ((X[test] - m0) / s0) @ ft_w + ft_b)
-            sc = auroc(y[test], _scratch(X[tr], y[tr], l2, seed + r)(X[test]))
-            for method, a in (("fine_tuned", ft), ("scratch", sc), ("frozen", frozen)):
-                rows.append({"n": n, "size": str(lab), "repeat": r, "method": method, "auroc": a,
-                             "n_test": int(len(test))})
+            res["fine_tuned"] = aurocs(((X[test] - m0) / s0) @ ft_w + ft_b)
+            res["scratch"] = aurocs(_scratch(X[tr], y[tr], l2, seed + r)(X[test]))
+            if feats is not None:
+                fb = fit_baselines(feats.iloc[tr], y[tr].astype(float))
+                bs = baseline_scores({k: v for k, v in fb.items() if k in CURVE_BASELINES}, feats.iloc[test])
+                for k in bs.columns:
+                    res[f"baseline:{k}"] = aurocs(bs[k].to_numpy(float))
+            for method, per in res.items():
+                for stratum, (a, bsv) in per.items():
+                    rows.append({"n": n, "size": str(lab), "repeat": r, "method": method, "stratum": stratum,
+                                 "auroc": a, "n_test": int(len(strata[stratum]))})
+                    dist.setdefault((n, method, stratum), []).append(bsv)
     runs = pd.DataFrame(rows)
-    summary = (runs.groupby(["n", "method"])["auroc"].agg(["mean", "std", "count"]).reset_index()
-               .rename(columns={"mean": "auroc_mean", "std": "auroc_sd", "count": "repeats"}))
+    g = runs.groupby(["n", "method", "stratum"], sort=False)
+    summary = g["auroc"].agg(["mean", "std", "count"]).rename(
+        columns={"mean": "auroc_mean", "std": "auroc_sd", "count": "repeats"}).reset_index()
+    summary["n_test"] = g["n_test"].first().to_numpy()
+    lo, hi = [], []
+    for key in zip(summary["n"], summary["method"], summary["stratum"]):
+        v = np.concatenate(dist[key])
+        v = v[np.isfinite(v)]
+        lo.append(float(np.quantile(v, 0.025)) if len(v) else np.nan)
+        hi.append(float(np.quantile(v, 0.975)) if len(v) else np.nan)
+    summary["auroc_lo"], summary["auroc_hi"] = lo, hi
     return runs, summary
 
 
@@ -352,22 +434,32 @@ def source_from_probe(path: str | Path) -> dict:
 
 
 def learning_curve_plot(summary: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    """AUROC (mean ± sd over repeats) against training size, one line per method; PNG."""
+    """Held-out AUROC (mean over draws, bars = the summary's 95% interval) against training size,
+    one line per method, one panel per stratum (``all``, then ``snv`` ... when present); PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for method, g in summary.groupby("method"):
-        g = g.sort_values("n")
-        ax.errorbar(g["n"], g["auroc_mean"], yerr=g["auroc_sd"].fillna(0), marker="o", capsize=3, label=method)
-    ax.set_xscale("log")
-    ax.axhline(0.5, ls="--", c="0.5", lw=0.8)
-    ax.set_xlabel("labelled samples of the new cohort (n)")
-    ax.set_ylabel("held-out AUROC")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+    if "stratum" not in summary:
+        summary = summary.assign(stratum="all")
+    panels = [s for s in ("all", "snv", "deletion", "insertion", "mnv") if s in set(summary["stratum"])][:2]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, stratum in zip(axes[0], panels):
+        for method, g in summary[summary["stratum"] == stratum].groupby("method", sort=False):
+            g = g.sort_values("n")
+            if {"auroc_lo", "auroc_hi"} <= set(g):
+                err = np.vstack([g["auroc_mean"] - g["auroc_lo"], g["auroc_hi"] - g["auroc_mean"]]).clip(0)
+            else:
+                err = g["auroc_sd"].fillna(0).to_numpy()
+            ls = ":" if method.startswith("frozen_baseline") else "--" if method.startswith("baseline") else "-"
+            ax.errorbar(g["n"], g["auroc_mean"], yerr=err, marker="o", ms=3, capsize=2, ls=ls, label=method)
+        ax.set_xscale("log")
+        ax.axhline(0.5, ls="--", c="0.5", lw=0.8)
+        ax.set_xlabel("labelled training samples of the new cohort (n)")
+        ax.set_ylabel(f"held-out AUROC ({stratum})")
+        ax.set_title(f"{title} [{stratum}]", fontsize=8)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

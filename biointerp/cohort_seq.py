@@ -128,6 +128,17 @@ def read_sample_sheet(path: str | Path, label_column: str = "condition", case: s
     return sheet
 
 
+def _check_both_classes(samples: pd.DataFrame, step: str) -> None:
+    """Raise when the usable samples (status ``ok``) hold no case or no control: a single-class cohort."""
+    ok = samples["status"].astype(str) == "ok"
+    lab = samples["label"].to_numpy(dtype=float)
+    n_case, n_ctrl = int((ok & (lab == 1)).sum()), int((ok & (lab == 0)).sum())
+    if n_case == 0 or n_ctrl == 0:
+        raise CohortError(f"after {step}: {n_case} usable cases and {n_ctrl} usable controls "
+                          f"(sample status {samples['status'].astype(str).value_counts().to_dict()}); a cohort needs "
+                          "both classes: check the sample ids of the sheet and the data")
+
+
 # ----------------------------------------------------------------------------------------- regions
 def read_regions(spec: str | Path | Sequence[str]) -> pd.DataFrame:
     """Regions of interest -> DataFrame ``region, chrom, start, end`` (1-based inclusive).
@@ -324,6 +335,7 @@ def vcf_sequences(vcf: str | Path, fasta: str | Path, regions: pd.DataFrame, sam
         if s not in in_vcf and samples.at[s, "status"] == "ok":
             samples.at[s, "status"] = "not_in_vcf"
             samples.at[s, "status_detail"] = f"no column in {vcf.name}"
+    _check_both_classes(samples, f"matching the sheet against {vcf.name}")
     use = [s for s in samples.index if samples.at[s, "status"] == "ok"]
     vf.subset_samples(use)
     contigs = set(vf.header.contigs)
@@ -514,6 +526,7 @@ def methylation_sequences(fasta: str | Path, regions: pd.DataFrame, samples: pd.
     for s in samples.index:
         if s not in beta.columns and samples.at[s, "status"] == "ok":
             samples.at[s, "status"], samples.at[s, "status_detail"] = "not_in_matrix", "no methylation data"
+    _check_both_classes(samples, "matching the sheet against the methylation data")
     use = [s for s in samples.index if samples.at[s, "status"] == "ok"]
     genome = Genome(fasta)
     unique: dict[str, str] = {}

@@ -106,6 +106,65 @@ def test_vcf_haplotypes_indels_statuses_and_exclusions(vcf_cohort):
     assert back.samples.loc["s5", "status"] == "not_in_vcf"
 
 
+def test_bad_inputs_end_to_end_are_counted_in_the_report(tmp_path, tiny_model):
+    """Sheet rows with a missing file, samples absent from the VCF, a row without a label, unphased genotypes and
+    overlapping records run through sequences -> embed -> biomarkers -> report: every exclusion is counted with its
+    reason, candidates.tsv carries BH q-values; a cohort left with a single class after the VCF match is an error."""
+    from biointerp.models import save_model
+
+    (tmp_path / "ref.fa").write_text(">chrT\n" + REF + "\n")
+    vcf_samples = [f"s{i}" for i in range(1, 11)]  # s1-s5 cases, s6-s10 controls
+    case_gt = ["1|0", "0|1", "1|1", "1|0", "0/1"]   # s5 unphased
+    rows = [(5, "A", "G", "PASS", case_gt + ["0|0"] * 5),
+            (12, "CGG", "C", "PASS", ["1|0"] + ["0|0"] * 5 + ["1|0"] + ["0|0"] * 3),
+            (13, "G", "T", "PASS", ["1|0"] + ["0|0"] * 9),                        # overlaps the deletion on s1
+            (30, "A", "C", "PASS", ["0|1"] + ["0|0"] * 9)]                        # REF mismatch
+    vcf = _write_vcf(tmp_path / "c.vcf.gz", vcf_samples, rows)
+    (tmp_path / "x.txt").write_text("x")
+    sheet = pd.DataFrame({"sample": vcf_samples + ["s11", "s12", "s13"],
+                          "condition": ["case"] * 5 + ["control"] * 5 + ["case", "control", None],
+                          "extra": ["x.txt"] * 11 + ["gone.txt", "x.txt"]})
+    sheet.to_csv(tmp_path / "samples.tsv", sep="\t", index=False)
+    save_model(tiny_model, tmp_path / "model")
+    run = CliRunner().invoke
+    r = run(main, ["cohort", "sequences", "--samples", str(tmp_path / "samples.tsv"), "--vcf", str(vcf),
+                   "--fasta", str(tmp_path / "ref.fa"), "--regions", "chrT:1-90", "--path-column", "extra",
+                   "--out", str(tmp_path / "seqs")])
+    assert r.exit_code == 0, r.output
+    assert "10 of 13 samples usable" in r.output
+    r = run(main, ["cohort", "embed", "--sequences", str(tmp_path / "seqs"), "--model", str(tmp_path / "model"),
+                   "--layer", "blocks.2", "--out", str(tmp_path / "f.h5ad")])
+    assert r.exit_code == 0, r.output
+    r = run(main, ["cohort", "biomarkers", "--features", str(tmp_path / "f.h5ad"), "--no-probe",
+                   "--out-dir", str(tmp_path / "cand")])
+    assert r.exit_code == 0, r.output
+    cand = pd.read_csv(tmp_path / "cand" / "candidates.tsv", sep="\t", index_col=0)
+    tested = cand.dropna(subset=["pval"])
+    assert len(tested) == 16 and (tested["qval"] >= tested["pval"] - 1e-15).all() and (tested["qval"] <= 1).all()
+    by_p = tested.sort_values("pval")
+    assert (np.diff(by_p["qval"].to_numpy()) >= -1e-12).all()  # BH q is monotone in p
+    r = run(main, ["cohort", "report", "--features", str(tmp_path / "f.h5ad"), "--candidates", str(tmp_path / "cand"),
+                   "--sequences", str(tmp_path / "seqs"), "--out", str(tmp_path / "report.md")])
+    assert r.exit_code == 0, r.output
+    rep = (tmp_path / "report.md").read_text()
+    assert "13 samples in the table; 10 usable (5 cases" in rep
+    for status, detail in (("not_in_vcf", "no column in c.vcf.gz"), ("missing_file", "gone.txt"),
+                           ("no_label", "condition missing")):
+        line = next(ln for ln in rep.splitlines() if ln.startswith(f"| {status} |") and detail in ln)
+        assert line.rstrip().endswith("| 1 |"), line
+    for status, n in (("applied_unphased", 2), ("overlap", 1), ("ref_mismatch", 1)):
+        assert f"| {status} | {n} |" in rep, (status, rep)
+    assert "q-values: Benjamini-Hochberg" in rep
+    # a single class left after matching the sheet against the VCF: a clear error, no output
+    sheet.assign(sample=[f"s{i}" for i in range(1, 6)] + [f"x{i}" for i in range(6, 11)] + ["s11", "s12", "s13"]
+                 ).to_csv(tmp_path / "one.tsv", sep="\t", index=False)
+    r = run(main, ["cohort", "sequences", "--samples", str(tmp_path / "one.tsv"), "--vcf", str(vcf),
+                   "--fasta", str(tmp_path / "ref.fa"), "--regions", "chrT:1-90", "--out", str(tmp_path / "one")])
+    assert r.exit_code == 1 and "Error: after matching the sheet against c.vcf.gz: 5 usable cases and 0 usable " \
+        "controls" in r.output, r.output
+    assert not (tmp_path / "one").exists()
+
+
 def test_sheet_errors(tmp_path):
     pd.DataFrame({"sample": ["a", "a", "b"], "condition": ["case", "control", "case"]}).to_csv(
         tmp_path / "dup.tsv", sep="\t", index=False)
@@ -283,6 +342,65 @@ def test_learning_curve_fine_tuning_beats_scratch_when_source_is_close():
     assert t.loc[200, "fine_tuned"] >= t.loc[20, "fine_tuned"] - 0.01
     assert np.ptp(t["frozen"]) < 1e-9 and 0.8 < t["frozen"].iloc[0] < t.loc[200, "fine_tuned"] + 0.02
     assert (runs.groupby(["n", "method"]).size().loc[20] == 2).all()
+
+
+def _variant_cohort(tmp_path, name, n, seed, shift=0.0):
+    """A pooled variant store (emb.blocks.2.mean + .ref) and its labels: deletions mostly pathogenic
+    (what the variant-class baseline sees), SNV labels carried by the alt - ref embedding's dim 0."""
+    import torch
+
+    from biointerp.store import ActivationStore
+
+    rng = np.random.default_rng(seed)
+    dm = 8
+    snv = rng.uniform(size=n) < 0.6
+    ref = rng.normal(size=(n, dm))
+    y = np.where(snv, rng.uniform(size=n) < 0.4, rng.uniform(size=n) < 0.95).astype(int)
+    alt = ref + 0.3 * rng.normal(size=(n, dm))
+    alt[:, 0] += np.where(snv, 0.8 * (2 * y - 1) + shift, 0.0)
+    alt[:, 1] += np.where(snv, 0.0, 1.0)  # indels look different
+    ids = [f"chr9:{1000 + 10 * i}:{'C:T' if s else 'CA:C'}" for i, s in enumerate(snv)]
+    st = ActivationStore.create(tmp_path / f"{name}.store", {"model": "synthetic", "layers": ["blocks.2"],
+                                                             "view": "mean"})
+    st.write_shard(ids, {"emb.blocks.2.mean": torch.tensor(alt, dtype=torch.float32),
+                         "emb.blocks.2.mean.ref": torch.tensor(ref, dtype=torch.float32)})
+    lab = pd.DataFrame({"variant_id": ids, "label": np.where(y == 1, "pathogenic", "benign"),
+                        "split": np.where(rng.uniform(size=n) < 0.8, "train", "val")})
+    lab.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    return ids, y, snv
+
+
+def test_cli_extend_variant_probe_with_baselines_and_snv_stratum(tmp_path):
+    """`cohort extend --store`: every arm beside the model-free baselines fitted on the same training rows,
+    overall and within SNVs, with intervals; frozen baselines fitted on the source cohort."""
+    run = CliRunner().invoke
+    _variant_cohort(tmp_path, "src", 240, 0)
+    ids, y, snv = _variant_cohort(tmp_path, "new", 300, 1, shift=0.2)
+    r = run(main, ["probe", "train", "--kind", "linear", "--store", str(tmp_path / "src.store"), "--labels",
+                   str(tmp_path / "src.parquet"), "--split-column", "split", "--tensor", "emb.blocks.2.mean",
+                   "--n-boot", "20", "--out", str(tmp_path / "src.safetensors")])
+    assert r.exit_code == 0, r.output
+    r = run(main, ["cohort", "extend", "--probe", str(tmp_path / "src.safetensors"), "--store",
+                   str(tmp_path / "new.store"), "--labels", str(tmp_path / "new.parquet"), "--source-labels",
+                   str(tmp_path / "src.parquet"), "--sizes", "20,50,all", "--repeats", "3", "--n-boot", "50",
+                   "--out-dir", str(tmp_path / "ext")])
+    assert r.exit_code == 0, r.output
+    assert "-- all (held-out n=150)" in r.output and "-- snv (held-out n=" in r.output
+    s = pd.read_csv(tmp_path / "ext" / "learning_curve.tsv", sep="\t")
+    assert {"frozen", "fine_tuned", "scratch", "baseline:variant_class", "baseline:substitution",
+            "baseline:combined", "frozen_baseline:combined"} <= set(s["method"])
+    assert (s["auroc_lo"] <= s["auroc_mean"] + 1e-9).all() and (s["auroc_mean"] <= s["auroc_hi"] + 1e-9).all()
+    t = s.set_index(["n", "method", "stratum"])["auroc_mean"]
+    # the indel flag ranks deletions above SNVs overall and says nothing within SNVs
+    assert t[150, "baseline:variant_class", "all"] > 0.7 and t[150, "baseline:variant_class", "snv"] == 0.5
+    # the probes see the SNV signal; with all 150 training rows the scratch probe finds it within SNVs
+    assert t[150, "scratch", "snv"] > 0.75 and t[150, "frozen", "snv"] > 0.75
+    runs = pd.read_csv(tmp_path / "ext" / "learning_curve_runs.tsv", sep="\t")
+    assert runs[(runs["n"] == 20) & (runs["method"] == "scratch") & (runs["stratum"] == "all")]["repeat"].nunique() == 3
+    r = run(main, ["cohort", "extend", "--probe", str(tmp_path / "src.safetensors"), "--store",
+                   str(tmp_path / "new.store"), "--labels", str(tmp_path / "new.parquet"), "--label-column", "nope",
+                   "--out-dir", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "label column 'nope'" in r.output
 
 
 def test_cli_vcf_cohort_end_to_end(tmp_path, tiny_model):

@@ -210,6 +210,9 @@ def simulate_cmd(kind, out, cases, controls, n_regions, causal, confounded, regi
 @click.option("--control", "control", multiple=True, help="Label value(s) for controls (repeatable).")
 @click.option("--sample-column", default=None, help="Sample id column (default: `sample`, else the first).")
 @click.option("--covariate", "covariates", multiple=True, help="Covariate column kept for probes (repeatable).")
+@click.option("--path-column", "path_columns", multiple=True,
+              help="Sheet column of per-sample files that must exist (repeatable; relative to the sheet); a row "
+                   "whose file is missing is excluded with status missing_file.")
 @click.option("--unphased", type=click.Choice(["consensus", "error"]), default="consensus", show_default=True,
               help="Unphased heterozygous genotypes: alt allele on both sequences (counted), or stop.")
 @click.option("--pass-only", is_flag=True, help="Do not apply records whose FILTER is not PASS (counted).")
@@ -223,7 +226,7 @@ def simulate_cmd(kind, out, cases, controls, n_regions, causal, confounded, regi
 @click.option("--min-coverage", type=click.IntRange(0), default=5, show_default=True, help="bedMethyl coverage.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (a sequence set).")
 def sequences_cmd(samples, regions, fasta, vcf, beta, bedmethyl_column, label_column, case, control, sample_column,
-                  covariates, unphased, pass_only, threshold, encodings, missing, bisulfite_cpg_only, min_coverage,
+                  covariates, path_columns, unphased, pass_only, threshold, encodings, missing, bisulfite_cpg_only, min_coverage,
                   out) -> None:
     """Per-sample sequences over regions: haplotypes from a VCF, or methylation-encoded sequences.
 
@@ -244,7 +247,8 @@ def sequences_cmd(samples, regions, fasta, vcf, beta, bedmethyl_column, label_co
         raise click.UsageError("give exactly one of --vcf, --beta or --bedmethyl-column")
     try:
         sheet = read_sample_sheet(samples, label_column, list(case) or None, list(control) or None, sample_column,
-                                  covariates, [bedmethyl_column] if bedmethyl_column else [])
+                                  covariates, list(dict.fromkeys([*path_columns, *([bedmethyl_column] if
+                                                                                  bedmethyl_column else [])])))
         reg = read_regions(regions)
         if vcf:
             ss = vcf_sequences(vcf, fasta, reg, sheet, unphased=unphased, pass_only=pass_only, progress=True)
@@ -402,21 +406,38 @@ def probe_cmd(features, folds, covariates, covariate_mode, l2, n_perm, n_boot, s
 @click.option("--repeats", type=click.IntRange(1), default=5, show_default=True, help="Draws per size.")
 @click.option("--l2", type=click.FloatRange(0, None, min_open=True), default=1e-2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--n-boot", type=click.IntRange(0), default=200, show_default=True,
+              help="Bootstrap resamples of the held-out part per draw (the 95% intervals).")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="With --store: model-free baselines (variant class, substitution type, both) fitted on the "
+                   "same training rows, and AUROCs within each variant class.")
+@click.option("--source-labels", default=None, type=click.Path(dir_okay=False),
+              help="With --store: the source cohort's labelled variants; the baselines fitted there are applied "
+                   "unchanged (frozen_baseline:*).")
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False))
-def extend_cmd(probe_path, features, stores, labels, label_column, sizes, test_frac, repeats, l2, seed,
-               out_dir) -> None:
+def extend_cmd(probe_path, features, stores, labels, label_column, sizes, test_frac, repeats, l2, seed, n_boot,
+               baselines, source_labels, out_dir) -> None:
     """Extend a probe to a new cohort: learning curve of fine-tuned vs from-scratch vs frozen.
 
+    Every arm is scored on one fixed, stratified held-out part of the new cohort; each size is
+    drawn --repeats times. With --store (variants), model-free baselines fitted on the same
+    training rows stand beside the probes, overall and within SNVs.
+
     Example (variant probe from BRCA1 extended to BRCA2): biointerp cohort extend
-    --probe brca1_linear.safetensors --store brca2.store --labels brca2.parquet --out-dir extend/
+    --probe brca1_linear.safetensors --store brca2.store --labels brca2.parquet
+    --source-labels brca1.parquet --out-dir extend/
     """
     import numpy as np
 
     from biointerp.cohort import CohortError
     from biointerp.cohort_probe import learning_curve, learning_curve_plot, source_from_probe
+    from biointerp.probes.evaluate import binary_labels
 
     if (features is None) == (not stores):
         raise click.UsageError("give either --features or --store (with --labels)")
+    if source_labels and not stores:
+        raise click.UsageError("--source-labels goes with --store (variant cohorts)")
+    table = src_table = src_y = None
     try:
         src = source_from_probe(probe_path)
         if features:
@@ -424,10 +445,18 @@ def extend_cmd(probe_path, features, stores, labels, label_column, sizes, test_f
         else:
             if labels is None:
                 raise click.UsageError("--store needs --labels")
-            X, y = _store_xy(stores, labels, label_column, src)
+            X, y, table = _store_xy(stores, labels, label_column, src)
+            if source_labels:
+                st = _label_table(source_labels, label_column)
+                src_y = binary_labels(st[label_column])
+                st, src_y = st[np.isfinite(src_y)], src_y[np.isfinite(src_y)]
+                src_table = st
         size_list = [s.strip() if s.strip() == "all" else int(s) for s in sizes.split(",") if s.strip()]
-        runs, summary = learning_curve(src, X, y, size_list, test_frac, repeats, l2, seed, progress=True)
-    except (CohortError, ValueError, FileNotFoundError) as err:
+        runs, summary = learning_curve(src, X, y, size_list, test_frac, repeats, l2, seed, progress=True,
+                                       table=table if baselines else None,
+                                       source_table=src_table if baselines else None, source_y=src_y,
+                                       n_boot=n_boot)
+    except (CohortError, ValueError, FileNotFoundError, KeyError) as err:
         _fail(err)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -435,9 +464,16 @@ def extend_cmd(probe_path, features, stores, labels, label_column, sizes, test_f
     summary.to_csv(out / "learning_curve.tsv", sep="\t", index=False)
     learning_curve_plot(summary, out / "learning_curve.png", title=f"{Path(probe_path).name} -> new cohort "
                         f"(n={len(y)}, {int(np.sum(y))} positive)")
-    wide = summary.pivot(index="n", columns="method", values="auroc_mean")
-    click.echo(f"new cohort: {len(y)} labelled ({int(np.sum(y))} positive); held-out AUROC by training size:")
-    click.echo(wide.to_string(float_format=lambda x: f"{x:.3f}"))
+    click.echo(f"new cohort: {len(y)} labelled ({int(np.sum(y))} positive), held-out part "
+               f"{int(summary['n_test'].max())}; held-out AUROC (mean over draws [95% interval]) by training size:")
+    for stratum, g in summary.groupby("stratum", sort=False):
+        if stratum not in ("all", "snv"):
+            continue
+        cell = g.assign(cell=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{m:.3f}"
+                              for m, lo, hi in zip(g["auroc_mean"], g["auroc_lo"], g["auroc_hi"])])
+        wide = cell.pivot(index="n", columns="method", values="cell")[list(dict.fromkeys(g["method"]))]
+        click.echo(f"-- {stratum} (held-out n={int(g['n_test'].iloc[0])})")
+        click.echo(wide.to_string())
     click.echo(f"wrote {out}/learning_curve.tsv, learning_curve_runs.tsv, learning_curve.png")
 
 
@@ -469,16 +505,11 @@ def _store_xy(stores, labels, label_column, src):
     from biointerp.probes.evaluate import binary_labels
     from biointerp.store import ActivationStore
 
-    table = pd.read_parquet(labels) if str(labels).endswith(".parquet") else pd.read_csv(labels, sep=None,
-                                                                                      engine="python")
-    if "variant_id" in table.columns:
-        table = table.set_index("variant_id")
-    if label_column not in table.columns:
-        raise CohortError(f"label column {label_column!r} not in {labels}")
+    table = _label_table(labels, label_column)
     y_all = pd.Series(binary_labels(table[label_column]), index=table.index)
     tensor = (src["card"].get("input") or {}).get("tensor")
     mode = src["features"]
-    Xs, ys = [], []
+    Xs, ys, idl = [], [], []
     for s in stores:
         st = ActivationStore.open(s)
         name = tensor or next(n for n in st.tensor_names if n in ("acts", "diff") or n.startswith("emb."))
@@ -493,9 +524,30 @@ def _store_xy(stores, labels, label_column, src):
             feats = featurize(x.float(), mode)
         Xs.append(feats.double().numpy())
         ys.append(y_all[[ids[i] for i in keep]].to_numpy())
+        idl += [ids[i] for i in keep]
     if not Xs or sum(len(x) for x in Xs) == 0:
         raise CohortError("no labelled variants of --labels are in the store(s)")
-    return np.concatenate(Xs), np.concatenate(ys).astype(int)
+    if len(set(idl)) < len(idl):
+        raise CohortError("a variant is in more than one --store; give each variant once")
+    rows = table.loc[idl]
+    return np.concatenate(Xs), np.concatenate(ys).astype(int), rows.assign(variant_id=idl).set_index("variant_id")
+
+
+def _label_table(labels, label_column):
+    """A labelled variant table (Parquet / TSV / CSV), indexed by ``variant_id`` when it has one."""
+    import pandas as pd
+
+    from biointerp.cohort import CohortError
+
+    table = pd.read_parquet(labels) if str(labels).endswith(".parquet") else pd.read_csv(labels, sep=None,
+                                                                                      engine="python")
+    if "variant_id" in table.columns:
+        table = table.set_index("variant_id")
+    if label_column not in table.columns:
+        raise CohortError(f"label column {label_column!r} not in {labels}")
+    if table.index.duplicated().any():
+        raise CohortError(f"{labels}: duplicated variant ids (e.g. {table.index[table.index.duplicated()][0]!r})")
+    return table
 
 
 @cohort.command("evaluate-planted")

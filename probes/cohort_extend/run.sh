@@ -2,7 +2,9 @@
 # Extending a variant probe to a new "cohort": a linear probe trained on the BRCA1 region's
 # ClinVar (2016) pathogenic/benign variants, extended to the BRCA2 region's variants.
 # Learning curve (n = 20, 50, 100, 200, all) of fine-tuned vs from-scratch vs frozen on a fixed
-# held-out half of BRCA2.
+# held-out half of BRCA2 (REPEATS draws per size), beside the model-free baselines (variant class,
+# substitution type, both) fitted on the same training rows and on BRCA1, overall and within SNVs.
+# First a check that the features carry signal at all (5-fold CV within each region).
 #
 #   MODEL=demo LAYER=blocks.6 bash probes/cohort_extend/run.sh
 set -euo pipefail
@@ -12,6 +14,8 @@ OUT=${OUT:-results/cohort_extend}
 UP=${UP:-128}
 DOWN=${DOWN:-128}
 LIMIT=${LIMIT:-0}   # >0: at most LIMIT labelled variants per region
+REPEATS=${REPEATS:-10}
+NBOOT=${NBOOT:-200}
 BI=${BI:-biointerp}
 PY=${PY:-python}
 DATA=${DATA:-../shared/data}
@@ -45,7 +49,13 @@ d = pd.read_parquet(f"{out}/brca1.labelled.parquet")
 d["split"] = np.where(np.random.default_rng(0).uniform(size=len(d)) < 0.15, "val", "train")
 d.to_parquet(f"{out}/brca1.split.parquet", index=False)
 PY
+[ -s "$OUT/brca1_linear.safetensors" ] || \
 $BI probe train --kind linear --store "$OUT/brca1.store" --labels "$OUT/brca1.split.parquet" --split-column split \
   --tensor "emb.$LAYER.mean" --out "$OUT/brca1_linear.safetensors"
+echo "== do the features carry signal? 5-fold CV within each region"
+$PY probes/cohort_extend/signal_check.py "$OUT/brca1_linear.safetensors" "$OUT/signal_check.tsv" \
+  "brca1=$OUT/brca1.store:$OUT/brca1.labelled.parquet" "brca2=$OUT/brca2.store:$OUT/brca2.labelled.parquet"
+echo "== learning curve BRCA1 -> BRCA2"
 $BI cohort extend --probe "$OUT/brca1_linear.safetensors" --store "$OUT/brca2.store" \
-  --labels "$OUT/brca2.labelled.parquet" --label-column label --repeats 5 --out-dir "$OUT/extend"
+  --labels "$OUT/brca2.labelled.parquet" --source-labels "$OUT/brca1.labelled.parquet" --label-column label \
+  --repeats "$REPEATS" --n-boot "$NBOOT" --out-dir "$OUT/extend"
