@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -149,3 +150,52 @@ def test_rsid_lookup_is_capped(tmp_path):
         assert len(db.query(rsid="rs5", limit=5)) == 5
         with pytest.raises(vdb.QueryError):
             db.rsid("rs5", limit=0)
+
+
+def test_db_build_keeps_id_column(tmp_path, fasta):
+    """The VCF ``ID`` travels from `variants check` through `score` into `db build` as ``id``, any scheme,
+    beside ``rsid``; a database built before the column existed still opens and queries."""
+    import shutil
+
+    import duckdb
+
+    import biointerp.db as vdb
+
+    rows = [f"chr1\t{5 + i}\t{vid}\t{SEQ[4 + i]}\t{'G' if SEQ[4 + i] != 'G' else 'T'}\t.\t.\t."
+            for i, (vid, _, _) in enumerate(IDS)]
+    (tmp_path / "v.vcf").write_text(HEADER + "".join(r + "\n" for r in rows), encoding="utf-8")
+    r = _invoke("score", "--model", "demo", "--fasta", fasta, "--variants", tmp_path / "v.vcf", "--window", "16",
+                "--out", tmp_path / "s.h5ad")
+    assert r.exit_code == 0, r.output
+    r = _invoke("db", "build", tmp_path / "s.h5ad", "--out", tmp_path / "v.duckdb")
+    assert r.exit_code == 0, r.output
+    assert "not kept" not in r.output or " id" not in r.output.split("not kept")[1].split("\n")[0]
+    with vdb.VariantDB(tmp_path / "v.duckdb") as db:
+        got = {rec["variant_id"]: (rec["id"], rec["rsid"]) for rec in db.region("chr1:1-40").records()}
+        assert "id" in db.metadata["columns"]
+        assert "id" not in db.metadata["inputs"][0]["ignored_columns"]
+    assert sorted(got.values(), key=str) == sorted(((e, s) for _, e, s in IDS), key=str)
+    r = _invoke("db", "query", "chr1:5:A:G", "--db", tmp_path / "v.duckdb", "--format", "json")
+    assert r.exit_code == 0 and '"id":"rs123"' in r.output, r.output
+
+    # a table input's own ID column maps onto ``id`` too
+    pd.DataFrame({"chrom": ["1", "1"], "pos": [5, 6], "ref": ["A", "C"], "alt": ["G", "G"], "ID": ["mine/1", "rs77"],
+                  "score": [0.5, 0.25]}).to_parquet(tmp_path / "t.parquet")
+    vdb.build([tmp_path / "t.parquet"], tmp_path / "t.duckdb", kind="table")
+    with vdb.VariantDB(tmp_path / "t.duckdb") as db:
+        assert [(x["id"], x["rsid"]) for x in db.region("1:1-10").records()] == [("mine/1", None), ("rs77", None)]
+
+    # an older database (no ``id`` column, not in its metadata) is read with the columns it has
+    old = tmp_path / "old.duckdb"
+    shutil.copy(tmp_path / "v.duckdb", old)
+    con = duckdb.connect(str(old))
+    md = json.loads(con.execute("SELECT value FROM metadata WHERE key = 'columns'").fetchone()[0])
+    con.execute("DROP VIEW variants_wide")
+    con.execute("DROP INDEX variants_key_idx")
+    con.execute("ALTER TABLE variants DROP COLUMN id")
+    con.execute("CREATE INDEX variants_key_idx ON variants (key)")
+    con.execute("UPDATE metadata SET value = ? WHERE key = 'columns'", [json.dumps([c for c in md if c != "id"])])
+    con.close()
+    with vdb.VariantDB(old) as db:
+        res = db.lookup("chr1:5:A:G")
+        assert "id" not in res.columns and res.records()[0]["rsid"] == "rs123"

@@ -4,7 +4,8 @@ Layout of the database file (schema version 1):
 
 ``variants``  one row per input row, sorted by ``key = contig_rank << 32 | pos``
               then ref, alt. Columns: ``key, variant_id`` (canonical 1-based),
-              ``variant_id0`` (EVEE 0-based form), chrom, pos, ref, alt, rsid,
+              ``variant_id0`` (EVEE 0-based form), chrom, pos, ref, alt, ``id`` (the
+              input's VCF ID as it was, any scheme; older databases lack it), rsid,
               gene, consequence, clinvar_significance, label, status,
               status_detail, split, ``score`` and ``heads``: all head columns
               packed in one fixed-size ``FLOAT[n]`` (or ``DOUBLE[n]``) array,
@@ -231,7 +232,7 @@ def _create_variants(con: duckdb.DuckDBPyConnection, score_type: str, extra: str
         SELECT CAST(c.rank AS BIGINT) * 4294967296 + s.pos AS key,
                s.chrom || ':' || s.pos || ':' || s.ref || ':' || s.alt AS variant_id,
                s.chrom || ':' || (s.pos - 1) || ':' || s.ref || ':' || s.alt AS variant_id0,
-               s.chrom, s.pos, s.ref, s.alt, s.rsid, s.gene, s.consequence, s.clinvar_significance,
+               s.chrom, s.pos, s.ref, s.alt, s.id, s.rsid, s.gene, s.consequence, s.clinvar_significance,
                s.label, s.status, s.status_detail, s.split, CAST(s.score AS {score_type}) AS score
                {extra}
         FROM staged s JOIN contigs c USING (chrom)

@@ -22,7 +22,8 @@ database column             input aliases
 chrom, pos, ref, alt        chrom|chromosome|chr|#chrom, pos|position, ref, alt
                             — else parsed from ``variant_id`` (0-based for
                             ``evee`` unless told otherwise)
-rsid                        rsid|rs_id|rsids|dbsnp|dbsnp_id|id (values ``rs…``)
+id                          id (the VCF ``ID`` as it was, any scheme)
+rsid                        rsid|rs_id|rsids|dbsnp|dbsnp_id
 gene                        gene|gene_name|gene_symbol|symbol
 consequence                 consequence|most_severe_consequence|csq|effect
 clinvar_significance        clinvar_significance|clinical_significance|
@@ -56,6 +57,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "pos": ("pos", "position"),
     "ref": ("ref", "ref_allele", "reference"),
     "alt": ("alt", "alt_allele", "alternate"),
+    "id": ("id",),
     "rsid": ("rsid", "rs_id", "rsids", "dbsnp", "dbsnp_id"),
     "gene": ("gene", "gene_name", "gene_symbol", "symbol"),
     "consequence": ("consequence", "most_severe_consequence", "csq", "effect"),
@@ -67,7 +69,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 #: Database columns in order (``key`` and the two ids are computed at build).
-TEXT_COLUMNS = ["rsid", "gene", "consequence", "clinvar_significance", "label", "status", "status_detail", "split"]
+TEXT_COLUMNS = ["id", "rsid", "gene", "consequence", "clinvar_significance", "label", "status", "status_detail", "split"]
 BASE_COLUMNS = ["variant_id", "variant_id0", "chrom", "pos", "ref", "alt", *TEXT_COLUMNS, "score"]
 
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",

@@ -94,7 +94,9 @@ class VariantDB:
         except duckdb.Error as err:
             raise ValueError(f"{path} is not a biointerp variant database ({err})") from None
         self.heads: list[str] = list(self.metadata.get("heads", []))
-        self.base_columns = list(BASE_COLUMNS)
+        # databases built before the ``id`` column existed lack it: list the columns they have
+        have = set(self.metadata.get("columns", BASE_COLUMNS))
+        self.base_columns = [c for c in BASE_COLUMNS if c in have]
         self._head_idx = {h: i for i, h in enumerate(self.heads)}
         self.wide = self.metadata.get("layout") == "wide"
         self._store = None

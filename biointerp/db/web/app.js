@@ -11,7 +11,7 @@ const NEGATIVE = new Set(["benign", "likely_benign", "likely benign", "benign/li
 const LIST_PREF = ["variant_id", "gene", "rsid", "consequence", "clinvar_significance", "label", "status", "score"];
 const TITLES = {
   variant_id: "Variant", variant_id0: "EVEE id (0-based)", chrom: "Chromosome", pos: "Position (1-based)",
-  ref: "Ref", alt: "Alt", rsid: "rsID", gene: "Gene", consequence: "Consequence",
+  ref: "Ref", alt: "Alt", id: "ID (as in the input)", rsid: "rsID", gene: "Gene", consequence: "Consequence",
   clinvar_significance: "ClinVar significance", label: "Label", status: "Status", status_detail: "Status detail",
   split: "Split", score: "Score",
 };
