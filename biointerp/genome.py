@@ -21,8 +21,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyfaidx
-
 __all__ = [
     "Genome",
     "GenomeError",
@@ -203,6 +201,8 @@ def _build_index_atomically(path: Path, fai: str | None, gzi: str | None) -> Non
     tag = f".tmp{os.getpid()}"
     tmp_fai = fai_p.with_name(fai_p.name + tag)
     tmp_gzi = gzi_p.with_name(gzi_p.name + tag) if gzi_p is not None else None
+    import pyfaidx  # imported where used: it pulls in fsspec and asyncio (~0.15 s)
+
     try:
         pyfaidx.Faidx(str(path), indexname=str(tmp_fai), gzi_indexname=str(tmp_gzi) if tmp_gzi else None,
                       rebuild=True).close()
@@ -255,6 +255,8 @@ class Genome:
         if first != b">":
             raise GenomeError(f"{self.path}: not a FASTA file (the first character is {first!r}, expected '>')")
         fai, gzi = _index_paths(self.path, index_dir, kind == "bgzf")
+        import pyfaidx
+
         try:
             _build_index_atomically(self.path, fai, gzi)
             self._fa = pyfaidx.Fasta(str(self.path), indexname=fai, gzi_indexname=gzi,

@@ -140,11 +140,15 @@ def _emit(df, fmt: str, out: Path | None) -> None:
         text = df.to_csv(sep="\t", index=False, na_rep=".")
     else:
         text = df.to_string(index=False, max_colwidth=40) if len(df) else "(no rows)"
+    _emit_text(text, len(df), out)
+
+
+def _emit_text(text: str, n_rows: int, out: Path | None) -> None:
     if out is None:
         click.echo(text)
     else:
         out.write_text(text + ("\n" if not text.endswith("\n") else ""))
-        click.echo(f"{len(df)} rows -> {out}", err=True)
+        click.echo(f"{n_rows} rows -> {out}", err=True)
 
 
 @db.command()
@@ -182,8 +186,16 @@ def query(db_path, variant, region, gene, rsid, top, limit, min_score, max_score
         if profile:
             df = vdb.profile(variant, zero_based=zero_based, heads=h or True)
         else:
-            df = vdb.query(variant, region=region, gene=gene, rsid=rsid, top=top, min_score=min_score,
-                           max_score=max_score, zero_based=zero_based, heads=h, limit=limit)
+            res = vdb.query_result(variant, region=region, gene=gene, rsid=rsid, top=top, min_score=min_score,
+                                   max_score=max_score, zero_based=zero_based, heads=h, limit=limit)
+            if fmt == "table":  # the common case prints without importing pandas (same text)
+                from biointerp.db.textfmt import to_string
+
+                text = to_string(res.columns, res.rows) if res.rows else "(no rows)"
+                if text is not None:
+                    _emit_text(text, len(res.rows), out)
+                    return
+            df = res.frame()
     except QueryError as err:
         raise click.UsageError(str(err)) from None
     finally:

@@ -7,12 +7,16 @@ import re
 import queue
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from biointerp.db.evee import BASE_COLUMNS, q
-from biointerp.variants import contig_aliases, parse_variant_id
+from biointerp.genome import contig_aliases
+from biointerp.variant_ids import parse_variant_id
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 _REGION_RE = re.compile(r"^\s*([A-Za-z0-9_.]{1,64})(?::([\d,]{1,15})(?:-([\d,]{1,15}))?)?\s*$")
 _RSID_RE = re.compile(r"^rs\d{1,12}$", re.IGNORECASE)
@@ -37,6 +41,8 @@ class Result:
     truncated: bool = False
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd  # imported here: light commands print rows without pandas (~0.5 s import)
+
         return pd.DataFrame.from_records(self.rows, columns=self.columns)
 
     def records(self) -> list[dict]:
@@ -295,24 +301,33 @@ class VariantDB:
               limit: int | None = None) -> pd.DataFrame:
         """One look-up, as a DataFrame (mirrors ``biointerp db query``). Give exactly one of
         ``variant``, ``region``, ``gene``, ``rsid``."""
+        return self.query_result(variant, region=region, gene=gene, rsid=rsid, top=top, min_score=min_score,
+                                 max_score=max_score, zero_based=zero_based, heads=heads, limit=limit).frame()
+
+    def query_result(self, variant: str | None = None, *, region: str | None = None, gene: str | None = None,
+                     rsid: str | None = None, top: int | None = None, min_score: float | None = None,
+                     max_score: float | None = None, zero_based: bool = False, heads: bool | list[str] = True,
+                     limit: int | None = None) -> Result:
+        """:meth:`query` as a :class:`Result` (no pandas)."""
         given = [k for k, v in dict(variant=variant, region=region, gene=gene, rsid=rsid).items() if v]
         if len(given) != 1:
             raise QueryError(f"give exactly one of variant, region, gene, rsid (got {given or 'none'})")
         if variant:
             res = self.lookup(variant, zero_based=zero_based, heads=heads)
-            df = res.frame()
-            if min_score is not None:
-                df = df[df["score"] >= min_score]
-            if max_score is not None:
-                df = df[df["score"] <= max_score]
-            return df.reset_index(drop=True)
+            if min_score is not None or max_score is not None:
+                j = res.columns.index("score")
+
+                def keep(s) -> bool:  # a missing (NULL/NaN) score passes no bound
+                    return s is not None and s == s and (min_score is None or s >= min_score) \
+                        and (max_score is None or s <= max_score)
+
+                res = Result(res.columns, [r for r in res.rows if keep(r[j])], res.truncated)
+            return res
         if region:
-            res = self.region(region, min_score=min_score, max_score=max_score, limit=limit, heads=heads)
-        elif gene:
-            res = self.gene(gene, top=top, min_score=min_score, max_score=max_score, limit=limit, heads=heads)
-        else:
-            res = self.rsid(rsid, heads=heads, limit=RSID_LIMIT if limit is None else limit)
-        return res.frame()
+            return self.region(region, min_score=min_score, max_score=max_score, limit=limit, heads=heads)
+        if gene:
+            return self.gene(gene, top=top, min_score=min_score, max_score=max_score, limit=limit, heads=heads)
+        return self.rsid(rsid, heads=heads, limit=RSID_LIMIT if limit is None else limit)
 
     def head_info(self, heads: bool | list[str] = True) -> pd.DataFrame:
         """Metadata of head columns: ``column_name, head, view, display, group, description, category,
@@ -324,7 +339,7 @@ class VariantDB:
         except duckdb.Error:  # narrow databases have no heads_meta table
             rows = [(h, h, "", None, None, None, None, None, None) for h in self.heads]
         keep = set(names)
-        return pd.DataFrame([r for r in rows if r[0] in keep], columns=cols)
+        return Result(cols, [r for r in rows if r[0] in keep]).frame()
 
     def profile(self, variant_id: str, zero_based: bool = False, heads: bool | list[str] = True) -> pd.DataFrame:
         """One variant's head values in long form, one row per head column, with the head metadata
