@@ -62,24 +62,6 @@ def _read_header(path: Path) -> tuple[list[bytes], list[str], int, int]:
     return meta, cols, buf[:end].count(b"\n") + 1, min(end + 1, len(buf))
 
 
-def _trim_split_alleles(con: duckdb.DuckDBPyConnection) -> None:
-    """Trim the common suffix of each split ALT against REF (``CTT>C,CT`` -> ``CT>C``), as VCF
-    normalisation does, so split alleles meet the database's minimal representation. Multi-allelic
-    records are a small share of a VCF, so a Python pass over them is cheap."""
-    t = con.sql("SELECT rn, k, key, ref, alt FROM alle_multi").to_arrow_table()
-    if t.num_rows == 0:
-        return
-    refs, alts = t.column("ref").to_pylist(), t.column("alt").to_pylist()
-    for i, (r, a) in enumerate(zip(refs, alts)):
-        while len(r) > 1 and len(a) > 1 and r[-1] == a[-1]:
-            r, a = r[:-1], a[:-1]
-        refs[i], alts[i] = r, a
-    trimmed = t.set_column(3, "ref", pa.array(refs, pa.string())).set_column(4, "alt", pa.array(alts, pa.string()))
-    con.register("alle_trimmed", trimmed)
-    con.execute("CREATE OR REPLACE TEMP TABLE alle_multi AS SELECT * FROM alle_trimmed")
-    con.unregister("alle_trimmed")
-
-
 def _assemble(table: pa.Table, names: list[str], adds: pa.Table) -> bytes:
     """Rebuild the VCF body with pyarrow kernels: INFO gets ``;add`` (or becomes ``add`` when it was ``.``)."""
     n = table.num_rows
@@ -274,8 +256,8 @@ def _annotate(vdb: VariantDB, vcf_in: Path, vcf_out: Path, heads: list[str], pre
                 return None if block is None else (block, _parse_block(block, names))
 
             # Three stages overlap: the next block is decompressed and parsed, and the previous
-            # output compressed and written, in two threads while this block is joined and
-            # formatted (zlib, htslib, Arrow and DuckDB all release the GIL).
+            # block's output spliced, compressed and written, in two threads while this block is
+            # joined and its INFO text formatted (zlib, htslib, Arrow, NumPy and DuckDB release the GIL).
             with ThreadPoolExecutor(2, thread_name_prefix="annotate") as pool:
                 reading, writing = pool.submit(read_next), None
                 while True:
@@ -290,11 +272,11 @@ def _annotate(vdb: VariantDB, vcf_in: Path, vcf_out: Path, heads: list[str], pre
                         break
                     reading = pool.submit(read_next)
                     block, table = item
-                    body = _annotate_batch(con, vdb, table, names, fields, prefix, stats, steps, block)
+                    adds = _annotate_batch(con, vdb, table, names, fields, prefix, stats, steps)
                     t = time.perf_counter()
                     if writing is not None:
                         writing.result()
-                    writing = pool.submit(fh.write, body)
+                    writing = pool.submit(lambda b, tb, ad: fh.write(_body(b, tb, names, ad, steps)), block, table, adds)
                     steps["compress_write"] += time.perf_counter() - t
                     bar.update(table.num_rows)
                 t = time.perf_counter()
@@ -322,11 +304,17 @@ def _annotate(vdb: VariantDB, vcf_in: Path, vcf_out: Path, heads: list[str], pre
     }
 
 
-def _annotate_batch(con: duckdb.DuckDBPyConnection, vdb: VariantDB, table: pa.Table, names: list[str],
-                    fields: list[tuple], prefix: str, stats: dict, steps: dict, block: bytes | None = None) -> bytes:
-    """Annotate one batch of parsed records; returns its output lines as bytes."""
-    t_read = time.perf_counter()
-    # Join keys computed with Arrow kernels: key = contig_rank << 32 | POS (NULL on unknown contigs).
+def _alleles(table: pa.Table, vdb: VariantDB, stats: dict) -> tuple[pa.Table, np.ndarray, dict[int, int]]:
+    """The ALT alleles of a batch to look up, one row each: ``rn`` (record number in the batch),
+    ``k`` (ALT index, 1-based), ``key = contig_rank << 32 | POS``, upper-case ``ref`` and ``alt``,
+    ``m`` (from a multi-ALT record); the multi-ALT record mask; and ``rn -> number of ALTs`` of the
+    multi-ALT records. Records on unknown contigs are left out. The ALTs of a multi-allelic record
+    are split and each one's common suffix with REF trimmed (``CTT>C,CT`` -> ``CT>C``), as VCF
+    normalisation does, so split alleles meet the database's minimal representation."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     c0 = table.column("c0")
     rank_of = {}
     for c in pc.unique(c0).to_pylist():
@@ -340,56 +328,90 @@ def _annotate_batch(con: duckdb.DuckDBPyConnection, vdb: VariantDB, table: pa.Ta
         pos = pc.cast(table.column("c1"), pa.int64())
     except pa.ArrowInvalid as err:
         raise ValueError(f"POS column holds a non-integer value ({err})") from None
-    keys = pa.table({
-        "rn": pa.array(np.arange(table.num_rows, dtype=np.int64)),
-        "key": pc.add(pc.multiply(ranks, 4294967296), pos),
-        "ref": pc.utf8_upper(table.column("c3")),
-        "alt": pc.utf8_upper(table.column("c4")),
-        "multi": pc.match_substring(table.column("c4"), ","),
-    })
-    stats["known_contig"] += table.num_rows - keys.column("key").null_count
+    key = pc.add(pc.multiply(ranks, 4294967296), pos).combine_chunks()
+    alt_in = table.column("c4")
+    multi = pc.match_substring(alt_in, ",").to_numpy(zero_copy_only=False)
+    n_commas = int(pc.sum(pc.count_substring(alt_in.filter(pa.array(multi)), ",")).as_py() or 0) if multi.any() else 0
+    stats["alleles"] += table.num_rows + n_commas
+    stats["known_contig"] += table.num_rows - key.null_count
+    valid = key.is_valid().to_numpy(zero_copy_only=False)
+    ref = pc.utf8_upper(table.column("c3")).combine_chunks()
+    alt = pc.utf8_upper(alt_in).combine_chunks()
+    one = pa.array(np.flatnonzero(valid & ~multi))
+    parts = [pa.table({"rn": one, "k": pa.array(np.ones(len(one), dtype=np.int32)), "key": key.take(one),
+                       "ref": ref.take(one), "alt": alt.take(one), "m": pa.array(np.zeros(len(one), dtype=bool))})]
+    n_alts: dict[int, int] = {}
+    many = np.flatnonzero(valid & multi)
+    if len(many):
+        idx = pa.array(many)
+        lists = pc.split_pattern(alt.take(idx), ",")
+        a = pc.list_flatten(lists)
+        parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+        first = np.searchsorted(parent, parent)  # parent is sorted: the first ALT of each record
+        k = (np.arange(len(parent)) - first + 1).astype(np.int32)
+        r = ref.take(idx).take(pa.array(parent))
+        # trim the common suffix where there is one to trim (few alleles: a Python pass over those)
+        trim = pc.and_(pc.and_(pc.greater(pc.utf8_length(r), 1), pc.greater(pc.utf8_length(a), 1)),
+                       pc.equal(pc.utf8_slice_codeunits(r, -1), pc.utf8_slice_codeunits(a, -1)))
+        at = np.flatnonzero(trim.to_numpy(zero_copy_only=False))
+        if len(at):
+            rs, als = r.take(pa.array(at)).to_pylist(), a.take(pa.array(at)).to_pylist()
+            for i, (x, y) in enumerate(zip(rs, als)):
+                while len(x) > 1 and len(y) > 1 and x[-1] == y[-1]:
+                    x, y = x[:-1], y[:-1]
+                rs[i], als[i] = x, y
+            mask = np.zeros(len(parent), dtype=bool)
+            mask[at] = True
+            r = pc.replace_with_mask(r, pa.array(mask), pa.array(rs, pa.string()))
+            a = pc.replace_with_mask(a, pa.array(mask), pa.array(als, pa.string()))
+        rn = many[parent]
+        parts.append(pa.table({"rn": pa.array(rn), "k": pa.array(k), "key": key.take(idx).take(pa.array(parent)),
+                               "ref": r, "alt": a, "m": pa.array(np.ones(len(parent), dtype=bool))}))
+        n_alts = dict(zip(many.tolist(), np.bincount(parent, minlength=len(many)).tolist()))
+    return pa.concat_tables(parts), multi, n_alts
+
+
+def _annotate_batch(con: duckdb.DuckDBPyConnection, vdb: VariantDB, table: pa.Table, names: list[str],
+                    fields: list[tuple], prefix: str, stats: dict, steps: dict) -> pa.Table:
+    """Look up one batch of parsed records; returns ``adds`` (``rn``, the INFO text to add) for the
+    records with at least one matched allele."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t_read = time.perf_counter()
+    alleles, multi, n_alts = _alleles(table, vdb, stats)
     hidx = {h: i + 1 for i, h in enumerate(vdb.heads)}
+
     def raw(col: str) -> str:
         return f"d.heads[{hidx[col]}]" if col in hidx and col not in ("score", "label") else f"d.{q(col)}"
 
-    def fmt_sql(j: int, typ: str) -> str:
+    def text_sql(col: str, typ: str) -> str:  # the INFO text of one value, for multi-ALT records
         if typ == "Float":
-            return f"coalesce(CAST(v{j} AS VARCHAR), '.')"
-        return f"coalesce(translate(v{j}, ';=, \t', '_____'), '.')"
+            return f"coalesce(CAST({raw(col)} AS VARCHAR), '.')"
+        return f"coalesce(translate({raw(col)}, ';=, \t', '_____'), '.')"
 
-    con.register("vk", keys)
     dedupe = ("QUALIFY row_number() OVER (PARTITION BY a.rn, a.k ORDER BY (d.status = 'ok') DESC, d.variant_id) = 1"
               if vdb.metadata.get("n_duplicate_ids") else "")
     vals = ", ".join(f"{raw(col)} AS v{j}" for j, (_, col, _t, _d) in enumerate(fields))
-    multi_add = " || ';' || ".join(
-        f"'{prefix}{key}=' || string_agg({fmt_sql(j, typ)}, ',' ORDER BY k)"
-        for j, (key, _c, typ, _d) in enumerate(fields))
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE alle_multi AS
-        SELECT rn, key, ref, unnest(string_split(alt, ',')) AS alt,
-               generate_subscripts(string_split(alt, ','), 1) AS k
-        FROM vk WHERE multi AND key IS NOT NULL""")
-    _trim_split_alleles(con)
-    # Hash on the integer key only; ref/alt are checked on the (few) key matches: the CASE keeps
-    # the optimizer from turning them into string hash-join keys (about 1.5x faster).
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE hits AS
-        WITH a AS (SELECT rn, key, ref, alt, 1 AS k, FALSE AS multi FROM vk WHERE NOT multi AND key IS NOT NULL
-                   UNION ALL SELECT rn, key, ref, alt, k, TRUE AS multi FROM alle_multi)
-        SELECT a.rn, a.k, a.multi, {vals}
-        FROM a JOIN vdb.variants d
-          ON d.key = a.key AND (CASE WHEN d.ref = a.ref THEN d.alt = a.alt ELSE FALSE END) {dedupe}""")
+    texts = ", ".join(f"CASE WHEN a.m THEN {text_sql(col, typ)} END AS t{j}"
+                      for j, (_, col, typ, _d) in enumerate(fields))
+    # One hash join for every allele of the batch, on the integer key only; ref/alt are checked on
+    # the (few) key matches: the CASE keeps the optimizer from turning them into string hash-join
+    # keys (about 1.5x faster). Values of multi-ALT records come back as text already (DuckDB's
+    # number format, as in every earlier release of this command).
+    con.register("alle", alleles)
+    try:
+        hits = con.sql(f"""
+            SELECT a.rn, a.k, a.m, {vals}, {texts}
+            FROM alle a JOIN vdb.variants d
+              ON d.key = a.key AND (CASE WHEN d.ref = a.ref THEN d.alt = a.alt ELSE FALSE END) {dedupe}""").to_arrow_table()
+    finally:
+        con.unregister("alle")
+    stats["matched_alleles"] += hits.num_rows
     t_join = time.perf_counter()
-    single = con.sql(f"SELECT rn, {', '.join(f'v{j}' for j in range(len(fields)))} FROM hits WHERE NOT multi"
-                     ).to_arrow_table()
-    multi = con.sql(f"""
-        SELECT m.rn, {multi_add} AS add FROM (
-            SELECT a.rn, a.k, {", ".join(f"h.v{j}" for j in range(len(fields)))}
-            FROM alle_multi a LEFT JOIN hits h ON h.rn = a.rn AND h.k = a.k
-            WHERE a.rn IN (SELECT rn FROM hits WHERE multi)) m
-        GROUP BY m.rn""").to_arrow_table()
-    stats["matched_alleles"] += con.execute("SELECT count(*) FROM hits").fetchall()[0][0]
-    con.unregister("vk")
+    hit_multi = hits.column("m").to_numpy(zero_copy_only=False) if hits.num_rows else np.zeros(0, dtype=bool)
+    single = hits.filter(pa.array(~hit_multi)) if hit_multi.any() else hits
     # single-ALT records (the bulk): INFO text built with Arrow kernels
     pieces = []
     for j, (key, _col, typ, _d) in enumerate(fields):
@@ -401,22 +423,41 @@ def _annotate_batch(con: duckdb.DuckDBPyConnection, vdb: VariantDB, table: pa.Ta
         pieces += [pa.scalar(f"{';' if j else ''}{prefix}{key}="), pc.fill_null(v, ".")]
     # one n-ary join (separator "") builds KEY1=v1;KEY2=v2... for every row at once
     add = pc.binary_join_element_wise(*pieces, "") if pieces else pa.nulls(single.num_rows, pa.string())
-    adds = pa.concat_tables([
-        pa.table({"rn": single.column("rn"), "add": add}).cast(pa.schema([("rn", pa.int64()), ("add", pa.string())])),
-        multi.cast(pa.schema([("rn", pa.int64()), ("add", pa.string())])),
-    ])
-    t_format = time.perf_counter()
-    out_body = _assemble_raw(block, table, adds) if block is not None else None
-    if out_body is None:
-        out_body = _assemble(table, names, adds)
-    t_assemble = time.perf_counter()
+    parts = [pa.table({"rn": single.column("rn"), "add": add.cast(pa.string())})]
+    if hit_multi.any():
+        # multi-ALT records with at least one match: per-ALT values in ALT order, '.' where none
+        mh = hits.filter(pa.array(hit_multi))
+        per: dict[int, list[list[str]]] = {}
+        cols = [mh.column("rn").to_pylist(), mh.column("k").to_pylist()] + \
+            [mh.column(f"t{j}").to_pylist() for j in range(len(fields))]
+        for rn, k, *tx in zip(*cols):
+            got = per.get(rn)
+            if got is None:
+                got = per[rn] = [["."] * n_alts[rn] for _ in fields]
+            for j, t in enumerate(tx):
+                got[j][k - 1] = t
+        keys = [f"{prefix}{key}=" for key, *_ in fields]
+        parts.append(pa.table({
+            "rn": pa.array(list(per), pa.int64()),
+            "add": pa.array([";".join(kk + ",".join(v) for kk, v in zip(keys, got)) for got in per.values()],
+                            pa.string())}))
+    adds = pa.concat_tables(parts)
     stats["records"] += table.num_rows
     stats["annotated_records"] += adds.num_rows
-    stats["alleles"] += int(pc.sum(pc.add(pc.count_substring(table.column("c4"), ","), 1)).as_py() or 0)
     steps["join"] += t_join - t_read
-    steps["format"] += t_format - t_join
-    steps["assemble"] += t_assemble - t_format
-    return out_body
+    steps["format"] += time.perf_counter() - t_join
+    return adds
+
+
+def _body(block: bytes, table: pa.Table, names: list[str], adds: pa.Table, steps: dict) -> bytes:
+    """The output lines of one batch: the new INFO text spliced into the input bytes (or, for
+    blocks that are not plain ``\n``-separated lines, every field re-joined)."""
+    t = time.perf_counter()
+    out = _assemble_raw(block, table, adds)
+    if out is None:
+        out = _assemble(table, names, adds)
+    steps["assemble"] += time.perf_counter() - t
+    return out
 
 
 def _lit(s: str) -> str:
