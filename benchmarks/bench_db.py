@@ -9,11 +9,12 @@ ways, their ratios, and annotate throughput on a 1M-record VCF.
     .venv/bin/python benchmarks/bench_db.py --quick      # 200k rows, 100k VCF records
 
 Annotation (``--annotate``: only this part): ``biointerp db annotate`` of the sorted 1M-record VCF
-(~70% database variants, 2% multi-allelic) against the same function from a named baseline commit
-(``--annotate-baseline``, default ``b5ec7b8``: main before the session-4 annotate work; loaded from
-git), in the same process on the same files, alternating for ``--annotate-repeat`` rounds.
-Reported: records/s end to end (best and median), process CPU, the ratio, and whether the outputs
-are byte-identical (decompressed and compressed); the script exits non-zero when they differ.
+(~70% database variants, 2% multi-allelic) against the same function from named baseline commits
+(``--annotate-baseline``, repeatable; default ``e0bb00a``, main before issue #15's annotate work, and
+``b5ec7b8``, main before the single-join rewrite; loaded from git), in the same process on the same
+files, alternating for ``--annotate-repeat`` rounds. Reported: records/s end to end (best and
+median), process CPU and wall seconds, the ratios, and whether the outputs are byte-identical
+(decompressed and compressed); the script exits non-zero when they differ.
 
     .venv/bin/python benchmarks/bench_db.py --annotate --workdir /tmp/bdb --keep   # builds once, then reuses
 
@@ -92,71 +93,137 @@ def write_vcf(path: Path, con: duckdb.DuckDBPyConnection, n: int, seed: int) -> 
         fh.write(("\n".join(head) + "\n" + "\n".join(body.tolist()) + "\n").encode())
 
 
-ANNOTATE_BASELINE = "b5ec7b8"
+#: e0bb00a: main before issue #15's annotate work (328k records/s in the issue); b5ec7b8: main before
+#: the single-join rewrite (INFO splice already in)
+ANNOTATE_BASELINES = ("e0bb00a", "b5ec7b8")
 
 
 def load_baseline_annotate(ref: str):
-    """``biointerp/db/annotate.py`` as it was at git ``ref``, as a module (imports today's package)."""
+    """The VCF annotator as it was at git ``ref`` (``biointerp/db/annotation.py``, before that
+    ``annotate.py``), as a module (imports today's package)."""
     import importlib.util
     import subprocess
 
     repo = Path(__file__).resolve().parents[1]
-    src = subprocess.run(["git", "-C", str(repo), "show", f"{ref}:biointerp/db/annotate.py"], check=True,
-                         capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp(prefix="bench_annotate_")) / "annotate_baseline.py"
+    for name in ("annotation", "annotate"):
+        got = subprocess.run(["git", "-C", str(repo), "show", f"{ref}:biointerp/db/{name}.py"], capture_output=True,
+                             text=True)
+        if got.returncode == 0:
+            break
+    else:
+        raise SystemExit(f"no VCF annotator at {ref}: {got.stderr.strip()}")
+    src = got.stdout
+    path = Path(tempfile.mkdtemp(prefix="bench_annotate_")) / f"annotate_{ref}.py"
     path.write_text(src)
-    spec = importlib.util.spec_from_file_location("annotate_baseline", path)
+    spec = importlib.util.spec_from_file_location(f"annotate_{ref}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-def annotate_vs_baseline(db, vcf: Path, work: Path, ref: str = ANNOTATE_BASELINE, repeat: int = 3,
+def annotate_vs_baseline(db, vcf: Path, work: Path, refs=ANNOTATE_BASELINES, repeat: int = 3,
                          heads: list[str] | None = None) -> dict:
-    """Ours vs the baseline commit's ``annotate_vcf``, alternating on the same files (see the module doc)."""
+    """Ours vs each baseline commit's ``annotate_vcf``, alternating on the same files (see the module doc)."""
     import gzip
     import hashlib
 
-    base = load_baseline_annotate(ref)
     heads = heads or []
-    runs = {"baseline": (base.annotate_vcf, work / "annotated-base.vcf.gz"),
-            "ours": (vdb.annotate, work / "annotated-ours.vcf.gz")}
-    res: dict = {"baseline_ref": ref, "load_avg_before": os.getloadavg()[0], "cpus": os.cpu_count(), "heads": heads}
+    runs = {f"base {r}": (load_baseline_annotate(r).annotate_vcf, work / f"annotated-{r}.vcf.gz") for r in refs}
+    runs["ours"] = (vdb.annotate, work / "annotated-ours.vcf.gz")
+    res: dict = {"baselines": list(refs), "load_avg_before": os.getloadavg()[0], "cpus": os.cpu_count(),
+                 "heads": heads}
     for fn, out in runs.values():  # warm-up: page cache, imports
         fn(db, vcf, out, heads=heads)
     for name in runs:
-        res[name] = {"records_per_s": [], "cpu_s": [], "steps": []}
+        res[name] = {"records_per_s": [], "cpu_s": [], "wall_s": [], "steps": []}
     for _ in range(repeat):
         for name, (fn, out) in runs.items():
-            c = time.process_time()
+            c, w = time.process_time(), time.perf_counter()
             s = fn(db, vcf, out, heads=heads)
             res[name]["cpu_s"].append(time.process_time() - c)
+            res[name]["wall_s"].append(time.perf_counter() - w)
             res[name]["records_per_s"].append(s["records_per_s"])
             res[name]["steps"].append(s["seconds_by_step"])
             res[name]["records"] = s["records"]
             res[name]["summary"] = {k: v for k, v in s.items() if k not in ("seconds_by_step", "output")}
     digests = {n: hashlib.sha256(gzip.open(o).read()).hexdigest() for n, (_f, o) in runs.items()}
-    res["identical_text"] = digests["baseline"] == digests["ours"]
-    res["identical_bgzf"] = runs["baseline"][1].read_bytes() == runs["ours"][1].read_bytes()
-    res["identical_summary"] = all(  # same counts (records, annotated, matched alleles...), timings aside
-        {k: v for k, v in res[n]["summary"].items() if k not in ("seconds", "records_per_s")}
-        == {k: v for k, v in res["ours"]["summary"].items() if k not in ("seconds", "records_per_s")} for n in runs)
-    res["ratio_best"] = max(res["ours"]["records_per_s"]) / max(res["baseline"]["records_per_s"])
-    res["ratio_median"] = float(np.median(res["ours"]["records_per_s"]) / np.median(res["baseline"]["records_per_s"]))
+    counts = {n: {k: v for k, v in res[n]["summary"].items() if k not in ("seconds", "records_per_s")} for n in runs}
+    res["identical_text"] = all(d == digests["ours"] for d in digests.values())
+    res["identical_bgzf"] = all(o.read_bytes() == runs["ours"][1].read_bytes() for _f, o in runs.values())
+    # same counts (records, annotated, matched alleles...) where both report them, timings aside
+    res["identical_summary"] = all(counts[n][k] == counts["ours"][k] for n in runs for k in counts[n]
+                                   if k in counts["ours"])
     res["load_avg_after"] = os.getloadavg()[0]
-    print(f"  annotate{' + ' + ','.join(heads) if heads else ''}, ours vs baseline {ref} (alternating, {repeat} "
+    print(f"  annotate{' + ' + ','.join(heads) if heads else ''}, ours vs {', '.join(refs)} (alternating, {repeat} "
           f"rounds; load average {res['load_avg_before']:.1f} before, {res['load_avg_after']:.1f} after, "
           f"{os.cpu_count()} CPUs):")
     for name in runs:
         r = res[name]
-        print(f"    {name:8s} {r['records']:,} records: best {max(r['records_per_s']):>9,.0f} records/s, median "
+        print(f"    {name:12s} {r['records']:,} records: best {max(r['records_per_s']):>9,.0f} records/s, median "
               f"{np.median(r['records_per_s']):>9,.0f} (all {[round(x / 1e3) for x in r['records_per_s']]}k); "
-              f"CPU median {np.median(r['cpu_s']):.2f} s; steps (last run) {r['steps'][-1]}")
-    print(f"    ours / baseline: {res['ratio_best']:.2f}x records/s (best), {res['ratio_median']:.2f}x (median); "
-          f"CPU {np.median(res['baseline']['cpu_s']) / np.median(res['ours']['cpu_s']):.2f}x less; output text "
-          f"identical: {res['identical_text']} (sha256 {digests['ours'][:16]}), compressed bytes identical: "
-          f"{res['identical_bgzf']}, same counts: {res['identical_summary']}")
+              f"process CPU median {np.median(r['cpu_s']):.2f} s, wall median {np.median(r['wall_s']):.2f} s; "
+              f"steps (last run) {r['steps'][-1]}")
+    for ref in refs:
+        b = res[f"base {ref}"]
+        res[f"ratio_best_{ref}"] = max(res["ours"]["records_per_s"]) / max(b["records_per_s"])
+        res[f"ratio_median_{ref}"] = float(np.median(res["ours"]["records_per_s"]) / np.median(b["records_per_s"]))
+        print(f"    ours / {ref}: {res[f'ratio_best_{ref}']:.2f}x records/s (best), "
+              f"{res[f'ratio_median_{ref}']:.2f}x (median); CPU {np.median(b['cpu_s']) / np.median(res['ours']['cpu_s']):.2f}x less")
+    print(f"    output text identical: {res['identical_text']} (sha256 {digests['ours'][:16]}), compressed bytes "
+          f"identical: {res['identical_bgzf']}, same counts: {res['identical_summary']}")
     return res
+
+
+def annotate_stages(db, vcf: Path, work: Path, batch_bytes: int = 1 << 23) -> dict:
+    """Where the annotate floor is: process CPU seconds of each stage of ours, run one stage at a
+    time over the whole VCF (no overlap), on the same code path as ``biointerp db annotate``."""
+    import duckdb
+    import pysam
+
+    from biointerp.db import annotation as A
+
+    def cpu(fn):
+        c = time.process_time()
+        out = fn()
+        return time.process_time() - c, out
+
+    meta, cols, _n, n_bytes = A._read_header(vcf)
+    names = [f"c{i}" for i in range(len(cols))]
+    fields = [("SCORE", "score", "Float", ""), ("LABEL", "label", "String", "")]
+    stats = dict.fromkeys(("records", "alleles", "annotated_records", "matched_alleles", "known_contig"), 0)
+    steps = dict.fromkeys(("read_parse", "join", "format", "assemble", "compress_write"), 0.0)
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{db.path}' AS vdb (READ_ONLY)")
+    res = {}
+
+    def inflate():
+        with A._open_stream(vcf) as stream:
+            stream.read(n_bytes)
+            return list(A._blocks(stream, batch_bytes))
+
+    res["inflate gzip input, cut blocks"], blocks = cpu(inflate)
+    res["Arrow CSV parse"], tables = cpu(lambda: [A._parse_block(b, names) for b in blocks])
+    res["allele keys (split, trim, upper)"], _ = cpu(lambda: [A._alleles(t, db, dict(stats)) for t in tables])
+    t_batch, adds = cpu(lambda: [A._annotate_batch(con, db, t, names, fields, "BI_", stats, steps) for t in tables])
+    res["DuckDB join + INFO text"] = t_batch - res["allele keys (split, trim, upper)"]
+    res["splice INFO into the input bytes"], bodies = cpu(
+        lambda: [A._body(b, t, names, d, steps) for b, t, d in zip(blocks, tables, adds)])
+
+    def deflate():
+        with pysam.BGZFile(str(work / "stages.vcf.gz"), "wb1") as fh:
+            for body in bodies:
+                fh.write(body)
+
+    res["BGZF deflate (level 1)"], _ = cpu(deflate)
+    total = sum(res.values())
+    n = stats["records"]
+    print(f"  annotate stages, ours, one at a time ({n:,} records; process CPU, all threads; load average "
+          f"{os.getloadavg()[0]:.1f}):")
+    for k, v in res.items():
+        print(f"    {k:36s} {v:6.2f} s  {100 * v / total:4.0f}%")
+    print(f"    {'total':36s} {total:6.2f} s  = {n / total:,.0f} records per CPU-second")
+    con.close()
+    return {"records": n, "cpu_s": res, "total_cpu_s": total}
 
 
 def annotate_only(a) -> None:
@@ -176,6 +243,8 @@ def annotate_only(a) -> None:
         write_vcf(vcf, db._con.cursor(), a.vcf_records, seed=3)
     res = {"rows": db.metadata["n_rows"], "annotate": annotate_vs_baseline(db, vcf, work, a.annotate_baseline,
                                                                            a.annotate_repeat)}
+    annotate_stages(db, vcf, work)  # a warm-up pass (thread pools, first-use imports), not reported
+    res["annotate_stages"] = annotate_stages(db, vcf, work)
     res["annotate_2_heads"] = annotate_vs_baseline(db, vcf, work, a.annotate_baseline, max(1, a.annotate_repeat // 2),
                                                    heads=["score_0", "score_1"])
     db.close()
@@ -212,7 +281,8 @@ def main() -> None:
     ap.add_argument("--markdown", type=Path, default=None, help="--extrapolate: also write the table here")
     ap.add_argument("--build-only", action="store_true", help="--wide: stop after the builds (resume later with --reuse)")
     ap.add_argument("--annotate", action="store_true", help="only the annotate comparison (see above)")
-    ap.add_argument("--annotate-baseline", default=ANNOTATE_BASELINE, help="git commit of the annotate baseline")
+    ap.add_argument("--annotate-baseline", action="append", default=None,
+                    help=f"git commit of an annotate baseline (repeatable; default {' and '.join(ANNOTATE_BASELINES)})")
     ap.add_argument("--annotate-repeat", type=int, default=3, help="alternating rounds of the annotate comparison")
     a = ap.parse_args()
     if a.extrapolate:
@@ -221,6 +291,7 @@ def main() -> None:
         return main_wide(a)
     if a.quick:
         a.rows, a.vcf_records, a.queries = 200_000, 100_000, 100
+    a.annotate_baseline = tuple(a.annotate_baseline or ANNOTATE_BASELINES)
     if a.annotate:
         return annotate_only(a)
     work = a.workdir or Path(tempfile.mkdtemp(prefix="bench_db_"))

@@ -1,14 +1,18 @@
 """Benchmark: start-up and pipeline overhead of the command line and the demo.
 
-Times (wall, and CPU of the process with all its children) ``import biointerp``,
-``--help``, a one-row ``biointerp db query``, ``variants check`` of 3 records, a
-one-variant ``biointerp score`` and the whole ``biointerp demo``.
+Times (wall, and CPU of the process with all its children) the acceptance commands of issue #16:
+``import biointerp``, every ``biointerp <cmd> [<sub>] --help``, a one-row ``biointerp db query``,
+``variants check`` of 3 records; and a one-variant ``biointerp score`` and the whole ``biointerp demo``.
 
 Named baselines:
 
-- the one-shot commands: the same commands from an earlier commit (default ``e0bb00a``,
-  the last one before issue #16: heavy libraries imported eagerly), exported with
-  ``git archive``;
+- the one-shot commands: the same commands from an earlier commit (default ``b5ec7b8``, main
+  before the session-4 start-up work; ``--baseline-tree DIR`` takes a checked-out tree instead,
+  e.g. ``/work/main``), exported with ``git archive`` and run through ``PYTHONPATH``, alternating
+  with ours. Their outputs must be identical: stdout byte for byte (``variants check``'s
+  ``time`` line masked), the table ``variants check`` writes byte for byte, and every ``--help``
+  text; the script exits non-zero otherwise. Both query the same database file, built by the
+  baseline's code (so both read the same columns);
 - the demo: this checkout with ``BIOINTERP_JOB_PROCESSES=1``, i.e. every workflow job as
   its own ``biointerp`` process (the way the workflows ran before #16), so that the two
   demos must give the same results. The script exits non-zero when they differ:
@@ -19,13 +23,15 @@ Named baselines:
 It prints the ratios and the model work's share of the demo (score + harvest of every
 shard, run again in a warm process).
 
-    .venv/bin/python benchmarks/bench_startup.py [--repeats 3] [--demo-repeats 1] [--ref-demo] [--no-demo]
+    .venv/bin/python benchmarks/bench_startup.py --no-demo [--repeats 5]   # the one-shot commands only
+    .venv/bin/python benchmarks/bench_startup.py [--repeats 5] [--demo-repeats 1] [--ref-demo]
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import math
 import os
 import resource
@@ -60,6 +66,24 @@ def timed(cmd: list[str], root: Path, cwd: Path | None = None,
 def median_of(n: int, cmd: list[str], root: Path, cwd: Path | None = None) -> tuple[float, float]:
     runs = [timed(cmd, root, cwd)[:2] for _ in range(n)]
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
+def help_commands() -> list[list[str]]:
+    """``--help`` of the top level, of every command and of every sub-command."""
+    sys.path.insert(0, str(REPO))
+    from biointerp.cli import COMMANDS, main
+
+    out = [["--help"]]
+    for name in sorted(COMMANDS):
+        out.append([name, "--help"])
+        cmd = main.get_command(None, name)
+        out += [[name, sub, "--help"] for sub in sorted(getattr(cmd, "commands", {}))]
+    return out
+
+
+def _masked(text: str) -> str:
+    """stdout with the run-time line of ``variants check`` masked."""
+    return "\n".join("time      <masked>" if ln.startswith("time      ") else ln for ln in text.splitlines())
 
 
 def export_ref(ref: str, dest: Path) -> Path:
@@ -149,18 +173,25 @@ def compare_outputs(a: Path, b: Path) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3, help="median of N runs of each command (default 3)")
+    ap.add_argument("--repeats", type=int, default=5, help="median of N runs of each command (default 5)")
     ap.add_argument("--demo-repeats", type=int, default=1, help="runs of each demo (default 1)")
-    ap.add_argument("--baseline-ref", default="e0bb00a", help="git commit of the baseline (default e0bb00a)")
+    ap.add_argument("--baseline-ref", default="b5ec7b8", help="git commit of the baseline (default b5ec7b8)")
+    ap.add_argument("--baseline-tree", type=Path, default=None,
+                    help="a checked-out tree to use as the baseline instead of --baseline-ref (e.g. /work/main)")
     ap.add_argument("--no-demo", action="store_true", help="skip the demos (and the output comparison)")
+    ap.add_argument("--no-score", action="store_true", help="skip the one-variant score command")
     ap.add_argument("--ref-demo", action="store_true", help="also time the baseline commit's demo")
     ap.add_argument("--keep", type=Path, default=None, help="keep the work folder here")
+    ap.add_argument("--json", type=Path, default=None, help="also write the one-shot timings as JSON")
     args = ap.parse_args()
     load = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench_startup_")) if args.keep is None else args.keep
     work.mkdir(parents=True, exist_ok=True)
-    base = export_ref(args.baseline_ref, work / "baseline")
-    roots = {"ours": REPO, f"baseline {args.baseline_ref}": base}
+    if args.baseline_tree is not None:
+        base, base_name = args.baseline_tree.resolve(), f"baseline {args.baseline_tree}"
+    else:
+        base, base_name = export_ref(args.baseline_ref, work / "baseline"), f"baseline {args.baseline_ref}"
+    roots = {"ours": REPO, base_name: base}
     rows: dict[str, dict[str, tuple[float, float]]] = {}
     demo_rows: dict[str, tuple[float, float]] = {}
 
@@ -177,31 +208,66 @@ def main() -> None:
     three.write_text("".join([ln for ln in lines if ln.startswith("#")] + [ln for ln in lines if ln[0] != "#"][:3]))
     timed([str(BIN), "score", "--model", "demo", "--fasta", str(work / "g" / "genome.fa"), "--variants", str(vcf),
            "--window", "128", "--out", str(work / "s.h5ad")], REPO)
-    for k, root in roots.items():  # each side queries a database its own code built
-        timed([str(BIN), "db", "build", str(work / "s.h5ad"), "--out", str(work / f"v-{k.split()[0]}.duckdb"),
-               "--force"], root)
+    # one database, built by the baseline's code, queried by both (ours reads older databases as they are)
+    timed([str(BIN), "db", "build", str(work / "s.h5ad"), "--out", str(work / "v.duckdb"), "--force"], base)
     vid = f"{chrom}:{pos}:{ref}:{alt}"
+    ours_k, base_k = roots
     commands = {
         "import biointerp": lambda k: [py, "-c", "import biointerp"],
-        "biointerp --help": lambda k: [str(BIN), "--help"],
-        "biointerp probe train --help": lambda k: [str(BIN), "probe", "train", "--help"],
-        "db query (one row)": lambda k: [str(BIN), "db", "query", vid, "--db", str(work / f"v-{k.split()[0]}.duckdb")],
+        "db query (one row)": lambda k: [str(BIN), "db", "query", vid, "--db", str(work / "v.duckdb")],
         "variants check (3 records)": lambda k: [str(BIN), "variants", "check", "--fasta", str(work / "g" / "genome.fa"),
-                                                 "--vcf", str(three), "--out", str(work / "three.parquet")],
-        "score (one variant)": lambda k: [str(BIN), "score", "--model", "demo", "--fasta",
-                                          str(work / "g" / "genome.fa"), "--variants", str(one), "--window", "128",
-                                          "--out", str(work / "one.h5ad")],
+                                                 "--vcf", str(three), "--out", "three.parquet"],  # in cwd
     }
-    ours_k, base_k = roots
-    print(f"Start-up benchmark, median of {args.repeats}; load average {load:.2f} at start; "
-          f"{os.cpu_count()} CPUs", flush=True)
-    print(f"{'command':32s} {'ours wall':>10s} {'ours CPU':>9s} {base_k + ' wall':>24s} {'CPU':>7s} {'ratio':>7s}")
+    for h in help_commands():
+        commands["biointerp " + " ".join(h)] = lambda k, h=h: [str(BIN), *h]
+    if not args.no_score:
+        commands["score (one variant)"] = lambda k: [str(BIN), "score", "--model", "demo", "--fasta",
+                                                     str(work / "g" / "genome.fa"), "--variants", str(one), "--window",
+                                                     "128", "--out", str(work / "one.h5ad")]
+    print(f"Start-up benchmark, median of {args.repeats} (runs alternate ours / baseline); load average "
+          f"{load:.2f} at start; {os.cpu_count()} CPUs; baseline: {base}", flush=True)
+    print(f"{'command':40s} {'ours wall':>10s} {'ours CPU':>9s} {'base wall':>10s} {'CPU':>7s} {'ratio':>7s}  output")
+    differ: list[str] = []
+    cwds = {k: work / f"cwd-{i}" for i, k in enumerate(roots)}  # each side runs in its own folder
+    for d in cwds.values():
+        d.mkdir(exist_ok=True)
     for name, cmd in commands.items():
-        rows[name] = r = {k: median_of(args.repeats, cmd(k), root) for k, root in roots.items()}
+        runs: dict[str, list] = {k: [] for k in roots}
+        outs: dict[str, str] = {}
+        for _ in range(args.repeats):
+            for k, root in roots.items():
+                w, c, res = timed(cmd(k), root, cwd=cwds[k])
+                runs[k].append((w, c))
+                outs[k] = _masked(res.stdout)
+        rows[name] = r = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+                          for k, v in runs.items()}
+        same = outs[ours_k] == outs[base_k]
+        if name.startswith("variants check"):
+            same = same and (cwds[ours_k] / "three.parquet").read_bytes() == (cwds[base_k] / "three.parquet").read_bytes()
+        if not same:
+            differ.append(name)
         (ow, oc), (bw, bc) = r[ours_k], r[base_k]
-        print(f"{name:32s} {ow:9.2f}s {oc:8.2f}s {bw:23.2f}s {bc:6.2f}s {bw / ow:6.1f}x", flush=True)
+        print(f"{name:40s} {ow:9.2f}s {oc:8.2f}s {bw:9.2f}s {bc:6.2f}s {bw / ow:6.2f}x  "
+              f"{'identical' if same else 'DIFFERS'}", flush=True)
+    helps = [n for n in rows if n.endswith("--help")]
+    for k in roots:
+        ws = [rows[n][k][0] for n in helps]
+        print(f"every --help ({len(helps)} commands), {k}: wall {min(ws):.2f}-{max(ws):.2f} s, "
+              f"median {statistics.median(ws):.2f} s")
+    targets = {"db query (one row) < 1 s wall": rows["db query (one row)"][ours_k][0] < 1.0,
+               "variants check (3 records) < 1 s wall": rows["variants check (3 records)"][ours_k][0] < 1.0,
+               "import biointerp < 0.5 s wall": rows["import biointerp"][ours_k][0] < 0.5,
+               "every --help < 0.5 s wall": all(rows[n][ours_k][0] < 0.5 for n in helps)}
+    print("targets (issue #16, medians): " + "; ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
+    print(f"one-shot outputs, ours vs baseline: "
+          + ("identical (stdout bytes, --help texts, the written table's bytes)" if not differ
+             else f"DIFFER for {differ}"))
+    if args.json:
+        args.json.write_text(json.dumps({"load_avg_start": load, "load_avg_end": os.getloadavg()[0],
+                                         "repeats": args.repeats, "baseline": str(base),
+                                         "rows": rows, "differ": differ, "targets": targets}, indent=2))
 
-    bad: list[str] = []
+    bad: list[str] = list(differ)
     share = None
     if not args.no_demo:
         demos = {"ours": (REPO, {}), "one process per job": (REPO, {"BIOINTERP_JOB_PROCESSES": "1"})}
@@ -220,7 +286,8 @@ def main() -> None:
             print(f"demo, {k}: {demo_rows[k][0]:.1f} s wall, {demo_rows[k][1]:.1f} s CPU (median of "
                   f"{args.demo_repeats}; runs {[round(r[0], 1) for r in runs]}; load {os.getloadavg()[0]:.2f})",
                   flush=True)
-        bad = compare_outputs(out_of["ours"], out_of["one process per job"])
+        demo_bad = compare_outputs(out_of["ours"], out_of["one process per job"])
+        bad += demo_bad
         share = model_work(out_of["ours"])
 
     print(f"load average at end {os.getloadavg()[0]:.2f}")
@@ -232,8 +299,9 @@ def main() -> None:
         print(f"model work (score + harvest of the demo's shards, warm): {share:.1f} s = "
               f"{100 * share / ow:.0f}% of our demo's wall time, "
               f"{100 * share / demo_rows['one process per job'][0]:.0f}% of the one-process-per-job demo's")
-        print("demo outputs, ours vs one process per job: " + ("identical (floats to 1e-6)" if not bad else "DIFFER"))
-        for b in bad:
+        print("demo outputs, ours vs one process per job: " + ("identical (floats to 1e-6)" if not demo_bad
+                                                                else "DIFFER"))
+        for b in demo_bad:
             print("  " + b)
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)

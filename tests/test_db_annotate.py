@@ -4,16 +4,15 @@ input bytes) as through the field re-join path, on the awkward shapes of a VCF b
 from __future__ import annotations
 
 import gzip
-import sys
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 import biointerp.db as vdb
+import biointerp.db.annotation as annotate_mod
 from biointerp.db.evee import synthetic_evee
 
-annotate_mod = sys.modules["biointerp.db.annotate"]
 
 
 @pytest.fixture(scope="module")

@@ -236,7 +236,7 @@ def heads(db_path, heads, fmt, out) -> None:
               help="Write the summary counts as JSON here.")
 def annotate(db_path, vcf, out, heads, prefix, index, level, summary) -> None:
     """Add score/label (and chosen heads) INFO fields to VCF; unmatched records pass through unchanged."""
-    from biointerp.db.annotate import annotate_vcf
+    from biointerp.db.annotation import annotate_vcf
 
     vdb = _open(db_path)
     try:

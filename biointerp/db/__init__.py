@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from biointerp.db.annotate import annotate_vcf
 from biointerp.db.build import build, export_parquet, export_tsv
 from biointerp.db.query import QueryError, Result, VariantDB, parse_region
 
@@ -70,9 +69,14 @@ def open(path: str | Path, **wide_kw) -> VariantDB:  # noqa: A001 - mirrors the 
     return VariantDB(p)
 
 
-#: ``annotate(db, vcf_in, vcf_out, heads=(), prefix="BI_")``; bound after the submodule import so
-#: the name refers to the function, not to the ``biointerp.db.annotate`` module.
-annotate = annotate_vcf
+def __getattr__(name: str):
+    """``annotate`` / ``annotate_vcf`` (:func:`biointerp.db.annotation.annotate_vcf`), imported on first
+    use: the VCF annotator loads NumPy and Arrow, which ``biointerp db query`` does not need."""
+    if name in ("annotate", "annotate_vcf"):
+        from biointerp.db.annotation import annotate_vcf
+
+        return annotate_vcf
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["build", "open", "is_wide_source", "annotate", "annotate_vcf", "export_parquet", "export_tsv", "VariantDB", "QueryError", "Result",
