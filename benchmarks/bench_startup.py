@@ -6,8 +6,8 @@ Times (wall, and CPU of the process with all its children) the acceptance comman
 
 Named baselines:
 
-- the one-shot commands: the same commands from an earlier commit (default ``b5ec7b8``, main
-  before the session-4 start-up work; ``--baseline-tree DIR`` takes a checked-out tree instead,
+- the one-shot commands: the same commands from an earlier commit (default ``454f072``, main
+  before the pandas-free query work; an older commit also differs by later ``--help`` texts; ``--baseline-tree DIR`` takes a checked-out tree instead,
   e.g. ``/work/main``), exported with ``git archive`` and run through ``PYTHONPATH``, alternating
   with ours. Their outputs must be identical: stdout byte for byte (``variants check``'s
   ``time`` line masked), the table ``variants check`` writes byte for byte, and every ``--help``
@@ -175,7 +175,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5, help="median of N runs of each command (default 5)")
     ap.add_argument("--demo-repeats", type=int, default=1, help="runs of each demo (default 1)")
-    ap.add_argument("--baseline-ref", default="b5ec7b8", help="git commit of the baseline (default b5ec7b8)")
+    ap.add_argument("--baseline-ref", default="454f072", help="git commit of the baseline (default 454f072)")
     ap.add_argument("--baseline-tree", type=Path, default=None,
                     help="a checked-out tree to use as the baseline instead of --baseline-ref (e.g. /work/main)")
     ap.add_argument("--no-demo", action="store_true", help="skip the demos (and the output comparison)")

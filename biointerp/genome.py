@@ -188,6 +188,24 @@ def _decompressed_copy(path: Path, folder: str | Path | None) -> Path:
     return out
 
 
+def _pyfaidx():
+    """pyfaidx, imported where used. When nothing has imported fsspec yet, pyfaidx is imported
+    without it: pyfaidx only needs fsspec for ``fsspec.OpenFile`` arguments, which :class:`Genome`
+    never passes (it opens paths), and fsspec pulls in asyncio and ssl (~0.1 s of every
+    ``variants check``). A later ``import fsspec`` elsewhere works as usual."""
+    import sys
+
+    if "pyfaidx" not in sys.modules and "fsspec" not in sys.modules:
+        sys.modules["fsspec"] = None  # makes pyfaidx's optional ``import fsspec`` fail
+        try:
+            import pyfaidx
+        finally:
+            del sys.modules["fsspec"]
+    import pyfaidx
+
+    return pyfaidx
+
+
 def _build_index_atomically(path: Path, fai: str | None, gzi: str | None) -> None:
     """Build a missing or stale .fai (.gzi) under a temporary name, then rename it into place.
 
@@ -201,8 +219,7 @@ def _build_index_atomically(path: Path, fai: str | None, gzi: str | None) -> Non
     tag = f".tmp{os.getpid()}"
     tmp_fai = fai_p.with_name(fai_p.name + tag)
     tmp_gzi = gzi_p.with_name(gzi_p.name + tag) if gzi_p is not None else None
-    import pyfaidx  # imported where used: it pulls in fsspec and asyncio (~0.15 s)
-
+    pyfaidx = _pyfaidx()
     try:
         pyfaidx.Faidx(str(path), indexname=str(tmp_fai), gzi_indexname=str(tmp_gzi) if tmp_gzi else None,
                       rebuild=True).close()
@@ -255,8 +272,7 @@ class Genome:
         if first != b">":
             raise GenomeError(f"{self.path}: not a FASTA file (the first character is {first!r}, expected '>')")
         fai, gzi = _index_paths(self.path, index_dir, kind == "bgzf")
-        import pyfaidx
-
+        pyfaidx = _pyfaidx()
         try:
             _build_index_atomically(self.path, fai, gzi)
             self._fa = pyfaidx.Fasta(str(self.path), indexname=fai, gzi_indexname=gzi,
