@@ -174,7 +174,7 @@ def annotate_vs_baseline(db, vcf: Path, work: Path, refs=ANNOTATE_BASELINES, rep
     return res
 
 
-def annotate_stages(db, vcf: Path, work: Path, batch_bytes: int = 1 << 23) -> dict:
+def annotate_stages(db, vcf: Path, work: Path, batch_bytes: int = 1 << 23, show: bool = True) -> dict:
     """Where the annotate floor is: process CPU seconds of each stage of ours, run one stage at a
     time over the whole VCF (no overlap), on the same code path as ``biointerp db annotate``."""
     import duckdb
@@ -217,6 +217,9 @@ def annotate_stages(db, vcf: Path, work: Path, batch_bytes: int = 1 << 23) -> di
     res["BGZF deflate (level 1)"], _ = cpu(deflate)
     total = sum(res.values())
     n = stats["records"]
+    if not show:
+        con.close()
+        return {"records": n, "cpu_s": res, "total_cpu_s": total}
     print(f"  annotate stages, ours, one at a time ({n:,} records; process CPU, all threads; load average "
           f"{os.getloadavg()[0]:.1f}):")
     for k, v in res.items():
@@ -243,7 +246,7 @@ def annotate_only(a) -> None:
         write_vcf(vcf, db._con.cursor(), a.vcf_records, seed=3)
     res = {"rows": db.metadata["n_rows"], "annotate": annotate_vs_baseline(db, vcf, work, a.annotate_baseline,
                                                                            a.annotate_repeat)}
-    annotate_stages(db, vcf, work)  # a warm-up pass (thread pools, first-use imports), not reported
+    annotate_stages(db, vcf, work, show=False)  # a warm-up pass (thread pools, first-use imports), not reported
     res["annotate_stages"] = annotate_stages(db, vcf, work)
     res["annotate_2_heads"] = annotate_vs_baseline(db, vcf, work, a.annotate_baseline, max(1, a.annotate_repeat // 2),
                                                    heads=["score_0", "score_1"])
