@@ -120,3 +120,38 @@ def test_summarize_tables_model_vs_control(tmp_path):
     ns = [r for r in rows if r[2] == "newton_schulz"]
     assert all(r[3] == "7 (5)" and r[4] == "4" and r[6] == "–" for r in ns)  # last timing of a rerun kept
     assert all(r[4] == "nan" for r in rows if r[2] == "gram_eigh")  # no timing recorded: said so
+
+
+def test_root_seeds_pairs_each_root_with_newton_schulz_of_its_seed():
+    """probes/synth_ground_truth/root_seeds.py: differences are root minus newton_schulz of the same seed."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    path = Path(__file__).resolve().parents[1] / "probes" / "synth_ground_truth" / "root_seeds.py"
+    spec = importlib.util.spec_from_file_location("root_seeds", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(1)
+    n = 400
+    lab = pd.DataFrame({"variant_id": [f"v{i}" for i in range(n)], "label": np.where(np.arange(n) % 2, "damaging",
+                                                                                         "neutral"),
+                        "test_set": np.where(np.arange(n) < 300, "test", "train")})
+    y = (lab["label"] == "damaging").to_numpy(float)
+    s = pd.DataFrame({"variant_id": lab["variant_id"]})
+    for seed in (0, 1):
+        s[mod.column("newton_schulz", seed)] = y + rng.normal(size=n)
+        s[mod.column("gram_eigh", seed)] = 3 * y + rng.normal(size=n)  # much better in every seed
+    assert mod.column("gram_eigh", 0) == "probe_covariance_gram_eigh"
+    assert mod.column("newton_schulz", 2) == "probe_covariance_s2"
+    tab = mod.root_seeds(s, lab, ["newton_schulz", "gram_eigh"], [0, 1], n_boot=100)
+    assert set(tab["test_set"]) == {"test"} and (tab["n"] == 300).all()
+    g = tab[tab["root"] == "gram_eigh"]
+    assert (g["delta"] > 0.1).all() and (g["delta_lo"] > 0).all()
+    ns = tab[tab["root"] == "newton_schulz"]
+    assert np.allclose(g["delta"].to_numpy(), g["auroc"].to_numpy() - ns["auroc"].to_numpy())
+    summ = mod.summary(tab).set_index("root")
+    assert summ.loc["gram_eigh", "n_seeds"] == 2 and summ.loc["gram_eigh", "n_separated"] == 2
+    assert summ.loc["newton_schulz", "n_separated"] == 0
