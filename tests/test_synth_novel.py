@@ -155,3 +155,31 @@ def test_root_seeds_pairs_each_root_with_newton_schulz_of_its_seed():
     summ = mod.summary(tab).set_index("root")
     assert summ.loc["gram_eigh", "n_seeds"] == 2 and summ.loc["gram_eigh", "n_separated"] == 2
     assert summ.loc["newton_schulz", "n_separated"] == 0
+
+
+def test_domain_pair_ranks_the_two_missense_classes_only():
+    """probes/synth_ground_truth/domain_pair.py: missense_domain vs missense_outside_domain, per test set."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    path = Path(__file__).resolve().parents[1] / "probes" / "synth_ground_truth" / "domain_pair.py"
+    spec = importlib.util.spec_from_file_location("domain_pair", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    b = generate_genome(SynthConfig(n_contigs=2, contig_length=30_000, variants_per_class=5, n_domain_families=4,
+                                    novel_family_contigs=1))
+    v = make_variants(b)
+    v["test_set"] = np.where(v["families"] == "novel", "test_novel", v["split"])
+    # a score that only tells coding from non-coding: perfect per class, chance on the matched pair
+    coding = v["consequence"].str.contains("missense|nonsense|synonymous|frameshift|inframe|start|stop")
+    s = pd.DataFrame({"variant_id": v["variant_id"], "coding": coding.astype(float),
+                      "domain": (v["consequence"] == "missense_domain").astype(float)})
+    tab = mod.domain_pair(s, v, ["coding", "domain", "-domain"], n_boot=20).set_index(["test_set", "score"])
+    assert set(tab.index.get_level_values(0)) == {"test", "test_novel"}
+    for ts in ("test", "test_novel"):
+        n = v[(v["test_set"] == ts) & v["consequence"].isin(mod.PAIR)].shape[0]
+        assert tab.loc[(ts, "coding"), "n"] == n and tab.loc[(ts, "coding"), "auroc"] == 0.5
+        assert tab.loc[(ts, "domain"), "auroc"] == 1.0 and tab.loc[(ts, "-domain"), "auroc"] == 0.0
