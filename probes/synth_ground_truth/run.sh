@@ -7,6 +7,7 @@
 #   bash probes/synth_ground_truth/run.sh
 #   NOVEL=1 ROOTS="sym_eigh gram_eigh" OUT=results/synth_novel/model bash probes/synth_ground_truth/run.sh
 #   CONTROL=1 NOVEL=1 ... OUT=results/synth_novel/control bash probes/synth_ground_truth/run.sh
+#   SEEDS="1 2" NOVEL=1 ROOTS="sym_eigh gram_eigh" OUT=results/synth_novel/model bash probes/synth_ground_truth/run.sh
 #
 # NOVEL=n adds n held-out contigs with their own protein-domain families (synth5...; synth1-4 and
 # their variants stay byte-identical); their variants are evaluated apart (test set `test_novel`,
@@ -26,6 +27,7 @@ NBOOT=${NBOOT:-1000}
 NOVEL=${NOVEL:-0}
 CONTROL=${CONTROL:-0}
 ROOTS=${ROOTS:-}   # e.g. "sym_eigh gram_eigh": also train covariance probes with a true matrix square root
+SEEDS=${SEEDS:-}   # e.g. "1 2": also train every covariance root with these seeds (root_seeds.py compares them)
 BI=${BI:-.venv/bin/biointerp}
 PY=${PY:-.venv/bin/python}
 mkdir -p "$OUT"
@@ -76,12 +78,28 @@ for spec in linear:linear covariance:newton_schulz $(for r in $ROOTS; do echo "c
     $([ "$kind" = covariance ] && echo "--root $root") --report-dir "$OUT/report_$name" --out "$OUT/$name.safetensors"
   printf "%s\t%s\n" "$name" $((SECONDS - t0)) >> "$OUT/train_seconds.tsv"
 done
+# the covariance roots again with other training seeds (same budget; seed 0 is the run above)
+SEEDED=""
+for seed in $SEEDS; do
+  for spec in covariance:newton_schulz $(for r in $ROOTS; do echo "covariance_$r:$r"; done); do
+    IFS=: read -r name root <<<"$spec"
+    SEEDED="$SEEDED ${name}_s$seed"
+    if [ -s "$OUT/${name}_s$seed.safetensors" ] && cut -f1 "$OUT/train_seconds.tsv" | grep -qx "${name}_s$seed"; then
+      continue
+    fi
+    t0=$SECONDS
+    $BI probe train --kind covariance --store "$OUT/store" --labels "$L" --split-column split --split gene \
+      --h 16 --p 32 --lr 1e-3 --epochs 60 --patience 8 --n-boot 0 --seed "$seed" --calibrate platt --root "$root" \
+      --out "$OUT/${name}_s$seed.safetensors"
+    printf "%s\t%s\n" "${name}_s$seed" $((SECONDS - t0)) >> "$OUT/train_seconds.tsv"
+  done
+done
 cp "$OUT/zeroshot.h5ad" "$OUT/scores.h5ad"
 EVAL=""
-for name in $SCORES; do
+for name in $SCORES $SEEDED; do
   $BI probe apply --probe "$OUT/$name.safetensors" --store "$OUT/store" --scores "$OUT/scores.h5ad" --name "probe_$name" \
     --out "$OUT/scores.h5ad"
-  EVAL="$EVAL --score probe_$name"
+  case " $SEEDED " in *" $name "*) ;; *) EVAL="$EVAL --score probe_$name" ;; esac
 done
 for ts in test $([ "$NOVEL" -gt 0 ] && echo test_novel); do
   $BI probe evaluate --scores "$OUT/scores.h5ad" --labels "$L" --label-column label --split-column test_set \
@@ -91,3 +109,7 @@ done
 # per consequence class (each class is single-label: a class vs every variant of the other label)
 $PY probes/synth_ground_truth/per_class.py --scores "$OUT/scores.h5ad" --labels "$L" --n-boot "$NBOOT" \
   $EVAL --score=-delta_ll --out "$OUT/per_class.tsv"
+if [ -n "$SEEDS" ]; then
+  $PY probes/synth_ground_truth/root_seeds.py --scores "$OUT/scores.h5ad" --labels "$L" --n-boot "$NBOOT" \
+    --roots "newton_schulz $ROOTS" --seeds "0 $SEEDS" --out "$OUT/root_seeds.tsv"
+fi
