@@ -226,7 +226,11 @@ def demo(outdir, cores, shards, model) -> None:
     t0 = time.time()
     # One outdir for both workflows: variant_scoring reuses the checked variants, the
     # activation stores and the zero-shot shards that probe_training computed.
-    common = {"outdir": str(out), "n_shards": shards, "model": model,
+    pt = _read_yaml(default_config("probe_training"))
+    # Model jobs (score, harvest) run in this process beside each other (biointerp.rulejob,
+    # CONCURRENT_COMMANDS): each declares one core so that Snakemake starts `cores` of them at once.
+    resources = {**pt["resources"], "model": {**pt["resources"]["model"], "threads": 1}}
+    common = {"outdir": str(out), "n_shards": shards, "model": model, "resources": resources,
               "fasta": str(out / "inputs" / "genome.fa"), "variants": str(out / "inputs" / "variants.vcf.gz")}
     click.echo(f"[1/2] probe_training: synthetic genome, activations, linear + covariance probes -> {out}")
     if not run("probe_training", default_config("probe_training"), common, cores=cores, quiet=True):
@@ -234,7 +238,6 @@ def demo(outdir, cores, shards, model) -> None:
     probes = {k: str(out / "training" / "probes" / f"{k}.safetensors") for k in ("linear", "covariance")}
     click.echo(f"[2/2] variant_scoring: scores table, database, annotated VCF, report -> {out}")
     # the same inputs and activations as probe_training (so its jobs are reused, not re-run)
-    pt = _read_yaml(default_config("probe_training"))
     if not run("variant_scoring", default_config("variant_scoring"),
                {**common, "synthetic": pt["synthetic"], "harvest": pt["harvest"], "probes": probes},
                cores=cores, quiet=True):
