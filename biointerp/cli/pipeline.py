@@ -270,6 +270,7 @@ def demo(outdir, cores, shards, model) -> None:
     _print_tsv(out / "training" / "report" / "summary.tsv", sys.stdout,
                ["method", "auroc", "auroc_lo", "auroc_hi", "auroc_within", "within_lo", "within_hi",
                 "better_than_baselines_within", "better_than_baselines_overall"])
+    _print_strata(out / "training" / "report" / "comparison.tsv", sys.stdout)
     _print_pairs(out / "training" / "report" / "pairs.tsv", sys.stdout)
     click.echo("")
     status = pd.read_csv(out / "report" / "status_counts.tsv", sep="\t")
@@ -311,6 +312,26 @@ def _demo_cohort(out: Path, model: str) -> None:
                f"{r['model_passes']} model passes (shared); planted region ranked {p['causal_ranks']} of "
                f"{p['n_regions']} (batch regressed out); CV probe AUROC {r['cv_auroc']:.2f} "
                f"({time.time() - t:.1f} s)")
+
+
+def _print_strata(path: Path, stream, by: str = "variant_class") -> None:
+    """Per-stratum AUROC and AUPRC [95% CI] of the training report (comparison.tsv), strata of ``by``."""
+    import pandas as pd
+
+    if not path.is_file():
+        stream.write(f"  ({path} missing)\n")
+        return
+    df = pd.read_csv(path, sep="\t")
+    df = df[(df["by"] == by) & df["auroc"].notna()] if "by" in df.columns else df.iloc[:0]
+    if not len(df):
+        return
+    df["stratum"] = [f"{s} (n={n}, {int(p)} pos)" for s, n, p in zip(df["stratum"], df["n"], df["n_pos"])]
+    for m, note in (("auroc", ""), ("auprc", "; a random score's AUPRC is the stratum's positive fraction")):
+        df["cell"] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(df[m], df[f"{m}_lo"], df[f"{m}_hi"])]
+        wide = df.pivot_table(index="score", columns="stratum", values="cell", aggfunc="first", sort=False)
+        wide = wide.reindex(list(dict.fromkeys(df["score"])))
+        wide.index.name = wide.columns.name = None
+        stream.write(f"\n{m.upper()} per {by.replace('_', ' ')} (95% CI{note}):\n{wide.to_string()}\n")
 
 
 def _print_pairs(path: Path, stream) -> None:
