@@ -266,10 +266,11 @@ def demo(outdir, cores, shards, model) -> None:
     click.echo("")
     click.echo("Probes vs zero-shot vs model-free baselines (fitted on the training split) on the held-out test "
                "split (AUROC, 95% CI; within = mean of per-variant-class AUROCs; better = the interval of the "
-               "difference from the best baseline lies above 0):")
+               "difference from the best baseline lies above 0; carried_by_composition = the overall AUROC exceeds "
+               "every per-variant-class AUROC):")
     _print_tsv(out / "training" / "report" / "summary.tsv", sys.stdout,
                ["method", "auroc", "auroc_lo", "auroc_hi", "auroc_within", "within_lo", "within_hi",
-                "better_than_baselines_within", "better_than_baselines_overall"])
+                "better_than_baselines_within", "better_than_baselines_overall", "carried_by_composition"])
     _print_strata(out / "training" / "report" / "comparison.tsv", sys.stdout)
     _print_pairs(out / "training" / "report" / "pairs.tsv", sys.stdout)
     click.echo("")
