@@ -9,6 +9,10 @@ Python, torch, anndata and the other libraries start once for the whole workflow
 instead of once per job (they cost seconds each; the work of a demo job is often less).
 Jobs in one process run one at a time and each sees what a fresh process would: its
 own ``sys.argv``, stdout and stderr written to the rule's log, seeds set by the command.
+The exception are the model commands in :data:`CONCURRENT_COMMANDS` (``score``,
+``harvest``): they set no global state, so Snakemake may run several of them at once
+(independent shards, score beside harvest; torch releases the GIL in its kernels), each
+writing to its own log through a per-thread stdout/stderr; no other job runs meanwhile.
 
 A job with a conda environment, a container or environment modules runs the same
 command line in a shell instead, inside that environment; so does every job when the
@@ -25,8 +29,82 @@ import sys
 import threading
 import traceback
 
-#: One in-process job at a time: jobs seed global generators and redirect sys.stdout.
-_LOCK = threading.Lock()
+#: Commands that may run in-process at the same time as each other (never beside any other
+#: command): they read their inputs, run the model and write their own outputs, without
+#: seeding global generators, reading ``sys.argv`` or changing other global state.
+CONCURRENT_COMMANDS = frozenset({"score", "harvest"})
+
+#: Who runs in-process now: ``shared`` concurrent jobs, or one ``exclusive`` job.
+_COND = threading.Condition()
+_STATE = {"shared": 0, "exclusive": False}
+
+
+@contextlib.contextmanager
+def _turn(shared: bool):
+    """Wait until this job may run: beside other shared jobs, or alone."""
+    with _COND:
+        if shared:
+            _COND.wait_for(lambda: not _STATE["exclusive"])
+            _STATE["shared"] += 1
+            if _STATE["shared"] == 1:
+                _Router.install()
+        else:
+            _COND.wait_for(lambda: not _STATE["exclusive"] and _STATE["shared"] == 0)
+            _STATE["exclusive"] = True
+    try:
+        yield
+    finally:
+        with _COND:
+            if shared:
+                _STATE["shared"] -= 1
+                if _STATE["shared"] == 0:
+                    _Router.uninstall()
+            else:
+                _STATE["exclusive"] = False
+            _COND.notify_all()
+
+
+class _Router:
+    """``sys.stdout`` / ``sys.stderr`` while shared jobs run: each thread writes to its job's
+    log (set by :meth:`target`), any other thread to the stream that was there before."""
+
+    _local = threading.local()
+    _saved: tuple | None = None
+
+    def __init__(self, fallback):
+        self._fallback = fallback
+
+    def _stream(self):
+        return getattr(self._local, "fh", None) or self._fallback
+
+    def write(self, text):
+        return self._stream().write(text)
+
+    def flush(self):
+        return self._stream().flush()
+
+    def __getattr__(self, name):  # isatty, encoding, fileno, ... of the current stream
+        return getattr(self._stream(), name)
+
+    @classmethod
+    def install(cls):
+        cls._saved = (sys.stdout, sys.stderr)
+        sys.stdout, sys.stderr = cls(sys.stdout), cls(sys.stderr)
+
+    @classmethod
+    def uninstall(cls):
+        if cls._saved is not None:
+            sys.stdout, sys.stderr = cls._saved
+            cls._saved = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def target(cls, fh):
+        cls._local.fh = fh
+        try:
+            yield
+        finally:
+            cls._local.fh = None
 
 
 class JobFailed(Exception):
@@ -59,13 +137,19 @@ def run_in_process(argv: list[str], log: str) -> None:
     """``biointerp *argv`` in this process, stdout and stderr to ``log``; :class:`JobFailed` on error."""
     from biointerp.cli import main
 
-    with _LOCK, open(log, "w", encoding="utf-8") as fh:
+    shared = bool(argv) and argv[0] in CONCURRENT_COMMANDS
+    with _turn(shared), open(log, "w", encoding="utf-8") as fh:
         fh.write("$ biointerp " + shlex.join(argv) + "\n")
         fh.flush()
         saved_argv, code = sys.argv, 1
-        sys.argv = ["biointerp", *argv]
+        if not shared:
+            sys.argv = ["biointerp", *argv]
         try:
-            with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+            redirect = [_Router.target(fh)] if shared else [contextlib.redirect_stdout(fh),
+                                                            contextlib.redirect_stderr(fh)]
+            with contextlib.ExitStack() as stack:
+                for r in redirect:
+                    stack.enter_context(r)
                 main.main(args=list(argv), prog_name="biointerp", standalone_mode=True)
             code = 0
         except SystemExit as end:
@@ -75,6 +159,7 @@ def run_in_process(argv: list[str], log: str) -> None:
         except Exception:  # noqa: BLE001 - as a crashed process: traceback in the log, non-zero status
             traceback.print_exc(file=fh)
         finally:
-            sys.argv = saved_argv
+            if not shared:
+                sys.argv = saved_argv
     if code != 0:
         raise JobFailed(f"`biointerp {shlex.join(argv)}` failed (exit status {code}); its messages are in {log}")

@@ -226,7 +226,11 @@ def demo(outdir, cores, shards, model) -> None:
     t0 = time.time()
     # One outdir for both workflows: variant_scoring reuses the checked variants, the
     # activation stores and the zero-shot shards that probe_training computed.
-    common = {"outdir": str(out), "n_shards": shards, "model": model,
+    pt = _read_yaml(default_config("probe_training"))
+    # Model jobs (score, harvest) run in this process beside each other (biointerp.rulejob,
+    # CONCURRENT_COMMANDS): each declares one core so that Snakemake starts `cores` of them at once.
+    resources = {**pt["resources"], "model": {**pt["resources"]["model"], "threads": 1}}
+    common = {"outdir": str(out), "n_shards": shards, "model": model, "resources": resources,
               "fasta": str(out / "inputs" / "genome.fa"), "variants": str(out / "inputs" / "variants.vcf.gz")}
     click.echo(f"[1/2] probe_training: synthetic genome, activations, linear + covariance probes -> {out}")
     if not run("probe_training", default_config("probe_training"), common, cores=cores, quiet=True):
@@ -234,7 +238,6 @@ def demo(outdir, cores, shards, model) -> None:
     probes = {k: str(out / "training" / "probes" / f"{k}.safetensors") for k in ("linear", "covariance")}
     click.echo(f"[2/2] variant_scoring: scores table, database, annotated VCF, report -> {out}")
     # the same inputs and activations as probe_training (so its jobs are reused, not re-run)
-    pt = _read_yaml(default_config("probe_training"))
     if not run("variant_scoring", default_config("variant_scoring"),
                {**common, "synthetic": pt["synthetic"], "harvest": pt["harvest"], "probes": probes},
                cores=cores, quiet=True):
@@ -263,10 +266,12 @@ def demo(outdir, cores, shards, model) -> None:
     click.echo("")
     click.echo("Probes vs zero-shot vs model-free baselines (fitted on the training split) on the held-out test "
                "split (AUROC, 95% CI; within = mean of per-variant-class AUROCs; better = the interval of the "
-               "difference from the best baseline lies above 0):")
+               "difference from the best baseline lies above 0; carried_by_composition = the overall AUROC exceeds "
+               "every per-variant-class AUROC):")
     _print_tsv(out / "training" / "report" / "summary.tsv", sys.stdout,
                ["method", "auroc", "auroc_lo", "auroc_hi", "auroc_within", "within_lo", "within_hi",
-                "better_than_baselines_within", "better_than_baselines_overall"])
+                "better_than_baselines_within", "better_than_baselines_overall", "carried_by_composition"])
+    _print_strata(out / "training" / "report" / "comparison.tsv", sys.stdout)
     _print_pairs(out / "training" / "report" / "pairs.tsv", sys.stdout)
     click.echo("")
     status = pd.read_csv(out / "report" / "status_counts.tsv", sep="\t")
@@ -308,6 +313,26 @@ def _demo_cohort(out: Path, model: str) -> None:
                f"{r['model_passes']} model passes (shared); planted region ranked {p['causal_ranks']} of "
                f"{p['n_regions']} (batch regressed out); CV probe AUROC {r['cv_auroc']:.2f} "
                f"({time.time() - t:.1f} s)")
+
+
+def _print_strata(path: Path, stream, by: str = "variant_class") -> None:
+    """Per-stratum AUROC and AUPRC [95% CI] of the training report (comparison.tsv), strata of ``by``."""
+    import pandas as pd
+
+    if not path.is_file():
+        stream.write(f"  ({path} missing)\n")
+        return
+    df = pd.read_csv(path, sep="\t")
+    df = df[(df["by"] == by) & df["auroc"].notna()] if "by" in df.columns else df.iloc[:0]
+    if not len(df):
+        return
+    df["stratum"] = [f"{s} (n={n}, {int(p)} pos)" for s, n, p in zip(df["stratum"], df["n"], df["n_pos"])]
+    for m, note in (("auroc", ""), ("auprc", "; a random score's AUPRC is the stratum's positive fraction")):
+        df["cell"] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(df[m], df[f"{m}_lo"], df[f"{m}_hi"])]
+        wide = df.pivot_table(index="score", columns="stratum", values="cell", aggfunc="first", sort=False)
+        wide = wide.reindex(list(dict.fromkeys(df["score"])))
+        wide.index.name = wide.columns.name = None
+        stream.write(f"\n{m.upper()} per {by.replace('_', ' ')} (95% CI{note}):\n{wide.to_string()}\n")
 
 
 def _print_pairs(path: Path, stream) -> None:

@@ -507,7 +507,7 @@ def _ci_text(x: float, lo: float, hi: float) -> str:
 
 def comparison_tables(cmp: Mapping) -> dict[str, pd.DataFrame]:
     """Plain tables from :func:`compare_scores`: ``headline`` (one row per score), ``strata``
-    (score x stratum AUROC [CI]), ``pairs`` (paired AUROC differences) and ``long`` (every
+    (score x stratum AUROC [CI]), ``strata_auprc`` (the same for AUPRC), ``pairs`` (paired AUROC differences) and ``long`` (every
     figure, for a TSV)."""
     names = list(cmp.get("kinds", {}))
     hl = cmp.get("headline")
@@ -535,16 +535,19 @@ def comparison_tables(cmp: Mapping) -> dict[str, pd.DataFrame]:
         rows.append(row)
     head = pd.DataFrame(rows)
     st = pd.DataFrame(cmp.get("strata", []))
-    wide = pd.DataFrame()
+    wide = {m: pd.DataFrame() for m in ("auroc", "auprc")}
     if len(st):
-        st["cell"] = [_ci_text(a, lo, hi) for a, lo, hi in zip(st["auroc"], st["auroc_lo"], st["auroc_hi"])]
         st["col"] = [f"{b}={s} (n={n}, {p} pos)" for b, s, n, p in zip(st["by"], st["stratum"], st["n"], st["n_pos"])]
-        wide = st.pivot_table(index="score", columns="col", values="cell", aggfunc="first", sort=False)
-        wide = wide.reindex([n for n in names if n in wide.index]).reset_index()
-        wide.columns.name = None
+        for m in wide:
+            st["cell"] = [_ci_text(a, lo, hi) for a, lo, hi in zip(st[m], st[f"{m}_lo"], st[f"{m}_hi"])]
+            w = st.pivot_table(index="score", columns="col", values="cell", aggfunc="first", sort=False)
+            w = w.reindex([n for n in names if n in w.index]).reset_index()
+            w.columns.name = None
+            wide[m] = w
     long = pd.concat([pd.DataFrame(cmp.get("overall", [])).assign(by="all", stratum="all"),
                       pd.DataFrame(cmp.get("strata", []))], ignore_index=True) if cmp.get("overall") else pd.DataFrame()
-    return {"headline": head, "strata": wide, "pairs": pairs_table(cmp), "long": long}
+    return {"headline": head, "strata": wide["auroc"], "strata_auprc": wide["auprc"], "pairs": pairs_table(cmp),
+            "long": long}
 
 
 def pairs_table(cmp: Mapping, bases: Sequence[str] | None = None) -> pd.DataFrame:
@@ -591,6 +594,10 @@ def comparison_markdown(cmp: Mapping, fitted: str = "") -> str:
         if len(empty) < len(wide.columns) - 1:
             lines += ["AUROC [95% CI] per stratum (NA: under 10 rows or under 5 of either class; left out of the "
                       "within-stratum summary):", "", _md(wide.drop(columns=empty)), ""]
+            pr = t["strata_auprc"]
+            lines += ["AUPRC [95% CI] per stratum (same strata and resamples; compare with the stratum's positive "
+                      "fraction, the AUPRC of a random score):", "",
+                      _md(pr.drop(columns=[c for c in empty if c in pr.columns])), ""]
         if empty:
             lines += ["Strata without metrics for any score (under 10 rows or under 5 of either class): "
                       + ", ".join(empty) + ".", ""]

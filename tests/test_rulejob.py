@@ -1,0 +1,76 @@
+"""In-process workflow jobs (biointerp.rulejob): model commands may run side by side, each
+writing to its own log; every other command runs alone."""
+
+import sys
+import threading
+
+import pytest
+
+from biointerp import rulejob
+
+
+def test_shared_jobs_overlap_and_exclusive_jobs_wait():
+    inside, release = threading.Barrier(2, timeout=10), threading.Event()
+    order = []
+
+    def shared(tag):
+        with rulejob._turn(True):
+            inside.wait()  # both shared jobs are inside at once (a timeout here fails the test)
+            order.append(f"{tag} in")
+            release.wait(10)
+            order.append(f"{tag} out")
+
+    def exclusive():
+        with rulejob._turn(False):
+            order.append("exclusive")
+
+    a, b = threading.Thread(target=shared, args=("a",)), threading.Thread(target=shared, args=("b",))
+    a.start(), b.start()
+    while len(order) < 2:
+        threading.Event().wait(0.01)
+    c = threading.Thread(target=exclusive)
+    c.start()
+    c.join(0.3)
+    assert c.is_alive(), "an exclusive job must wait for the shared ones"
+    release.set()
+    for t in (a, b, c):
+        t.join(10)
+    assert order[-1] == "exclusive" and sorted(order[:2]) == ["a in", "b in"]
+    assert rulejob._STATE == {"shared": 0, "exclusive": False}
+
+
+def test_router_sends_each_thread_to_its_own_log(tmp_path, capsys):
+    before = sys.stdout
+    logs = [tmp_path / f"{i}.log" for i in range(2)]
+
+    def job(i):
+        with rulejob._turn(True), open(logs[i], "w") as fh, rulejob._Router.target(fh):
+            for _ in range(50):
+                print(f"job {i}")
+                sys.stderr.write(f"err {i}\n")
+
+    threads = [threading.Thread(target=job, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    print("main thread")
+    for t in threads:
+        t.join(10)
+    assert sys.stdout is before  # uninstalled when the last shared job ended
+    for i, log in enumerate(logs):
+        lines = log.read_text().splitlines()
+        assert sorted(set(lines)) == [f"err {i}", f"job {i}"] and len(lines) == 100
+    assert "job" not in capsys.readouterr().out
+
+
+def test_run_in_process_shared_command_logs_and_fails_cleanly(tmp_path, monkeypatch):
+    monkeypatch.setattr(rulejob, "CONCURRENT_COMMANDS", frozenset({"models"}))
+    argv_before, out_before = list(sys.argv), sys.stdout
+    log = tmp_path / "models.log"
+    rulejob.run_in_process(["models", "list"], str(log))
+    text = log.read_text()
+    assert text.startswith("$ biointerp models list\n") and "demo" in text
+    assert sys.argv == argv_before and sys.stdout is out_before
+    with pytest.raises(rulejob.JobFailed, match="exit status 2"):
+        rulejob.run_in_process(["models", "list", "--no-such-option"], str(tmp_path / "bad.log"))
+    assert "no-such-option" in (tmp_path / "bad.log").read_text()
+    assert rulejob._STATE == {"shared": 0, "exclusive": False}
