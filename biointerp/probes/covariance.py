@@ -117,10 +117,13 @@ def check_recipe(probe_recipe: str | None, store_recipe: str | None) -> None:
 
 
 def newton_schulz_sqrt(C: torch.Tensor, n_iter: int = 3) -> torch.Tensor:
-    """Matrix square root of ``C [..., h, h]`` by coupled Newton-Schulz.
+    """``n_iter`` coupled Newton-Schulz steps on ``C [..., h, h]`` (EVEE's "matrix square root").
 
     Runs on ``C / ||C||_F`` and rescales the result by ``sqrt(||C||_F)``.
-    ``n_iter=0`` returns ``C`` unchanged.
+    ``n_iter=0`` returns ``C`` unchanged. It approaches a square root only for
+    symmetric ``C`` with spectrum in the right half-plane and enough steps; with
+    the probe's non-symmetric ``C`` and 3 steps it is a fixed matrix polynomial,
+    not a root (module doc; :func:`root_error` measures ``||S^2 - C|| / ||C||``).
     """
     if n_iter <= 0:
         return C
