@@ -172,6 +172,26 @@ def run_group(model, ref: str, alts: Sequence[str], layers: Sequence[str], reuse
     return ref_acts, ref_lp, out
 
 
+def run_batched(model, seqs: Sequence[str], layers: Sequence[str], batch_size: int = 16
+                ) -> list[dict[str, torch.Tensor]]:
+    """Activations ``{layer: [L_i, d]}`` of each of ``seqs`` from full passes, ``batch_size``
+    sequences of similar length per call (right-padded; causal models ignore the padding). On
+    models that can stop early only the blocks up to the deepest of ``layers`` run."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    out: list[dict[str, torch.Tensor] | None] = [None] * len(seqs)
+    early = getattr(model, "supports_early_exit", False)
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        ids, mask = model.tokenize([seqs[i] for i in idx])
+        if early:
+            acts = model.activations(ids, mask, layers)
+        else:
+            acts = model.forward(ids, mask, layers=layers).activations
+        for j, i in enumerate(idx):
+            out[i] = {k: acts[k][j, : len(seqs[i])].float() for k in layers}
+    return out  # type: ignore[return-value]
+
+
 # --------------------------------------------------------------------------- EVEE selection
 def divergence(v: torch.Tensor, r: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """``1 − cos(v, r)`` per row, computed as ``½‖v/|v| − r/|r|‖²`` in fp32.
@@ -459,6 +479,7 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
     if reuse_prefix is None:
         reuse_prefix = not exact_evee
     mean_dtype = torch.float32 if exact_evee else storage_dtype
+    batched_pooling = not evee and not reuse_prefix
     st = store if isinstance(store, ActivationStore) else ActivationStore.open_or_create(store, manifest)
     # the store is keyed by variant id: a repeated id (status "duplicate" in
     # read_variants' table) is stored once, under its first occurrence
@@ -523,14 +544,31 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                               list(buf_status), list(buf_detail))
                 buf_ids.clear(), buf_status.clear(), buf_detail.clear(), buf_t.clear()
 
-        for run, keep in ((r, keep) for preps, keep in blocks() for r in _runs(preps)):
+        def runs_with_passes():
+            """(run, keep, fwd passes or None): poolings without prefix reuse run a block's
+            windows in batches of full passes; otherwise each run is computed below."""
+            for preps, keep in blocks():
+                runs = _runs(preps)
+                passes: dict[int, tuple] = {}
+                if batched_pooling:
+                    ok = [r for r in runs if r[0].status == "ok"]
+                    seqs = [s for r in ok for s in [r[0].ref_seq] + [p.alt_seq for p in r]]
+                    acts = iter(run_batched(model, seqs, layers, batch_size))
+                    for r in ok:
+                        ref_acts = next(acts)
+                        passes[id(r[0])] = (ref_acts, None, [(next(acts), None) for _ in r])
+                for r in runs:
+                    yield r, keep, passes.get(id(r[0]))
+
+        for run, keep, fwd in runs_with_passes():
             if run[0].status != "ok":
                 if id(run[0]) in keep:
                     add(run[0], None)
             else:
                 ref = run[0].ref_seq
-                fwd = run_group(model, ref, [p.alt_seq for p in run], layers, reuse_prefix, batch_size,
-                                log_probs=evee)  # the poolings need no loss: passes stop at the layer
+                if fwd is None:
+                    fwd = run_group(model, ref, [p.alt_seq for p in run], layers, reuse_prefix, batch_size,
+                                    log_probs=evee)  # the poolings need no loss: passes stop at the layer
                 rev = None
                 if evee:
                     rev = run_group(model, reverse_complement(ref),

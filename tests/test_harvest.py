@@ -139,6 +139,24 @@ def test_poolings_many_layers(model, genome, tmp_path):
         harvest(model, genome, v, layers, view="evee", store=tmp_path / "y", progress=False)
 
 
+def test_batched_poolings_equal_prefix_reuse(model, genome, tmp_path):
+    """Without prefix reuse the poolings run a block's windows in padded batches of full passes
+    (stopping at the deepest layer): every row, ok or not, equals the prefix-reuse harvest."""
+    v = _variants(genome)  # SNVs sharing a window, an insertion, a deletion, a ref mismatch
+    layers = ["blocks.2", "blocks.5"]
+    kw = dict(view="window_mean", upstream=64, downstream=32, pool_window=5, storage_dtype=torch.float32,
+              progress=False, shard_size=2)
+    ids_a, a = harvest(model, genome, v, layers, store=tmp_path / "reuse", reuse_prefix=True, **kw).read()
+    st = harvest(model, genome, v, layers, store=tmp_path / "batched", reuse_prefix=False, batch_size=3, **kw)
+    ids_b, b = st.read()
+    assert list(ids_a) == list(ids_b) == v["variant_id"].tolist()[:4]  # read(): the ok rows
+    assert st.index["variant_id"].tolist() == v["variant_id"].tolist()
+    assert st.index["status"].tolist() == ["ok"] * 4 + ["ref_mismatch"]
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=1e-5)
+        assert b[k].abs().sum(-1).min() > 0  # real activations, not the empty row
+
+
 def _vcf(clinvar_vcf, path, n):
     t = pysam.TabixFile(str(clinvar_vcf), encoding="utf-8")
     lines = list(t.fetch("17", 41245000, 41247000))[:n]

@@ -303,7 +303,8 @@ def synth_runs(tmp_path_factory):
                              **common, outdir=str(out), harvest=harvest, evaluate={"n_boot": 100})
     assert bp.run("probe_training", train_cfg, cores=2, quiet=True)
     probes = {k: str(out / "training" / "probes" / f"{k}.safetensors") for k in ("linear", "covariance")}
-    score_base = {**yaml.safe_load(bp.default_config("variant_scoring").read_text()), **common,
+    vs_default = yaml.safe_load(bp.default_config("variant_scoring").read_text())
+    score_base = {**vs_default, **common, "score": {**vs_default["score"], **common["score"]},
                   "synthetic": {"enabled": False}, "harvest": harvest}
     score_cfg = write_config(tmp / "score.yaml", score_base, outdir=str(out), probes=probes)
     plan = snakemake("-s", "pipelines/variant_scoring/Snakefile", "--configfile", str(score_cfg), "-n")
@@ -367,3 +368,18 @@ def test_changing_probe_reruns_only_probe_steps(synth_runs):
     assert {"finalize_scores", "build_database", "scoring_report"} <= set(jobs)
     same = snakemake("-s", "pipelines/variant_scoring/Snakefile", "--configfile", str(synth_runs["score_cfg"]), "-n")
     assert "Nothing to be done" in same.stdout + same.stderr
+
+
+def test_run_set_dotted_keys_and_unknown_keys(tmp_path):
+    """`--set a.b=v` overrides one nested key; a key the config lacks is a usage error (exit 2)."""
+    from click.testing import CliRunner
+
+    from biointerp.cli import main
+
+    out = tmp_path / "o"
+    r = CliRunner().invoke(main, ["pipeline", "run", "probe_training", "--dry-run", "--set", f"outdir={out}",
+                                  "--set", "synthetic.extra=--variants-per-class 1", "--set", "n_shards=1"])
+    assert r.exit_code == 0, r.output
+    bad = CliRunner().invoke(main, ["pipeline", "run", "probe_training", "--dry-run",
+                                    "--set", "synthetic.variants_per_class=3"])
+    assert bad.exit_code == 2 and "no key 'variants_per_class' at synthetic" in bad.output

@@ -62,8 +62,11 @@ def test_router_sends_each_thread_to_its_own_log(tmp_path, capsys):
     assert "job" not in capsys.readouterr().out
 
 
-def test_run_in_process_shared_command_logs_and_fails_cleanly(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fork", ["1", "0"])
+def test_run_in_process_shared_command_logs_and_fails_cleanly(tmp_path, monkeypatch, fork):
+    """A shared command runs in a forked child (default) or a thread (BIOINTERP_JOB_FORK=0)."""
     monkeypatch.setattr(rulejob, "CONCURRENT_COMMANDS", frozenset({"models"}))
+    monkeypatch.setenv("BIOINTERP_JOB_FORK", fork)
     argv_before, out_before = list(sys.argv), sys.stdout
     log = tmp_path / "models.log"
     rulejob.run_in_process(["models", "list"], str(log))
@@ -74,3 +77,38 @@ def test_run_in_process_shared_command_logs_and_fails_cleanly(tmp_path, monkeypa
         rulejob.run_in_process(["models", "list", "--no-such-option"], str(tmp_path / "bad.log"))
     assert "no-such-option" in (tmp_path / "bad.log").read_text()
     assert rulejob._STATE == {"shared": 0, "exclusive": False}
+
+
+def test_forked_jobs_run_side_by_side_in_their_own_processes(tmp_path, monkeypatch):
+    """Two shared jobs fork two children that overlap in time; each writes only its own log."""
+    import os
+    import time
+
+    from biointerp import cli
+
+    monkeypatch.setattr(rulejob, "CONCURRENT_COMMANDS", frozenset({"sleepjob"}))
+    import click
+
+    @click.command("sleepjob")
+    @click.argument("tag")
+    def sleepjob(tag):
+        click.echo(f"{tag} pid {os.getpid()} start {time.time():.3f}")
+        time.sleep(1.0)
+        click.echo(f"{tag} end {time.time():.3f}")
+
+    monkeypatch.setitem(cli.main.commands, "sleepjob", sleepjob)
+    logs = {t: tmp_path / f"{t}.log" for t in "ab"}
+    threads = [threading.Thread(target=rulejob.run_in_process, args=(["sleepjob", t], str(logs[t]))) for t in "ab"]
+    t0 = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert time.time() - t0 < 1.9  # side by side, not one after the other
+    pids = set()
+    for t, log in logs.items():
+        lines = log.read_text().splitlines()
+        assert lines[0] == f"$ biointerp sleepjob {t}" and lines[1].startswith(f"{t} pid")
+        assert lines[2].startswith(f"{t} end") and len(lines) == 3
+        pids.add(int(lines[1].split()[2]))
+    assert os.getpid() not in pids and len(pids) == 2

@@ -51,12 +51,15 @@ def run_cmd(name, configfile, overrides, profile, cores, dry_run, forcerun, targ
 
     from biointerp.pipeline import run
 
-    config = {}
+    from biointerp.pipeline import default_config
+
+    base = yaml.safe_load(Path(configfile or default_config(name)).read_text()) or {}
+    config: dict = {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise click.UsageError(f"--set {item!r}: expected KEY=VALUE")
-        config[key] = yaml.safe_load(value)
+        _set_dotted(config, base, key, yaml.safe_load(value))
     try:
         ok = run(name, configfile=configfile, config=config, cores=cores, profile=profile, dry_run=dry_run,
                  targets=targets, forcerun=forcerun)
@@ -65,6 +68,22 @@ def run_cmd(name, configfile, overrides, profile, cores, dry_run, forcerun, targ
     if not ok:
         raise click.ClickException(f"pipeline {name} failed; see the messages above and the logs/ folder "
                                    "of its outdir. Re-running the same command resumes where it stopped.")
+
+
+def _set_dotted(config: dict, base: dict, key: str, value) -> None:
+    """``a.b=v`` -> ``{"a": {"b": v}}``; a key the workflow's config does not have is a usage error."""
+    parts = key.split(".")
+    node, known = config, base
+    for i, part in enumerate(parts):
+        if not isinstance(known, dict) or part not in known:
+            where = ".".join(parts[:i]) or "the top level"
+            have = ", ".join(sorted(known)) if isinstance(known, dict) else "(not a mapping)"
+            raise click.UsageError(f"--set {key}: no key {part!r} at {where} of the config; known: {have}")
+        known = known[part]
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {})
 
 
 @pipeline.command("lint")

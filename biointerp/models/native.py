@@ -89,6 +89,17 @@ class StripedHyenaModel(GenomicModel):
                 deepest = max(deepest, int(name.split(".")[1]))
         return deepest
 
+    def activations(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                    layers: Sequence[str] = ()) -> dict[str, Tensor]:
+        """Activations {name: (B, L, d)} of ``layers`` from a pass that stops after the deepest
+        of them (the same bits as :meth:`forward`; no logits)."""
+        input_ids = self._check_ids(input_ids)
+        if attention_mask is not None:
+            _check_right_padded(attention_mask)
+        with torch.inference_mode(), capture(self.module, layers) as acts:
+            self.module(input_ids, None, stop_after=self.last_block(layers))
+        return dict(acts)
+
     # ------------------------------------------------------------------ prefix reuse
     def prefill(self, input_ids: Tensor, layers: Sequence[str] = (), logits: bool = True) -> PrefixState:
         """Run the reference ``input_ids`` (1, L) once, keeping what suffix passes need.

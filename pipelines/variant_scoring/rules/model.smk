@@ -21,6 +21,8 @@ rule score_shard:
     wildcard_constraints:
         shard=r"\d+",
     threads: res("model", "threads")
+    # the model jobs are the critical path: start them before ready table jobs
+    priority: 10
     retries: config["retries"]
     resources:
         gpu=res("model", "gpu"),
@@ -55,6 +57,8 @@ rule harvest_shard:
     wildcard_constraints:
         shard=r"\d+",
     threads: res("model", "threads")
+    # the model jobs are the critical path: start them before ready table jobs
+    priority: 10
     retries: config["retries"]
     resources:
         gpu=res("model", "gpu"),
