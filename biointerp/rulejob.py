@@ -39,6 +39,14 @@ import traceback
 #: seeding global generators, reading ``sys.argv`` or changing other global state.
 CONCURRENT_COMMANDS = frozenset({"score", "harvest"})
 
+#: Modules to import in the background once the first model job has been forked (see
+#: :func:`prewarm_after_fork`): this process is idle while its children run the model.
+PREWARM: tuple[str, ...] = ()
+#: Held while a background import runs: a fork waits for it (a child forked in the middle
+#: of an import would inherit that module's import lock, held by a thread it does not have).
+_IMPORT_GUARD = threading.Lock()
+_PREWARM_STARTED = threading.Event()
+
 #: Who runs in-process now: ``shared`` concurrent jobs, or one ``exclusive`` job.
 _COND = threading.Condition()
 _STATE = {"shared": 0, "exclusive": False}
@@ -185,7 +193,8 @@ def _run_forked(argv: list[str], fh) -> int:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    pid = os.fork()
+    with _IMPORT_GUARD:
+        pid = os.fork()
     if pid == 0:  # child: never returns into the parent's Snakemake code
         code = 1
         try:
@@ -200,10 +209,39 @@ def _run_forked(argv: list[str], fh) -> int:
             if end.code is not None and not isinstance(end.code, int):
                 fh.write(f"{end.code}\n")
         except BaseException:  # noqa: BLE001 - as a crashed process: traceback in the log
-            traceback.print_exc(file=fh)
+            with contextlib.suppress(BaseException):
+                traceback.print_exc(file=fh)
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(BaseException):
                 fh.flush()
             os._exit(code)
+    _start_prewarm()
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def prewarm_after_fork(*modules: str) -> None:
+    """Import ``modules`` on a background thread once the first model job has been forked, so
+    that later in-process jobs find them loaded (``biointerp demo``: lightning, ~4 s, for the
+    probe training that follows the model jobs). Forks wait until the import is done."""
+    global PREWARM
+    PREWARM = tuple(modules)
+
+
+def _start_prewarm() -> None:
+    if not PREWARM or _PREWARM_STARTED.is_set():
+        return
+    _PREWARM_STARTED.set()
+    _IMPORT_GUARD.acquire()  # taken here, released by the thread: no fork slips in before it starts
+
+    def work():
+        import importlib
+
+        try:
+            for name in PREWARM:
+                with contextlib.suppress(Exception):
+                    importlib.import_module(name)
+        finally:
+            _IMPORT_GUARD.release()
+
+    threading.Thread(target=work, name="biointerp-prewarm", daemon=True).start()

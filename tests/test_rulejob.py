@@ -112,3 +112,19 @@ def test_forked_jobs_run_side_by_side_in_their_own_processes(tmp_path, monkeypat
         assert lines[2].startswith(f"{t} end") and len(lines) == 3
         pids.add(int(lines[1].split()[2]))
     assert os.getpid() not in pids and len(pids) == 2
+
+
+def test_prewarm_imports_after_the_first_fork(tmp_path, monkeypatch):
+    """prewarm_after_fork: the modules load on a background thread once a model job has forked."""
+    monkeypatch.setattr(rulejob, "CONCURRENT_COMMANDS", frozenset({"models"}))
+    monkeypatch.setattr(rulejob, "_PREWARM_STARTED", threading.Event())
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    rulejob.prewarm_after_fork("colorsys")
+    try:
+        assert "colorsys" not in sys.modules
+        rulejob.run_in_process(["models", "list"], str(tmp_path / "m.log"))
+        with rulejob._IMPORT_GUARD:  # held until the background import is done
+            pass
+        assert rulejob._PREWARM_STARTED.is_set() and "colorsys" in sys.modules
+    finally:
+        rulejob.prewarm_after_fork()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
@@ -251,24 +252,25 @@ def demo(outdir, cores, shards, model) -> None:
     resources = {**pt["resources"], "model": {**pt["resources"]["model"], "threads": 1}}
     common = {"outdir": str(out), "n_shards": shards, "model": model, "resources": resources,
               "fasta": str(out / "inputs" / "genome.fa"), "variants": str(out / "inputs" / "variants.vcf.gz")}
+    from biointerp import rulejob
+
+    # lightning (the covariance probe's trainer) loads while the forked model jobs run
+    rulejob.prewarm_after_fork("lightning")
     click.echo(f"[1/2] probe_training: synthetic genome, activations, linear + covariance probes -> {out}")
     if not run("probe_training", default_config("probe_training"), common, cores=cores, quiet=True):
         raise click.ClickException(f"probe_training failed; logs in {out / 'logs'}")
     probes = {k: str(out / "training" / "probes" / f"{k}.safetensors") for k in ("linear", "covariance")}
+    # the cohort and feature steps need only the inputs: they run beside variant_scoring
+    side = _SideSteps(out, model)
     click.echo(f"[2/2] variant_scoring: scores table, database, annotated VCF, report -> {out}")
     # the same inputs and activations as probe_training (so its jobs are reused, not re-run)
-    if not run("variant_scoring", default_config("variant_scoring"),
-               {**common, "synthetic": pt["synthetic"], "harvest": pt["harvest"], "probes": probes},
-               cores=cores, quiet=True):
+    ok = run("variant_scoring", default_config("variant_scoring"),
+             {**common, "synthetic": pt["synthetic"], "harvest": pt["harvest"], "probes": probes},
+             cores=cores, quiet=True)
+    feat = side.finish()
+    if not ok:
         raise click.ClickException(f"variant_scoring failed; logs in {out / 'logs'}")
     import pandas as pd
-
-    _demo_cohort(out / "cohort", model)
-    from biointerp.features.demo import feature_demo
-
-    click.echo(f"[+] features: sparse autoencoder on the demo model, labelled latents, explanations -> "
-               f"{out / 'features'}")
-    feat = feature_demo(out / "inputs", out / "features", model)
     dt = time.time() - t0
     click.echo("")
     click.echo(f"Demo finished in {dt:.0f} s. Results in {out}/:")
@@ -317,6 +319,78 @@ def demo(outdir, cores, shards, model) -> None:
     click.echo("")
     click.echo(f"Browse the variants in a web page: biointerp db serve --db {out / 'variants.duckdb'} "
                "(then open http://127.0.0.1:8000/; Ctrl+C stops it)")
+
+
+def _side_steps(out: Path, model: str) -> dict:
+    """The demo's cohort and feature steps (they read only ``out/inputs``)."""
+    from biointerp.features.demo import feature_demo
+
+    _demo_cohort(out / "cohort", model)
+    click.echo(f"[+] features: sparse autoencoder on the demo model, labelled latents, explanations -> "
+               f"{out / 'features'}")
+    return feature_demo(out / "inputs", out / "features", model)
+
+
+class _SideSteps:
+    """:func:`_side_steps` in a forked child while this process runs variant_scoring (each step
+    is single-threaded, and the machine has two cores); its output is shown when it is collected.
+    Without ``os.fork`` (or with ``BIOINTERP_JOB_FORK=0``) the steps run here, in :meth:`finish`."""
+
+    def __init__(self, out: Path, model: str) -> None:
+        import os
+        import tempfile
+
+        self.out, self.model, self.pid = out, model, None
+        if not hasattr(os, "fork") or os.environ.get("BIOINTERP_JOB_FORK", "1") == "0":
+            return
+        from biointerp.rulejob import _IMPORT_GUARD
+
+        self.dir = Path(tempfile.mkdtemp(prefix="side.", dir=out))
+        sys.stdout.flush(), sys.stderr.flush()
+        with _IMPORT_GUARD:  # not in the middle of a background import
+            pid = os.fork()
+        if pid:
+            self.pid = pid
+            return
+        code = 1  # child: never returns into the demo
+        try:
+            fh = open(self.dir / "output.txt", "w")  # noqa: SIM115 - closed by os._exit
+            os.dup2(fh.fileno(), 1), os.dup2(fh.fileno(), 2)
+            sys.stdout = sys.stderr = fh
+            feat = _side_steps(out, model)
+            best = feat["best"].reset_index()
+            (self.dir / "result.json").write_text(json.dumps(
+                {**{k: v for k, v in feat.items() if k != "best"}, "best": best.to_dict("list"),
+                 "best_index": best.columns[0]}, default=str))
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported by the parent from output.txt
+            import traceback
+
+            with contextlib.suppress(BaseException):
+                traceback.print_exc()
+        finally:
+            with contextlib.suppress(BaseException):
+                sys.stdout.flush()
+            os._exit(code)
+
+    def finish(self) -> dict:
+        """Wait for the steps, echo what they printed and return the feature summary."""
+        import os
+        import shutil
+
+        import pandas as pd
+
+        if self.pid is None:
+            return _side_steps(self.out, self.model)
+        _, status = os.waitpid(self.pid, 0)
+        text = (self.dir / "output.txt").read_text() if (self.dir / "output.txt").is_file() else ""
+        click.echo(text, nl=False)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise click.ClickException(f"the demo's cohort/feature steps failed:\n{text[-2000:]}")
+        res = json.loads((self.dir / "result.json").read_text())
+        shutil.rmtree(self.dir, ignore_errors=True)
+        res["best"] = pd.DataFrame(res.pop("best")).set_index(res.pop("best_index"))
+        return res
 
 
 def _demo_cohort(out: Path, model: str) -> None:
