@@ -143,10 +143,11 @@ def biointerp_job(cmd: str, _stepout: int = 1) -> None:
         # the rule's context (conda_env, threads, jobid, ...) as keywords: shell() activates the environment
         shell("biointerp {line} > {log:q} 2>&1", **{**names, "line": line, "log": log})
         return
-    run_in_process(shlex.split(line), log)
+    threads = names.get("threads")
+    run_in_process(shlex.split(line), log, threads=int(threads) if threads else None)
 
 
-def run_in_process(argv: list[str], log: str) -> None:
+def run_in_process(argv: list[str], log: str, threads: int | None = None) -> None:
     """``biointerp *argv`` in this process, stdout and stderr to ``log``; :class:`JobFailed` on error."""
     from biointerp.cli import main
 
@@ -156,7 +157,7 @@ def run_in_process(argv: list[str], log: str) -> None:
         fh.write("$ biointerp " + shlex.join(argv) + "\n")
         fh.flush()
         if fork:
-            code = _run_forked(argv, fh)
+            code = _run_forked(argv, fh, threads)
             if code != 0:
                 raise JobFailed(f"`biointerp {shlex.join(argv)}` failed (exit status {code}); "
                                 f"its messages are in {log}")
@@ -185,9 +186,10 @@ def run_in_process(argv: list[str], log: str) -> None:
         raise JobFailed(f"`biointerp {shlex.join(argv)}` failed (exit status {code}); its messages are in {log}")
 
 
-def _run_forked(argv: list[str], fh) -> int:
+def _run_forked(argv: list[str], fh, threads: int | None = None) -> int:
     """Run ``biointerp *argv`` in a forked child whose stdout/stderr (Python and C level) is
-    ``fh``; wait for it and return its exit status."""
+    ``fh``, with ``threads`` compute threads (the rule's ``threads``: children side by side
+    must not each take every core); wait for it and return its exit status."""
     from biointerp.cli import main
 
     for stream in (sys.stdout, sys.stderr):
@@ -202,6 +204,10 @@ def _run_forked(argv: list[str], fh) -> int:
             os.dup2(fh.fileno(), 2)
             sys.stdout = sys.stderr = fh
             sys.argv = ["biointerp", *argv]
+            if threads:
+                os.environ["OMP_NUM_THREADS"] = str(threads)
+                if "torch" in sys.modules:
+                    sys.modules["torch"].set_num_threads(threads)
             main.main(args=list(argv), prog_name="biointerp", standalone_mode=True)
             code = 0
         except SystemExit as end:

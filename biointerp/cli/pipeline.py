@@ -252,8 +252,16 @@ def demo(outdir, cores, shards, model) -> None:
     resources = {**pt["resources"], "model": {**pt["resources"]["model"], "threads": 1}}
     common = {"outdir": str(out), "n_shards": shards, "model": model, "resources": resources,
               "fasta": str(out / "inputs" / "genome.fa"), "variants": str(out / "inputs" / "variants.vcf.gz")}
+    import os
+
     from biointerp import rulejob
 
+    if "OMP_NUM_THREADS" not in os.environ:
+        # the demo's parallelism is across processes (two forked model jobs; the cohort and
+        # feature steps beside the scoring workflow): one compute thread each, not one per core
+        os.environ["OMP_NUM_THREADS"] = "1"
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
     # lightning (the covariance probe's trainer) loads while the forked model jobs run
     rulejob.prewarm_after_fork("lightning")
     click.echo(f"[1/2] probe_training: synthetic genome, activations, linear + covariance probes -> {out}")
@@ -357,6 +365,8 @@ class _SideSteps:
             fh = open(self.dir / "output.txt", "w")  # noqa: SIM115 - closed by os._exit
             os.dup2(fh.fileno(), 1), os.dup2(fh.fileno(), 2)
             sys.stdout = sys.stderr = fh
+            if "torch" in sys.modules:  # one core here, the other for the scoring workflow
+                sys.modules["torch"].set_num_threads(1)
             feat = _side_steps(out, model)
             best = feat["best"].reset_index()
             (self.dir / "result.json").write_text(json.dumps(
