@@ -86,3 +86,34 @@ def test_pickled_objects_refused_and_k_required(tmp_path):
     with pytest.raises(SAEError, match="does not say k"):
         load_published_sae(path2)
     assert load_published_sae(path2, k=4).k == 4
+
+
+def test_element_rows_are_the_layer_at_the_element_bases():
+    """element_rows: the layer's activations at each element's bases ± flank, read in a window
+    that ends just after the element (equal to a full pass over that window)."""
+    import pandas as pd
+
+    from biointerp.features.train import element_rows
+    from biointerp.harvest import run_full
+    from biointerp.models import StripedHyenaModel, random_model, tiny_config
+
+    model = StripedHyenaModel(random_model(tiny_config(hidden_size=16, num_layers=4, num_attention_heads=2), seed=3))
+    g = torch.Generator().manual_seed(0)
+    seq = "".join("ACGT"[i] for i in torch.randint(0, 4, (600,), generator=g).tolist())
+    els = pd.DataFrame({"chrom": ["c", "c", "c"], "start": [300, 10, 500], "end": [308, 12, 505],
+                        "type": ["five_prime_cis_splice_site", "TATA_box", "exon"]})
+    rows = element_rows(model, {"c": seq}, els, ["five_prime_cis_splice_site", "TATA_box"], "blocks.2", 1000,
+                        window=64, flank=2, seed=0)
+    assert rows.shape == (9 + 4 + 3 + 4, 16)  # both elements ± 2 (the second clipped at the contig start)
+    want = {}
+    for start, end in ((300, 308), (10, 12)):
+        lo, hi = max(0, start - 1 - 2), end + 2
+        w0 = max(0, hi - 64)
+        acts, _ = run_full(model, seq[w0:hi], ["blocks.2"])
+        want[start] = acts["blocks.2"][lo - w0:hi - w0]
+    got = {len(x) for x in (rows[:13], rows[13:])}
+    assert got == {13, 7}
+    both = torch.cat([want[300], want[10]]) if torch.allclose(rows[:13], want[300], atol=1e-5) \
+        else torch.cat([want[10], want[300]])
+    torch.testing.assert_close(rows, both, atol=1e-5, rtol=1e-5)
+    assert element_rows(model, {"c": seq}, els, ["TATA_box"], "blocks.2", 3, window=64, flank=2).shape[0] == 3

@@ -34,6 +34,11 @@ CONSENSUS = {
 }
 
 
+#: Short, rare element classes of the model organism (a few bases each; random windows rarely hold them).
+SHORT_CLASSES = ("five_prime_cis_splice_site", "three_prime_cis_splice_site", "branch_site", "start_codon",
+                 "stop_codon", "TF_binding_site", "TATA_box", "polyA_signal_sequence")
+
+
 def count_elements(seqs: list[str], cls: str) -> float:
     """Occurrences per kb of ``cls``'s planted consensus (overlapping matches) in ``seqs``."""
     pat = re.compile(f"(?=({CONSENSUS[cls]}))")
@@ -126,13 +131,16 @@ def run_feature_ground_truth(model_spec: str = "demo", layer: str | None = None,
                              steps: int = 1000, batch_size: int = 512, train_rows: int = 32_768,
                              label_bases: int | None = None, engine: str = "plain", standardize: bool = True,
                              causal_classes: tuple[str, ...] = ("five_prime_cis_splice_site:+", "CpG_island:-"),
-                             causal: bool = True,
+                             causal: bool = True, with_control: bool = True, kind: str = "batch_topk",
+                             enrich: float = 0.0, enrich_classes: tuple[str, ...] = SHORT_CLASSES,
                              out_dir: str | Path | None = None, seed: int = 0, progress: bool = False) -> dict:
     """The whole check for the model and its random-init control; returns a JSON-able dict."""
     from biointerp.features.explain import explain_variants, matching_share
     from biointerp.features.label import best_labels, best_per_class, encode_genome, feature_table, label_latents
     from biointerp.features.sae import save_sae
-    from biointerp.features.train import TensorRows, collect_rows, evaluate_sae, train_sae
+    import torch
+
+    from biointerp.features.train import TensorRows, collect_rows, element_rows, evaluate_sae, train_sae
     from biointerp.models import StripedHyenaModel, load_model, random_model
 
     model = load_model(model_spec)
@@ -147,12 +155,18 @@ def run_feature_ground_truth(model_spec: str = "demo", layer: str | None = None,
     variants = synth.make_variants(genome, test_contigs=tuple(test))
     variants = variants[(variants["split"] == "test") & (variants["pos"] <= region[tc][1] - 64)].reset_index(drop=True)
     out: dict = {"setup": {"model": model_spec, "layer": layer, "d_hidden": d_hidden, "k": k, "steps": steps,
-                           "batch_size": batch_size, "train_rows": train_rows, "engine": engine, "standardize": standardize, "train_contigs": train, "label_region": f"{tc}:{region[tc][0]}-{region[tc][1]}",
+                           "batch_size": batch_size, "kind": kind, "enrich": enrich, "train_rows": train_rows, "engine": engine, "standardize": standardize, "train_contigs": train, "label_region": f"{tc}:{region[tc][0]}-{region[tc][1]}",
                            "n_variants": int(len(variants)), "seed": seed}}
-    for name, m in (("model", model), ("control", control)):
+    for name, m in (("model", model), ("control", control))[: 2 if with_control else 1]:
         t0 = time.perf_counter()
         rows = collect_rows(m, {c: genome.contigs[c] for c in train}, layer, train_rows, seed=seed)
-        sae, rep = train_sae(TensorRows(rows, batch_size, seed), m.d_model, d_hidden, k, steps=steps, lr=1e-3,
+        if enrich > 0:  # a share of the rows at short annotated elements of the training contigs
+            n_el = int(round(enrich * train_rows))
+            near = element_rows(m, {c: genome.contigs[c] for c in train}, genome.elements, enrich_classes, layer,
+                                n_el, seed=seed)
+            rows = torch.cat([rows[: train_rows - len(near)], near])
+            rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))]
+        sae, rep = train_sae(TensorRows(rows, batch_size, seed), m.d_model, d_hidden, k, kind=kind, steps=steps, lr=1e-3,
                              seed=seed, engine=engine, standardize=standardize, progress=progress)
         evs = [genome.contigs[tc][i:i + 512] for i in range(0, 512 * 16, 512)]
         ev = evaluate_sae(m, sae, layer, evs)

@@ -170,6 +170,35 @@ def collect_rows(model, contigs: dict[str, str], layer: str, n_rows: int, window
     return torch.cat(list(src))[:n_rows]
 
 
+def element_rows(model, contigs: dict[str, str], elements, classes, layer: str, n_rows: int, window: int = 256,
+                 flank: int = 8, seed: int = 0) -> Tensor:
+    """Up to ``n_rows`` activation rows of ``layer`` at the bases of annotated elements whose type is
+    in ``classes`` (± ``flank`` bases), each element read in a ``window``-bp window that ends just
+    after it (a causal model sees an element only once it has read it). ``elements``: a table with
+    ``chrom, start, end, type`` (1-based, inclusive, as GFF3). For enriching an SAE's training
+    rows with short, rare elements (splice sites, start codons, motifs) that random windows
+    almost never contain."""
+    from biointerp.harvest import run_batched
+
+    el = elements[elements["type"].isin(list(classes)) & elements["chrom"].isin(list(contigs))]
+    el = el.sample(frac=1.0, random_state=seed)
+    seqs, keep, total = [], [], 0
+    for r in el.itertuples(index=False):
+        seq = contigs[r.chrom]
+        lo, hi = max(0, int(r.start) - 1 - flank), min(len(seq), int(r.end) + flank)
+        w0 = max(0, hi - window)
+        seqs.append(seq[w0:hi])
+        keep.append((lo - w0, hi - w0))
+        total += hi - lo
+        if total >= n_rows:
+            break
+    if not seqs:
+        return torch.zeros(0, int(model.d_model))
+    acts = run_batched(model, seqs, [layer], batch_size=16)
+    rows = torch.cat([a[layer][a0:a1] for a, (a0, a1) in zip(acts, keep)])
+    return rows[:n_rows]
+
+
 # --------------------------------------------------------------------------- training
 class SAEObjective(torch.nn.Module):
     """The training loss of an SAE on a batch, with dead-latent tracking and a metrics history.
