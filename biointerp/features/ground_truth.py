@@ -127,12 +127,58 @@ def causal_tests(model, sae, layer: str, genome, labels: pd.DataFrame, chrom: st
     return res
 
 
+class _RawActivations:
+    """Stands in for an SAE in :func:`encode_genome`: its "latents" are the layer's own dimensions."""
+
+    @staticmethod
+    def encode(h):
+        return h
+
+
+def linear_probe_baseline(model, layer: str, genome, train_region: dict[str, tuple[int, int]],
+                   test_region: dict[str, tuple[int, int]], stranded: bool = True, min_positions: int = 20,
+                   seed: int = 0) -> pd.DataFrame:
+    """Per annotation class, a *supervised* direction of ``layer``: a class-balanced logistic
+    regression fitted on the positions of ``train_region``, scored on ``test_region`` with the
+    labelling's own metrics (base AUROC, element AUROC, F1). The baseline for the SAE's
+    unsupervised latents: where neither picks a class out, the layer does not separate it
+    linearly. Not a strict bound: the regression optimizes log-loss, not F1, and top-k
+    competition makes a latent more than one direction."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+
+    from biointerp.features.label import annotation_classes, class_masks, encode_genome, label_latents
+
+    def raw(region):
+        return encode_genome(model, _RawActivations, {c: genome.contigs[c] for c in region}, layer, regions=region)
+
+    X_tr, obs_tr = raw(train_region)
+    X_te, obs_te = raw(test_region)
+    X_tr, X_te = X_tr.toarray(), X_te.toarray()
+    mu, sd = X_tr.mean(0), X_tr.std(0) + 1e-6
+    classes = [c for c in annotation_classes(genome.elements, stranded=stranded)]
+    Y_tr = class_masks(genome.elements, obs_tr, classes, stranded)
+    Y_te = class_masks(genome.elements, obs_te, classes, stranded)
+    keep = [i for i, c in enumerate(classes) if Y_tr[:, i].sum() >= min_positions and Y_te[:, i].sum() >= 1]
+    scores = np.zeros((len(X_te), len(keep)), dtype=np.float32)
+    for j, i in enumerate(keep):
+        clf = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced", random_state=seed)
+        clf.fit((X_tr - mu) / sd, Y_tr[:, i])
+        s_ = clf.decision_function((X_te - mu) / sd)
+        scores[:, j] = s_ - s_.min()  # non-negative like a latent; the order (all that is scored) unchanged
+    kept = [classes[i] for i in keep]
+    tab = label_latents(sp.csr_matrix(scores), obs_te, genome.elements, classes=kept, stranded=stranded)
+    diag = tab[tab["class"] == np.array(kept)[tab["latent"].to_numpy()]]
+    return diag.drop(columns="latent").set_index("class")
+
+
 def run_feature_ground_truth(model_spec: str = "demo", layer: str | None = None, d_hidden: int = 256, k: int = 8,
                              steps: int = 1000, batch_size: int = 512, train_rows: int = 32_768,
                              label_bases: int | None = None, engine: str = "plain", standardize: bool = True,
                              causal_classes: tuple[str, ...] = ("five_prime_cis_splice_site:+", "CpG_island:-"),
                              causal: bool = True, with_control: bool = True, kind: str = "batch_topk",
                              enrich: float = 0.0, enrich_classes: tuple[str, ...] = SHORT_CLASSES,
+                             probe_baseline: bool = False,
                              out_dir: str | Path | None = None, seed: int = 0, progress: bool = False) -> dict:
     """The whole check for the model and its random-init control; returns a JSON-able dict."""
     from biointerp.features.explain import explain_variants, matching_share
@@ -196,6 +242,13 @@ def run_feature_ground_truth(model_spec: str = "demo", layer: str | None = None,
                "n_labelled_latents": int((labels["label"] != "").sum()),
                "labels_used": labels["label"].value_counts().to_dict(),
                "explanations_matching_share": share}
+        if probe_baseline:
+            lp = linear_probe_baseline(m, layer, genome, {train[0]: (1, 120_000)}, region, seed=seed)
+            sae_f1 = scores.groupby("class")["f1"].max()
+            res["linear_probe_baseline"] = {
+                c: {"probe_f1": round(float(r.f1), 4), "probe_auroc": round(float(r.auroc), 4),
+                    "probe_element_auroc": round(float(r.element_auroc), 4),
+                    "sae_best_f1": round(float(sae_f1.get(c, np.nan)), 4)} for c, r in lp.iterrows()}
         if causal and name == "model":
             res["causal"] = {c: causal_tests(m, sae, layer, genome, scores, tc, c, seed=seed) for c in causal_classes}
         res["seconds"] = time.perf_counter() - t0

@@ -342,13 +342,14 @@ def train_sae(source: IterableDataset, d_in: int, d_hidden: int, k: int, kind: s
         raise ValueError("the activation source yielded no batches (empty store or genome region?)")
     init_from_batch(sae, first, standardize)
     objective = SAEObjective(sae, aux_k if aux_k is not None else min(2 * k, d_hidden), aux_weight, dead_tokens)
+    if engine == "lightning":
+        import lightning as L  # before the clock: ``tokens_per_s`` is the training's, not the import's
+
+        module = _lightning_module(objective, lr)
     t0 = time.perf_counter()
     if engine == "plain":
         done = _plain_loop(objective, source, steps, lr, device, progress)
     else:
-        import lightning as L
-
-        module = _lightning_module(objective, lr)
         loader = torch.utils.data.DataLoader(source, batch_size=None)
         trainer = L.Trainer(max_steps=steps, max_epochs=10_000, accelerator="gpu" if str(device).startswith("cuda") else "cpu",
                             devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=progress,
