@@ -27,6 +27,9 @@ def main() -> int:
     ap.add_argument("--latents", type=int, default=256)
     ap.add_argument("-k", type=int, default=8)
     ap.add_argument("--no-causal", action="store_true")
+    ap.add_argument("--probe-baseline", action="store_true",
+                    help="also fit a supervised linear probe per class (features.ground_truth.linear_probe_baseline)")
+    ap.add_argument("--layer", default=None, help="default: the model's middle layer")
     ap.add_argument("--out-dir", default=None, help="keep SAEs, feature tables and explanations here")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -34,7 +37,8 @@ def main() -> int:
 
     t, c = time.perf_counter(), time.process_time()
     r = run_feature_ground_truth(d_hidden=a.latents, k=a.k, steps=a.steps, label_bases=a.label_bases,
-                                 causal=not a.no_causal, out_dir=a.out_dir or tempfile.mkdtemp(prefix="feat_gt_"))
+                                 causal=not a.no_causal, probe_baseline=a.probe_baseline, layer=a.layer,
+                                 out_dir=a.out_dir or tempfile.mkdtemp(prefix="feat_gt_"))
     r["wall_s"], r["cpu_s"] = time.perf_counter() - t, time.process_time() - c
     print(f"setup: {json.dumps(r['setup'])}")
     for name in ("model", "control"):
@@ -46,6 +50,11 @@ def main() -> int:
             print(f"  {cls:30s} AUROC {x['best_auroc_per_class'][cls]:.3f}  element AUROC "
                   f"{x['best_element_auroc_per_class'][cls]:.3f}  F1 {x['best_f1_per_class'][cls]:.3f}")
         print(f"  explanations, share with a matching label in the top 5: {x['explanations_matching_share']['top5']}")
+        if "linear_probe_baseline" in x:
+            print("  supervised linear probe per class (F1; the SAE's best latent's F1):")
+            for cls, v in x["linear_probe_baseline"].items():
+                print(f"    {cls:32s} probe F1 {v['probe_f1']:.3f} (AUROC {v['probe_auroc']:.3f}, element "
+                      f"{v['probe_element_auroc']:.3f})  SAE F1 {v['sae_best_f1']:.3f}")
         if "causal" in x:
             print("  causal: " + json.dumps(x["causal"]))
     print(f"\nwall {r['wall_s']:.0f} s, cpu {r['cpu_s']:.0f} s")
