@@ -16,8 +16,9 @@ harvest), and no other job runs meanwhile. Each runs in a child process forked f
 stdout and stderr on its log: threads of one process would share one interpreter lock, and
 a small model's passes are mostly Python between short kernels, so two threads ran no faster
 than one (measured: the demo's four model jobs took 34 s as threads, 20 s as forks).
-Where ``os.fork`` is missing, or with ``BIOINTERP_JOB_FORK=0``, they run as threads, each
-writing to its own log through a per-thread stdout/stderr.
+Off Linux (macOS discourages fork in threaded processes; Windows has none), or with
+``BIOINTERP_JOB_FORK=0``, they run as threads, each writing to its own log through a
+per-thread stdout/stderr (:func:`fork_enabled`).
 
 A job with a conda environment, a container or environment modules runs the same
 command line in a shell instead, inside that environment; so does every job when the
@@ -152,7 +153,7 @@ def run_in_process(argv: list[str], log: str, threads: int | None = None) -> Non
     from biointerp.cli import main
 
     shared = bool(argv) and argv[0] in CONCURRENT_COMMANDS
-    fork = shared and hasattr(os, "fork") and os.environ.get("BIOINTERP_JOB_FORK", "1") != "0"
+    fork = shared and fork_enabled()
     with _turn(shared), open(log, "w", encoding="utf-8") as fh:
         fh.write("$ biointerp " + shlex.join(argv) + "\n")
         fh.flush()
@@ -224,6 +225,15 @@ def _run_forked(argv: list[str], fh, threads: int | None = None) -> int:
     _start_prewarm()
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def fork_enabled() -> bool:
+    """Whether jobs may run in forked children: on Linux unless ``BIOINTERP_JOB_FORK=0``
+    (``BIOINTERP_JOB_FORK=1`` forces it elsewhere; macOS discourages fork in threaded processes)."""
+    flag = os.environ.get("BIOINTERP_JOB_FORK")
+    if flag is not None:
+        return flag != "0" and hasattr(os, "fork")
+    return sys.platform.startswith("linux") and hasattr(os, "fork")
 
 
 def prewarm_after_fork(*modules: str) -> None:

@@ -342,17 +342,17 @@ def _side_steps(out: Path, model: str) -> dict:
 class _SideSteps:
     """:func:`_side_steps` in a forked child while this process runs variant_scoring (each step
     is single-threaded, and the machine has two cores); its output is shown when it is collected.
-    Without ``os.fork`` (or with ``BIOINTERP_JOB_FORK=0``) the steps run here, in :meth:`finish`."""
+    Where jobs do not fork (:func:`biointerp.rulejob.fork_enabled`) the steps run here, in :meth:`finish`."""
 
     def __init__(self, out: Path, model: str) -> None:
         import os
         import tempfile
 
-        self.out, self.model, self.pid = out, model, None
-        if not hasattr(os, "fork") or os.environ.get("BIOINTERP_JOB_FORK", "1") == "0":
-            return
-        from biointerp.rulejob import _IMPORT_GUARD
+        from biointerp.rulejob import _IMPORT_GUARD, fork_enabled
 
+        self.out, self.model, self.pid = out, model, None
+        if not fork_enabled():
+            return
         self.dir = Path(tempfile.mkdtemp(prefix="side.", dir=out))
         sys.stdout.flush(), sys.stderr.flush()
         with _IMPORT_GUARD:  # not in the middle of a background import
