@@ -104,3 +104,32 @@ def test_feature_pipeline_lint_and_plan(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
     r = snakemake(*snake, "--configfile", str(tmp_path / "bad.yaml"), "-n", cwd=repo)
     assert r.returncode != 0 and "accuracy" in r.stdout + r.stderr
+
+
+def test_features_train_enriched_at_elements(inputs, tmp_path):
+    """--enrich-annotations: rows at the named elements (in region coordinates) are mixed into every batch."""
+    import torch
+
+    from biointerp.features.train import MixedRows, TensorRows
+
+    d, g = inputs, inputs / "g"
+    fa, gff = g / "genome.fa", g / "elements.gff3"
+    base = ["features", "train", "--model", d / "model", "--fasta", fa, "--layer", "blocks.4", "--latents", "32",
+            "-k", "4", "--steps", "10", "--batch-size", "128", "--window", "256", "--buffer-tokens", "1024",
+            "--engine", "plain", "--device", "cpu"]
+    r = run(base + ["--region", "synth1:2001-9000", "--enrich-annotations", gff, "--enrich-class",
+                    "five_prime_cis_splice_site", "--enrich-class", "start_codon", "--enrich-fraction", "0.5",
+                    "--out", tmp_path / "e.safetensors"])
+    assert r.exit_code == 0, r.output
+    assert "enrich:" in r.output and "five_prime_cis_splice_site, start_codon; 50% of each batch" in r.output
+    assert (tmp_path / "e.safetensors").is_file()
+    bad = CliRunner().invoke(main, [str(a) for a in base + ["--enrich-annotations", gff, "--enrich-class", "no_such",
+                                                             "--out", tmp_path / "x.safetensors"]])
+    assert bad.exit_code == 2 and "no_such" in bad.output
+    half = CliRunner().invoke(main, [str(a) for a in base + ["--enrich-class", "start_codon",
+                                                              "--out", tmp_path / "y.safetensors"]])
+    assert half.exit_code == 2 and "go together" in half.output
+    # the mixing itself: a quarter of each batch from the extra rows, the rest from the source
+    src, extra = TensorRows(torch.zeros(64, 3), 16, 0), torch.ones(5, 3)
+    batch = next(iter(MixedRows(src, extra, 0.25, seed=1)))
+    assert batch.shape == (16, 3) and int(batch[:, 0].sum()) == 4

@@ -107,18 +107,34 @@ def features() -> None:
 @click.option("--engine", type=click.Choice(["lightning", "plain"]), default="lightning", show_default=True,
               help="lightning Trainer, or the same objective in a bare loop (faster start-up for small runs).")
 @click.option("--standardize", is_flag=True, help="Scale each input dimension to unit variance (per-dimension input scale).")
+@click.option("--enrich-annotations", type=click.Path(exists=True, dir_okay=False),
+              help="GFF3/GTF/BED/GenBank: mix rows at these elements into every batch (with --fasta).")
+@click.option("--enrich-class", "enrich_classes", multiple=True,
+              help="Annotation type(s) to enrich (repeatable), e.g. five_prime_cis_splice_site.")
+@click.option("--enrich-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.25,
+              show_default=True, help="Share of each batch drawn from the enriched elements.")
+@click.option("--enrich-rows", type=click.IntRange(1), default=16384, show_default=True,
+              help="Element rows computed once and drawn from (memory: rows x d floats).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def train(model_spec, layer, fasta, regions, store_dir, tensor, out, latents, k, kind, untied, steps, batch_size, lr,
-          window, buffer_tokens, engine, standardize, seed, device) -> None:
+          window, buffer_tokens, engine, standardize, enrich_annotations, enrich_classes, enrich_fraction, enrich_rows,
+          seed, device) -> None:
     """Train an SAE (lightning) on activations streamed from a genome or an activation store.
+
+    Short, rare elements (splice sites, start codons, motifs) are a tiny share of random windows;
+    --enrich-annotations with --enrich-class mixes rows at those elements into every batch.
 
     Example: biointerp features train --model demo --fasta genome.fa --layer blocks.4 --out sae.safetensors"""
     from biointerp.features.sae import save_sae
-    from biointerp.features.train import ModelActivations, StoreActivations, evaluate_sae, train_sae
+    from biointerp.features.train import ModelActivations, MixedRows, StoreActivations, element_rows, evaluate_sae, train_sae
 
     if (fasta is None) == (store_dir is None):
         raise click.UsageError("give exactly one activation source: --fasta (with --model) or --store")
+    if bool(enrich_annotations) != bool(enrich_classes):
+        raise click.UsageError("--enrich-annotations and --enrich-class go together")
+    if enrich_annotations and not fasta:
+        raise click.UsageError("--enrich-annotations needs --fasta (the elements' rows come from the model)")
     model = _load_model(model_spec, device)
     if layer not in model.layer_names:
         raise click.UsageError(f"--layer {layer!r} is not a layer of {model.name} (e.g. {model.layer_names[1:4]})")
@@ -130,10 +146,33 @@ def train(model_spec, layer, fasta, regions, store_dir, tensor, out, latents, k,
         d_in, seqs = src.d or model.d_model, None
     else:
         genome = _genome(fasta)
-        seqs = _contig_seqs(genome, _regions(genome, regions))
+        reg = _regions(genome, regions)
+        seqs = _contig_seqs(genome, reg)
         src = ModelActivations(model, seqs, layer, window=window, batch_size=batch_size, buffer_tokens=buffer_tokens,
                                seed=seed)
         d_in = model.d_model
+        if enrich_annotations:
+            from biointerp.features.label import read_annotations
+
+            ann = read_annotations(enrich_annotations)
+            parts = []  # elements inside the training regions, in region coordinates
+            for c, (a, b) in reg.items():
+                sub = ann[(ann["chrom"] == c) & (ann["start"] >= a) & (ann["end"] <= b)].copy()
+                sub["start"], sub["end"] = sub["start"] - (a - 1), sub["end"] - (a - 1)
+                parts.append(sub)
+            unknown = sorted(set(enrich_classes) - set(ann["type"]))
+            if unknown:
+                raise click.UsageError(f"--enrich-class {unknown} not in {enrich_annotations} "
+                                       f"(types: {', '.join(sorted(set(ann['type']))[:12])}, ...)")
+            import pandas as pd
+
+            extra = element_rows(model, seqs, pd.concat(parts) if parts else ann.iloc[:0], enrich_classes, layer,
+                                 enrich_rows, seed=seed)
+            if not len(extra):
+                raise click.ClickException("no element of the --enrich-class types lies in the training regions")
+            click.echo(f"enrich: {len(extra)} rows at {', '.join(enrich_classes)}; "
+                       f"{enrich_fraction:.0%} of each batch", err=True)
+            src = MixedRows(src, extra, enrich_fraction, seed=seed)
     if not 0 < k <= latents:
         raise click.UsageError(f"-k ({k}) must lie in [1, --latents={latents}]")
     try:

@@ -162,6 +162,28 @@ class TensorRows(IterableDataset):
                 yield self.rows[perm[i:i + self.batch_size]]
 
 
+class MixedRows(IterableDataset):
+    """Batches of ``source`` with a ``fraction`` of each batch's rows replaced by rows drawn (with
+    replacement) from ``extra`` (e.g. :func:`element_rows`): an SAE then sees rare elements often
+    enough to give them latents. Memory: ``extra`` plus what ``source`` holds."""
+
+    def __init__(self, source: IterableDataset, extra: Tensor, fraction: float, seed: int = 0) -> None:
+        if not 0 < fraction < 1:
+            raise ValueError("fraction must lie in (0, 1)")
+        if not len(extra):
+            raise ValueError("no extra rows to mix in (no element of those classes in the regions?)")
+        self.source, self.extra, self.fraction, self.seed = source, extra.float(), fraction, seed
+        self.d = getattr(source, "d", None) or int(extra.shape[-1])
+
+    def __iter__(self) -> Iterator[Tensor]:
+        gen = torch.Generator().manual_seed(self.seed)
+        for x in self.source:
+            n = int(round(self.fraction * len(x)))
+            idx = torch.randint(0, len(self.extra), (n,), generator=gen)
+            out = torch.cat([x[: len(x) - n].float(), self.extra[idx]])
+            yield out[torch.randperm(len(out), generator=gen)]
+
+
 def collect_rows(model, contigs: dict[str, str], layer: str, n_rows: int, window: int = 512, skip: int = 32,
                  seed: int = 0) -> Tensor:
     """Up to ``n_rows`` activation rows of ``layer`` over random windows of ``contigs`` (one model pass each)."""
