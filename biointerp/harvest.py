@@ -545,20 +545,28 @@ def harvest(model, genome: Genome, variants: pd.DataFrame, layers: Sequence[str]
                 buf_ids.clear(), buf_status.clear(), buf_detail.clear(), buf_t.clear()
 
         def runs_with_passes():
-            """(run, keep, fwd passes or None): poolings without prefix reuse run a block's
-            windows in batches of full passes; otherwise each run is computed below."""
+            """(run, keep, fwd passes or None): poolings without prefix reuse run consecutive runs'
+            windows together, ``batch_size`` sequences at a time (only those activations in
+            memory); otherwise each run is computed below."""
             for preps, keep in blocks():
-                runs = _runs(preps)
-                passes: dict[int, tuple] = {}
-                if batched_pooling:
-                    ok = [r for r in runs if r[0].status == "ok"]
-                    seqs = [s for r in ok for s in [r[0].ref_seq] + [p.alt_seq for p in r]]
-                    acts = iter(run_batched(model, seqs, layers, batch_size))
-                    for r in ok:
-                        ref_acts = next(acts)
-                        passes[id(r[0])] = (ref_acts, None, [(next(acts), None) for _ in r])
-                for r in runs:
-                    yield r, keep, passes.get(id(r[0]))
+                pending: list[list[PreparedVariant]] = []
+                for r in _runs(preps):
+                    if not batched_pooling:
+                        yield r, keep, None
+                        continue
+                    pending.append(r)
+                    if sum(len(x) + 1 for x in pending if x[0].status == "ok") >= batch_size:
+                        yield from batched(pending, keep)
+                        pending = []
+                yield from batched(pending, keep)
+
+        def batched(runs, keep):
+            ok = [r for r in runs if r[0].status == "ok"]
+            acts = iter(run_batched(model, [s for r in ok for s in [r[0].ref_seq] + [p.alt_seq for p in r]],
+                                    layers, batch_size))
+            passes = {id(r[0]): (next(acts), None, [(next(acts), None) for _ in r]) for r in ok}
+            for r in runs:
+                yield r, keep, passes.get(id(r[0]))
 
         for run, keep, fwd in runs_with_passes():
             if run[0].status != "ok":

@@ -175,9 +175,7 @@ def run_in_process(argv: list[str], log: str, threads: int | None = None) -> Non
                 main.main(args=list(argv), prog_name="biointerp", standalone_mode=True)
             code = 0
         except SystemExit as end:
-            code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
-            if end.code is not None and not isinstance(end.code, int):
-                fh.write(f"{end.code}\n")
+            code = _exit_status(end, fh)
         except Exception:  # noqa: BLE001 - as a crashed process: traceback in the log, non-zero status
             traceback.print_exc(file=fh)
         finally:
@@ -187,44 +185,66 @@ def run_in_process(argv: list[str], log: str, threads: int | None = None) -> Non
         raise JobFailed(f"`biointerp {shlex.join(argv)}` failed (exit status {code}); its messages are in {log}")
 
 
-def _run_forked(argv: list[str], fh, threads: int | None = None) -> int:
-    """Run ``biointerp *argv`` in a forked child whose stdout/stderr (Python and C level) is
-    ``fh``, with ``threads`` compute threads (the rule's ``threads``: children side by side
-    must not each take every core); wait for it and return its exit status."""
-    from biointerp.cli import main
+def _exit_status(end: SystemExit, fh) -> int:
+    """A process's exit status for ``SystemExit``; a message given as the code goes to ``fh``."""
+    if end.code is None or isinstance(end.code, int):
+        return end.code or 0
+    fh.write(f"{end.code}\n")
+    return 1
 
+
+def start_forked(target, fh, threads: int | None = None) -> int:
+    """Fork a child that runs ``target()`` (its exit status; an exception prints its traceback
+    and exits 1) with stdout/stderr, Python and C level, on ``fh`` and ``threads`` compute
+    threads; the child always ends in ``os._exit``, never back in the caller. Not during a
+    background import (:data:`_IMPORT_GUARD`). Returns the child's pid."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     with _IMPORT_GUARD:
         pid = os.fork()
-    if pid == 0:  # child: never returns into the parent's Snakemake code
-        code = 1
-        try:
-            os.dup2(fh.fileno(), 1)
-            os.dup2(fh.fileno(), 2)
-            sys.stdout = sys.stderr = fh
-            sys.argv = ["biointerp", *argv]
-            if threads:
-                os.environ["OMP_NUM_THREADS"] = str(threads)
-                if "torch" in sys.modules:
-                    sys.modules["torch"].set_num_threads(threads)
-            main.main(args=list(argv), prog_name="biointerp", standalone_mode=True)
-            code = 0
-        except SystemExit as end:
-            code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
-            if end.code is not None and not isinstance(end.code, int):
-                fh.write(f"{end.code}\n")
-        except BaseException:  # noqa: BLE001 - as a crashed process: traceback in the log
-            with contextlib.suppress(BaseException):
-                traceback.print_exc(file=fh)
-        finally:
-            with contextlib.suppress(BaseException):
-                fh.flush()
-            os._exit(code)
-    _start_prewarm()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        sys.stdout = sys.stderr = fh
+        if threads:
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(threads)
+        code = target()
+    except SystemExit as end:
+        code = _exit_status(end, fh)
+    except BaseException:  # noqa: BLE001 - as a crashed process: traceback in the log
+        with contextlib.suppress(BaseException):
+            traceback.print_exc(file=fh)
+    finally:
+        with contextlib.suppress(BaseException):
+            fh.flush()
+        os._exit(code)
+
+
+def wait_forked(pid: int) -> int:
+    """Wait for a child of :func:`start_forked`; its exit status."""
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def _run_forked(argv: list[str], fh, threads: int | None = None) -> int:
+    """Run ``biointerp *argv`` in a forked child (:func:`start_forked`) with the rule's ``threads``
+    (children side by side must not each take every core); wait for it and return its status."""
+    from biointerp.cli import main
+
+    def command() -> int:
+        sys.argv = ["biointerp", *argv]
+        main.main(args=list(argv), prog_name="biointerp", standalone_mode=True)
+        return 0
+
+    pid = start_forked(command, fh, threads)
+    _start_prewarm()
+    return wait_forked(pid)
 
 
 def fork_enabled() -> bool:

@@ -133,3 +133,16 @@ def test_features_train_enriched_at_elements(inputs, tmp_path):
     src, extra = TensorRows(torch.zeros(64, 3), 16, 0), torch.ones(5, 3)
     batch = next(iter(MixedRows(src, extra, 0.25, seed=1)))
     assert batch.shape == (16, 3) and int(batch[:, 0].sum()) == 4
+
+
+@pytest.mark.parametrize("name, text", [("bad.gff3", "garbage\tline\n"), ("bad.bed", "chr1\tx\ty\texon\n")])
+def test_damaged_annotations_are_one_clear_error(inputs, tmp_path, name, text):
+    """A damaged annotation file: exit 1 and one `Error:` line naming it, for label and for train --enrich."""
+    d, g = inputs, inputs / "g"
+    bad = tmp_path / name
+    bad.write_text(text)
+    train = run(["features", "train", "--model", d / "model", "--fasta", g / "genome.fa", "--layer", "blocks.4",
+                 "--steps", "2", "--engine", "plain", "--out", tmp_path / "s.safetensors", "--device", "cpu",
+                 "--enrich-annotations", bad, "--enrich-class", "exon"])
+    assert train.exit_code == 1 and f"Error: {bad}:" in train.output and "Traceback" not in train.output
+    assert "no numeric start/end" in train.output

@@ -128,3 +128,27 @@ def test_prewarm_imports_after_the_first_fork(tmp_path, monkeypatch):
         assert rulejob._PREWARM_STARTED.is_set() and "colorsys" in sys.modules
     finally:
         rulejob.prewarm_after_fork()
+
+
+def test_start_forked_statuses_and_tracebacks(tmp_path):
+    """start_forked: the child's status is the target's, a crash is a traceback in the log and
+    status 1, a SystemExit message goes to the log; the parent's stdout is untouched."""
+    import os
+
+    def ok():
+        print("hello from", os.getpid())
+        return 3
+
+    def crash():
+        raise RuntimeError("boom")
+
+    def exits():
+        raise SystemExit("bad input")
+
+    for target, want, text in ((ok, 3, "hello from"), (crash, 1, "RuntimeError: boom"), (exits, 1, "bad input")):
+        log = tmp_path / f"{target.__name__}.log"
+        with open(log, "w") as fh:
+            pid = rulejob.start_forked(target, fh, threads=1)
+            assert pid != os.getpid()
+            assert rulejob.wait_forked(pid) == want
+        assert text in log.read_text()

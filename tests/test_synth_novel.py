@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
 from biointerp.synth import SynthConfig, generate_genome, make_variants, novel_contigs
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "probes" / "synth_ground_truth"
+
+
+def _script(name: str):
+    """A script of probes/synth_ground_truth/ loaded as a module."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _novel_variants():
+    """Variants of a small genome with one novel-family contig, with the runs' ``test_set`` column."""
+    b = generate_genome(SynthConfig(n_contigs=2, contig_length=30_000, variants_per_class=5, n_domain_families=4,
+                                    novel_family_contigs=1))
+    v = make_variants(b)
+    v["test_set"] = np.where(v["families"] == "novel", "test_novel", v["split"])
+    return v
 
 
 def test_novel_family_contig_keeps_the_rest_and_shares_no_family():
@@ -29,20 +53,10 @@ def test_novel_family_contig_keeps_the_rest_and_shares_no_family():
 
 def test_per_class_script_orients_scores_and_keeps_test_sets_apart():
     """probes/synth_ground_truth/per_class.py: a class vs the other label, per test set, '-' flips a score."""
-    import importlib.util
-    from pathlib import Path
-
-    import numpy as np
     import pandas as pd
 
-    path = Path(__file__).resolve().parents[1] / "probes" / "synth_ground_truth" / "per_class.py"
-    spec = importlib.util.spec_from_file_location("per_class", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    b = generate_genome(SynthConfig(n_contigs=2, contig_length=30_000, variants_per_class=5, n_domain_families=4,
-                                    novel_family_contigs=1))
-    v = make_variants(b)
-    v["test_set"] = np.where(v["families"] == "novel", "test_novel", v["split"])
+    mod = _script("per_class")
+    v = _novel_variants()
     dam = (v["label"] == "damaging").to_numpy(float)
     rng = np.random.default_rng(0)
     s = pd.DataFrame({"variant_id": v["variant_id"], "perfect": dam, "noise": rng.normal(size=len(v)),
@@ -59,28 +73,17 @@ def test_per_class_script_orients_scores_and_keeps_test_sets_apart():
 
 def test_summarize_tables_model_vs_control(tmp_path):
     """probes/synth_ground_truth/summarize.py: per-class and root tables from run folders, signs kept."""
-    import importlib.util
     import json
-    from pathlib import Path
 
-    import numpy as np
     import pandas as pd
     import torch
     from safetensors.torch import save_file
 
     from biointerp.probes.evaluate import compare_scores
 
-    root = Path(__file__).resolve().parents[1] / "probes" / "synth_ground_truth"
-    mods = {}
-    for n in ("per_class", "summarize"):
-        spec = importlib.util.spec_from_file_location(n, root / f"{n}.py")
-        mods[n] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mods[n])
+    mods = {n: _script(n) for n in ("per_class", "summarize")}
     sm = mods["summarize"]
-    b = generate_genome(SynthConfig(n_contigs=2, contig_length=30_000, variants_per_class=5, n_domain_families=4,
-                                    novel_family_contigs=1))
-    v = make_variants(b)
-    v["test_set"] = np.where(v["families"] == "novel", "test_novel", v["split"])
+    v = _novel_variants()
     dam = (v["label"] == "damaging").to_numpy(float)
     rng = np.random.default_rng(0)
     runs = {}
@@ -124,16 +127,9 @@ def test_summarize_tables_model_vs_control(tmp_path):
 
 def test_root_seeds_pairs_each_root_with_newton_schulz_of_its_seed():
     """probes/synth_ground_truth/root_seeds.py: differences are root minus newton_schulz of the same seed."""
-    import importlib.util
-    from pathlib import Path
-
-    import numpy as np
     import pandas as pd
 
-    path = Path(__file__).resolve().parents[1] / "probes" / "synth_ground_truth" / "root_seeds.py"
-    spec = importlib.util.spec_from_file_location("root_seeds", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script("root_seeds")
     rng = np.random.default_rng(1)
     n = 400
     lab = pd.DataFrame({"variant_id": [f"v{i}" for i in range(n)], "label": np.where(np.arange(n) % 2, "damaging",
@@ -159,20 +155,10 @@ def test_root_seeds_pairs_each_root_with_newton_schulz_of_its_seed():
 
 def test_domain_pair_ranks_the_two_missense_classes_only():
     """probes/synth_ground_truth/domain_pair.py: missense_domain vs missense_outside_domain, per test set."""
-    import importlib.util
-    from pathlib import Path
-
-    import numpy as np
     import pandas as pd
 
-    path = Path(__file__).resolve().parents[1] / "probes" / "synth_ground_truth" / "domain_pair.py"
-    spec = importlib.util.spec_from_file_location("domain_pair", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    b = generate_genome(SynthConfig(n_contigs=2, contig_length=30_000, variants_per_class=5, n_domain_families=4,
-                                    novel_family_contigs=1))
-    v = make_variants(b)
-    v["test_set"] = np.where(v["families"] == "novel", "test_novel", v["split"])
+    mod = _script("domain_pair")
+    v = _novel_variants()
     # a score that only tells coding from non-coding: perfect per class, chance on the matched pair
     coding = v["consequence"].str.contains("missense|nonsense|synonymous|frameshift|inframe|start|stop")
     s = pd.DataFrame({"variant_id": v["variant_id"], "coding": coding.astype(float),

@@ -154,7 +154,10 @@ def train(model_spec, layer, fasta, regions, store_dir, tensor, out, latents, k,
         if enrich_annotations:
             from biointerp.features.label import read_annotations
 
-            ann = read_annotations(enrich_annotations)
+            try:
+                ann = read_annotations(enrich_annotations)
+            except ValueError as err:
+                raise click.ClickException(str(err)) from err
             parts = []  # elements inside the training regions, in region coordinates
             for c, (a, b) in reg.items():
                 sub = ann[(ann["chrom"] == c) & (ann["start"] >= a) & (ann["end"] <= b)].copy()

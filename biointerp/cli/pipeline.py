@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import sys
@@ -340,62 +339,48 @@ def _side_steps(out: Path, model: str) -> dict:
 
 
 class _SideSteps:
-    """:func:`_side_steps` in a forked child while this process runs variant_scoring (each step
-    is single-threaded, and the machine has two cores); its output is shown when it is collected.
-    Where jobs do not fork (:func:`biointerp.rulejob.fork_enabled`) the steps run here, in :meth:`finish`."""
+    """:func:`_side_steps` in a forked child (:func:`biointerp.rulejob.start_forked`) while this
+    process runs variant_scoring (each step is single-threaded, and the machine has two cores);
+    its output is shown when it is collected. Where jobs do not fork
+    (:func:`biointerp.rulejob.fork_enabled`) the steps run here, in :meth:`finish`."""
 
     def __init__(self, out: Path, model: str) -> None:
-        import os
         import tempfile
 
-        from biointerp.rulejob import _IMPORT_GUARD, fork_enabled
+        from biointerp.rulejob import fork_enabled, start_forked
 
         self.out, self.model, self.pid = out, model, None
         if not fork_enabled():
             return
         self.dir = Path(tempfile.mkdtemp(prefix="side.", dir=out))
-        sys.stdout.flush(), sys.stderr.flush()
-        with _IMPORT_GUARD:  # not in the middle of a background import
-            pid = os.fork()
-        if pid:
-            self.pid = pid
-            return
-        code = 1  # child: never returns into the demo
-        try:
-            fh = open(self.dir / "output.txt", "w")  # noqa: SIM115 - closed by os._exit
-            os.dup2(fh.fileno(), 1), os.dup2(fh.fileno(), 2)
-            sys.stdout = sys.stderr = fh
-            if "torch" in sys.modules:  # one core here, the other for the scoring workflow
-                sys.modules["torch"].set_num_threads(1)
+        self.fh = open(self.dir / "output.txt", "w")  # noqa: SIM115 - closed in finish()
+
+        def steps() -> int:
             feat = _side_steps(out, model)
             best = feat["best"].reset_index()
             (self.dir / "result.json").write_text(json.dumps(
                 {**{k: v for k, v in feat.items() if k != "best"}, "best": best.to_dict("list"),
                  "best_index": best.columns[0]}, default=str))
-            code = 0
-        except BaseException:  # noqa: BLE001 - reported by the parent from output.txt
-            import traceback
+            return 0
 
-            with contextlib.suppress(BaseException):
-                traceback.print_exc()
-        finally:
-            with contextlib.suppress(BaseException):
-                sys.stdout.flush()
-            os._exit(code)
+        # one core here, the other for the scoring workflow
+        self.pid = start_forked(steps, self.fh, threads=1)
 
     def finish(self) -> dict:
         """Wait for the steps, echo what they printed and return the feature summary."""
-        import os
         import shutil
 
         import pandas as pd
 
+        from biointerp.rulejob import wait_forked
+
         if self.pid is None:
             return _side_steps(self.out, self.model)
-        _, status = os.waitpid(self.pid, 0)
-        text = (self.dir / "output.txt").read_text() if (self.dir / "output.txt").is_file() else ""
+        code = wait_forked(self.pid)
+        self.fh.close()
+        text = (self.dir / "output.txt").read_text()
         click.echo(text, nl=False)
-        if os.waitstatus_to_exitcode(status) != 0:
+        if code != 0:
             raise click.ClickException(f"the demo's cohort/feature steps failed:\n{text[-2000:]}")
         res = json.loads((self.dir / "result.json").read_text())
         shutil.rmtree(self.dir, ignore_errors=True)

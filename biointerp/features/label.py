@@ -32,10 +32,18 @@ BROAD_TYPES = ("region", "chromosome", "source", "gene", "mRNA", "transcript")
 # --------------------------------------------------------------------------- annotations
 def read_annotations(path: str | Path) -> pd.DataFrame:
     """Read GFF3 / GTF / BED / GenBank annotations into ``chrom, start, end, type, strand, name``
-    (1-based inclusive). BED's ``name`` column (before a ``:``) is the type."""
+    (1-based inclusive). BED's ``name`` column (before a ``:``) is the type. A damaged or
+    mislabelled file is a ValueError naming the file (not a parser traceback)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such annotation file")
+    try:
+        return _read_annotations(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a readable annotation file ({type(err).__name__}: {err})") from err
+
+
+def _read_annotations(path: Path) -> pd.DataFrame:
     suf = "".join(path.suffixes[-2:]).lower().replace(".gz", "") or path.suffix.lower()
     suf = Path("x" + suf).suffix
     if suf in (".gff", ".gff3", ".gtf"):
@@ -44,17 +52,18 @@ def read_annotations(path: str | Path) -> pd.DataFrame:
                          compression="infer")
         sep = "=" if suf != ".gtf" else " "
         df["name"] = df["attrs"].fillna("").map(lambda a: _attr(a, sep))
-        return _tidy(df)
+        return _tidy(df, path)
     if suf == ".bed":
         df = pd.read_csv(path, sep="\t", comment="#", header=None, dtype={0: str}, compression="infer")
         if df.shape[1] < 3:
             raise ValueError(f"{path}: a BED file needs at least chrom, start, end")
-        out = pd.DataFrame({"chrom": df[0], "start": df[1].astype(int) + 1, "end": df[2].astype(int)})
+        out = pd.DataFrame({"chrom": df[0], "start": pd.to_numeric(df[1], errors="coerce") + 1,
+                            "end": pd.to_numeric(df[2], errors="coerce")})
         name = df[3].astype(str) if df.shape[1] > 3 else pd.Series("region", index=df.index)
         out["type"] = name.str.split(":").str[0]
         out["name"] = name.str.split(":", n=1).str[1].fillna("")
         out["strand"] = df[5].astype(str) if df.shape[1] > 5 else "."
-        return _tidy(out)
+        return _tidy(out, path)
     if suf in (".gb", ".gbk", ".genbank", ".gbff"):
         from Bio import SeqIO
 
@@ -64,7 +73,7 @@ def read_annotations(path: str | Path) -> pd.DataFrame:
                 strand = {1: "+", -1: "-"}.get(f.location.strand, ".")
                 name = (f.qualifiers.get("gene") or f.qualifiers.get("product") or [""])[0]
                 rows.append((rec.id, int(f.location.start) + 1, int(f.location.end), f.type, strand, name))
-        return _tidy(pd.DataFrame(rows, columns=ANN_COLUMNS))
+        return _tidy(pd.DataFrame(rows, columns=ANN_COLUMNS), path)
     raise ValueError(f"{path}: unknown annotation format; use .gff3, .gtf, .bed or .gb (GenBank)")
 
 
@@ -77,8 +86,15 @@ def _attr(a: str, sep: str) -> str:
     return ""
 
 
-def _tidy(df: pd.DataFrame) -> pd.DataFrame:
+def _tidy(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     df = df.copy()
+    for col in ("start", "end"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    bad = df["start"].isna() | df["end"].isna()
+    if bad.any():
+        raise ValueError(f"{path}: {int(bad.sum())} of {len(df)} records have no numeric start/end "
+                         f"(first: {df.loc[bad, ['chrom', 'start', 'end']].iloc[0].tolist()}); "
+                         "is it the format its suffix says?")
     df["strand"] = df.get("strand", ".").fillna(".").astype(str)
     df["name"] = df.get("name", "").fillna("").astype(str)
     return df[ANN_COLUMNS].astype({"chrom": str, "start": int, "end": int, "type": str}).reset_index(drop=True)
